@@ -1,0 +1,38 @@
+# The two commands a fresh machine needs: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test test-all sysdeps clean
+
+venv: $(STAMP)
+
+# torch first, pinned: the CPU wheel of 2.13.0 is on this machine's disk, while a bare `torch`
+# requirement would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Debian packages the ARM export and its test need (root on this machine; apt-get update first).
+sysdeps:
+	@if ! command -v aarch64-linux-gnu-gcc >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ]; then apt-get update -qq && apt-get install -y -qq gcc-aarch64-linux-gnu >/dev/null; \
+	  else echo "aarch64-linux-gnu-gcc missing: sudo apt-get install gcc-aarch64-linux-gnu (ARM export tests will skip)"; fi; \
+	fi
+
+# The main job on the embedded default: search demo-cnn for this host's x86 profile.
+demo: venv
+	$(BIN)/automc search
+
+test: venv sysdeps
+	$(BIN)/python -m pytest -q
+
+test-all: venv sysdeps
+	$(BIN)/python -m pytest -q -m ""
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,20 @@
+"""Where automc keeps its shipped YAML files and its caches."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROFILES_DIR = REPO_ROOT / "hw_profiles"
+SPACES_DIR = REPO_ROOT / "search_spaces"
+
+
+def cache_dir() -> Path:
+    """The cache root (trained demo weights, calibration stores, tuning databases).
+
+    ``AUTOMC_CACHE`` overrides the default ``~/.cache/automc``.
+    """
+    root = Path(os.environ.get("AUTOMC_CACHE", Path.home() / ".cache" / "automc"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root

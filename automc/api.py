@@ -1,0 +1,178 @@
+"""The Python API: ``automc.search(...)`` → ``SearchResult`` (.pareto, .plot(), .export())."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import optuna
+import pandas as pd
+import torch
+from torch import nn
+
+from automc.accuracy import EvalProxy
+from automc.compress import find_cells
+from automc.deploy.export import ExportReport, export_candidate
+from automc.errors import UserInputError
+from automc.latency.calibrate import calibrate_model, predictor_for
+from automc.latency.measure import host_description
+from automc.model.introspect import introspect
+from automc.profiles import HardwareProfile, load_profile
+from automc.report import pareto_figure, write_pareto_html
+from automc.search.objective import make_scorer
+from automc.search.pareto import load_study, pareto_frame, trials_frame
+from automc.search.runner import SearchSettings, run_search
+from automc.search.space import ResolvedSpace, load_space, resolve_space
+from automc.types import Candidate
+
+
+def default_profile_name() -> str:
+    """``x86-vnni`` where this host has AVX-512 VNNI, else ``x86-avx2`` (both measured here)."""
+    if load_profile("x86-vnni").measurable_here:
+        return "x86-vnni"
+    return "x86-avx2"
+
+
+@dataclass(frozen=True)
+class SearchContext:
+    """Everything needed to score, validate or export candidates of one run."""
+
+    model: nn.Module
+    example_input: torch.Tensor
+    calib_batches: tuple[torch.Tensor, ...]
+    evaluate: Callable[[nn.Module], float]
+    profile: HardwareProfile
+    space: ResolvedSpace
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """A finished (or resumed) search: its run directory and study."""
+
+    run_dir: Path
+    study: optuna.Study
+    context: SearchContext
+
+    @property
+    def pareto(self) -> pd.DataFrame:
+        """The Pareto front (accuracy ↑, latency ms ↓, size bytes ↓), sorted by latency."""
+        return pareto_frame(self.study)
+
+    @property
+    def trials(self) -> pd.DataFrame:
+        return trials_frame(self.study)
+
+    def plot(self):
+        """The interactive plotly figure of the front (also written to ``pareto.html``)."""
+        return pareto_figure(self.trials, self.pareto)
+
+    def candidate(self, trial: int) -> Candidate:
+        t = self.study.trials[trial]
+        if "candidate" not in t.user_attrs:
+            raise UserInputError(f"--trial {trial}: that trial has no candidate (state {t.state.name}); pick one from `automc pareto`")
+        return Candidate.from_json(t.user_attrs["candidate"])
+
+    def export(self, trial: int, out_dir: Path | str) -> ExportReport:
+        """Export trial ``trial``: config, compressed model, TVM library (measured where possible)."""
+        if not 0 <= trial < len(self.study.trials):
+            raise UserInputError(f"--trial {trial}: the run has trials 0..{len(self.study.trials) - 1}")
+        t = self.study.trials[trial]
+        ctx = self.context
+        predicted = t.values[1] if t.values else None
+        return export_candidate(ctx.model, ctx.example_input, ctx.calib_batches, self.candidate(trial), ctx.profile,
+                                Path(out_dir), predicted, t.user_attrs.get("latency_source", "calibrated"),
+                                {"trial": trial, "accuracy": t.values[0] if t.values else None})
+
+
+def new_run_dir(model_name: str, profile: HardwareProfile, root: Path = Path("runs")) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = root / f"{stamp}-{model_name}-{profile.name}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"{stamp}-{model_name}-{profile.name}-{n}"
+    return path
+
+
+def _check_run_dir(run_dir: Path, info: dict) -> None:
+    """A run directory is resumed only by the same search; anything else is refused, not overwritten."""
+    meta = run_dir / "run.json"
+    if meta.exists():
+        old = json.loads(meta.read_text())
+        for field in ("model", "profile", "space"):
+            if old.get(field) != info[field]:
+                raise UserInputError(f"--run-dir {run_dir}: holds a search of {field} '{old.get(field)}', not "
+                                     f"'{info[field]}'; choose a new run directory")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise UserInputError(f"--run-dir {run_dir}: exists and is not an automc run; choose a new run directory")
+
+
+def prepare(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn.Module], float],
+            profile: str | HardwareProfile, space: str, calib_batches: Sequence[torch.Tensor] | None) -> SearchContext:
+    """Validate inputs and bind the space to the model (nothing is written)."""
+    prof = profile if isinstance(profile, HardwareProfile) else load_profile(profile)
+    table = introspect(model, example_input)
+    resolved = resolve_space(load_space(space), table, prof, find_cells(model))
+    calib = tuple(calib_batches) if calib_batches else (example_input,)
+    return SearchContext(model.eval(), example_input, calib, evaluate, prof, resolved)
+
+
+def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn.Module], float], *,
+           profile: str | HardwareProfile | None = None, space: str = "default", n_trials: int = 50,
+           calib_batches: Sequence[torch.Tensor] | None = None, run_dir: Path | str | None = None,
+           sampler: str = "nsga2", seed: int = 0, calibration_budget_s: float = 600.0,
+           model_name: str = "custom", progress: bool = True,
+           on_calibration: Callable[[int, int, object], None] | None = None) -> SearchResult:
+    """Search per-layer compression of ``model`` for ``profile``; returns the run's result.
+
+    ``evaluate(model) -> float`` is the user's accuracy (fraction 0–1) on validation data;
+    ``calib_batches`` are input batches for activation ranges and BatchNorm recalibration.
+    Calibrates the profile's kernels first when this host can measure them (stored, reused).
+
+    >>> result = automc.search(model, x, evaluate, profile="x86-avx2", n_trials=40)  # doctest: +SKIP
+    >>> result.pareto[["trial", "accuracy", "latency_ms", "size_bytes"]]  # doctest: +SKIP
+    """
+    ctx = prepare(model, example_input, evaluate, profile or default_profile_name(), space, calib_batches)
+    run_dir = Path(run_dir) if run_dir else new_run_dir(model_name, ctx.profile)
+    info = {"model": model_name, "profile": ctx.profile.name, "space": ctx.space.name, "space_source": space,
+            "profile_source": profile if isinstance(profile, str) else ctx.profile.name, "n_trials": n_trials,
+            "sampler": sampler, "seed": seed, "input_shape": list(example_input.shape), "host": host_description(),
+            "python": platform.python_version(), "torch": torch.__version__, "optuna": optuna.__version__}
+    _check_run_dir(run_dir, info)
+    if ctx.profile.measurable_here:
+        calibrate_model(ctx.model, example_input, ctx.space, ctx.profile, budget_s=calibration_budget_s,
+                        on_progress=on_calibration)
+    predictor = predictor_for(ctx.model, example_input, ctx.profile)
+    import tvm
+
+    info["tvm"] = tvm.__version__
+    info["latency_source"] = predictor.source
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.json").write_text(json.dumps(info, indent=2))
+    scorer = make_scorer(ctx.model, example_input, ctx.calib_batches, EvalProxy(evaluate, ctx.calib_batches),
+                         predictor, ctx.profile)
+    study = run_search(ctx.space, scorer, run_dir, SearchSettings(n_trials=n_trials, sampler=sampler, seed=seed,
+                                                                  progress=progress))
+    result = SearchResult(run_dir, study, ctx)
+    write_pareto_html(result.plot(), run_dir / "pareto.html")
+    return result
+
+
+def open_run(run_dir: Path | str) -> SearchResult:
+    """Reopen a run of a built-in model (the CLI's ``pareto``/``export``/``validate``)."""
+    from automc.model.zoo import load_builtin
+
+    run_dir = Path(run_dir)
+    meta = run_dir / "run.json"
+    if not meta.exists():
+        raise UserInputError(f"RUN {run_dir}: no run.json there; give a directory made by `automc search`")
+    info = json.loads(meta.read_text())
+    builtin = load_builtin(info["model"])
+    ctx = prepare(builtin.model, builtin.example_input, builtin.evaluate, info.get("profile_source", info["profile"]),
+                  info.get("space_source", info["space"]),
+                  builtin.calib_batches)
+    return SearchResult(run_dir, load_study(run_dir), ctx)

@@ -1,0 +1,192 @@
+"""The ``automc`` command line: search, pareto, export, profiles, calibrate, validate."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from automc.errors import UserInputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=False, help="Hardware-aware compression of trained PyTorch models.")
+console = Console()
+
+
+def _friendly(fn):
+    """Bad input: one line on stderr naming the field and the fix, exit code 2; no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserInputError as exc:
+            Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2)
+
+    return wrapper
+
+
+def _calibration_progress(progress: Progress):
+    task = progress.add_task("calibrating kernels", total=None)
+
+    def update(i: int, n: int, spec) -> None:
+        progress.update(task, completed=i, total=n,
+                        description="calibrating kernels" + (f" ({spec.op} {spec.dtype} {spec.in_channels}→{spec.out_channels})" if spec else ""))
+
+    return update
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+
+
+def _print_front(result, measured: dict[int, float] | None = None) -> None:
+    from automc.report import front_table
+
+    console.print(front_table(result.pareto, measured))
+
+
+@app.command()
+@_friendly
+def search(model: str = typer.Option("demo-cnn", help="built-in model name"),
+           profile: Optional[str] = typer.Option(None, help="profile name or YAML path (default: x86-vnni on a VNNI host, else x86-avx2)"),
+           space: str = typer.Option("default", help="search space name or YAML path"),
+           trials: int = typer.Option(60, min=1, help="number of trials"),
+           sampler: str = typer.Option("nsga2", help="nsga2 | tpe | random"),
+           seed: int = typer.Option(0),
+           budget: float = typer.Option(600.0, help="calibration time budget (s) for kernels not yet measured"),
+           run_dir: Optional[Path] = typer.Option(None, help="run directory (default runs/<time>-<model>-<profile>); an existing run resumes")) -> None:
+    """Search per-layer compression for a device profile; writes a run directory."""
+    import automc.api as api
+    from automc.model.zoo import load_builtin
+    from automc.profiles import load_profile
+
+    profile = profile or api.default_profile_name()
+    prof = load_profile(profile)
+    if prof.name == "x86-avx2" and not load_profile("x86-vnni").measurable_here:
+        console.print(f"[yellow]x86-vnni cannot be measured on this host ({load_profile('x86-vnni').why_not_measurable()}); "
+                      f"searching for the host profile '{prof.name}' instead[/]")
+    if not prof.measurable_here:
+        console.print(f"[bold yellow]profile {prof.name} is UNCALIBRATED here ({prof.why_not_measurable()}): "
+                      "latencies are roofline estimates[/]")
+    builtin = load_builtin(model, verbose=True)
+    start = time.perf_counter()
+    with _progress() as progress:
+        result = api.search(builtin.model, builtin.example_input, builtin.evaluate, profile=profile, space=space,
+                            n_trials=trials, calib_batches=builtin.calib_batches, run_dir=run_dir, sampler=sampler,
+                            seed=seed, calibration_budget_s=budget, model_name=model, progress=True,
+                            on_calibration=_calibration_progress(progress))
+    _print_front(result)
+    console.print(f"search took {time.perf_counter() - start:.0f} s; run directory: {result.run_dir}")
+    console.print(f"interactive Pareto plot: {result.run_dir / 'pareto.html'}")
+
+
+@app.command()
+@_friendly
+def pareto(run: Path = typer.Argument(..., help="run directory")) -> None:
+    """Print the Pareto front of a run and (re)write its pareto.html."""
+    from automc.api import open_run
+    from automc.report import write_pareto_html
+
+    result = open_run(run)
+    _print_front(result)
+    path = write_pareto_html(result.plot(), Path(run) / "pareto.html")
+    console.print(f"interactive Pareto plot: {path}")
+
+
+@app.command()
+@_friendly
+def export(run: Path = typer.Argument(..., help="run directory"),
+           trial: int = typer.Option(..., help="trial number (see `automc pareto`)"),
+           out: Path = typer.Option(..., help="output directory")) -> None:
+    """Export a trial: config.json/.yaml, model.pt, TVM library; measured vs predicted here."""
+    from automc.api import open_run
+
+    result = open_run(run)
+    report = result.export(trial, out)
+    console.print(f"wrote {', '.join(report.files)} to {report.out_dir}")
+    if report.measured_ms is not None:
+        err = (report.predicted_ms - report.measured_ms) / report.measured_ms * 100 if report.predicted_ms else float("nan")
+        console.print(f"outputs vs compressed PyTorch: max |diff| {report.max_abs_diff:.2e}")
+        console.print(f"latency: measured {report.measured_ms:.3f} ms, predicted {report.predicted_ms:.3f} ms "
+                      f"({report.latency_source}), error {err:+.1f}%")
+    else:
+        console.print(f"predicted latency {report.predicted_ms} ms ({report.latency_source}); {report.note}")
+
+
+@app.command()
+@_friendly
+def profiles() -> None:
+    """List the shipped profiles and whether each is calibrated on this host."""
+    from automc.latency.store import MeasurementStore
+    from automc.profiles import list_profiles
+
+    table = Table(title="hardware profiles")
+    for col in ("name", "target", "measured here", "kernels stored", "description"):
+        table.add_column(col)
+    for p in list_profiles():
+        n = sum(1 for r in MeasurementStore(p.name).records() if r.spec)
+        here = "yes" if p.measurable_here else f"no: {p.why_not_measurable()}"
+        state = f"{n}" if n else "0 (UNCALIBRATED: roofline)"
+        table.add_row(p.name, str(p.target), here, state, p.description[:80])
+    console.print(table)
+
+
+@app.command()
+@_friendly
+def calibrate(profile: Optional[str] = typer.Option(None, help="profile name or YAML path"),
+              model: str = typer.Option("demo-cnn", help="built-in model whose space to calibrate"),
+              space: str = typer.Option("default"),
+              budget: float = typer.Option(1800.0, help="time budget (s)")) -> None:
+    """Tune and measure the kernels a model's space can produce (resumes; never measures twice)."""
+    import automc.api as api
+    from automc.latency.calibrate import calibrate_model
+    from automc.model.zoo import load_builtin
+
+    builtin = load_builtin(model, verbose=True)
+    ctx = api.prepare(builtin.model, builtin.example_input, builtin.evaluate, profile or api.default_profile_name(),
+                      space, builtin.calib_batches)
+    with _progress() as progress:
+        report = calibrate_model(ctx.model, builtin.example_input, ctx.space, ctx.profile, budget_s=budget,
+                                 on_progress=_calibration_progress(progress))
+    console.print(f"{ctx.profile.name}: {report.wanted} kernels wanted, {report.measured} measured now, "
+                  f"{report.reused} already stored, {report.seconds:.0f} s; whole-model factor {report.model_factor:.3f}")
+
+
+@app.command()
+@_friendly
+def validate(run: Path = typer.Argument(..., help="run directory"),
+             limit: int = typer.Option(8, help="validate at most this many front points")) -> None:
+    """Compile and measure the front end to end; print predicted vs measured latency."""
+    from automc.api import open_run
+    from automc.latency.validate import validate_candidates
+    from automc.types import Candidate
+
+    result = open_run(run)
+    front = result.pareto.head(limit)
+    cands = {int(r.trial): (Candidate.from_dict(r.candidate), float(r.latency_ms)) for r in front.itertuples()}
+    summary = validate_candidates(result.context.model, result.context.example_input, result.context.calib_batches,
+                                  cands, result.context.profile)
+    table = Table(title=f"predicted vs measured ({result.context.profile.name})")
+    for col in ("trial", "predicted ms", "measured ms", "error %", "spread %"):
+        table.add_column(col, justify="right")
+    for r in summary.rows:
+        table.add_row(str(r.trial), f"{r.predicted_ms:.3f}", f"{r.measured_ms:.3f}", f"{r.error * 100:+.1f}", f"{r.spread * 100:.1f}")
+    console.print(table)
+    console.print(f"within ±10%: {summary.within_10:.0%}, within ±5%: {summary.within_5:.0%}, "
+                  f"RMSPE {summary.rmspe:.1%}, Kendall τ {summary.kendall_tau:.2f}")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

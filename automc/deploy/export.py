@@ -1,0 +1,101 @@
+"""Export a chosen candidate: config, compressed PyTorch model, TVM library for the target,
+and — where the target is this host — a correctness check and a measured latency."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from automc.accuracy import recalibrate_bn
+from automc.compress import apply_candidate
+from automc.deploy.build import compile_module, tune, tvm_target
+from automc.deploy.relax_lowering import lower_to_relax
+from automc.profiles import HardwareProfile
+from automc.types import Candidate
+
+
+def _modules(module):
+    """A runtime module and everything it imports, depth first (the CUDA module sits under the host one)."""
+    yield module
+    for child in module.imports:
+        yield from _modules(child)
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What was written and, on this host, how the library behaved (ms; max |Δ| of outputs)."""
+
+    out_dir: str
+    files: tuple[str, ...]
+    predicted_ms: float | None
+    latency_source: str
+    measured_ms: float | None = None
+    max_abs_diff: float | None = None
+    note: str = ""
+
+
+def export_candidate(model: nn.Module, example_input: torch.Tensor, calib_batches: Sequence[torch.Tensor],
+                     candidate: Candidate, profile: HardwareProfile, out_dir: Path,
+                     predicted_ms: float | None = None, latency_source: str = "calibrated",
+                     extra_config: dict | None = None) -> ExportReport:
+    """Write ``config.json``/``config.yaml``, ``model.pt`` and the TVM library into ``out_dir``.
+
+    For a profile this host runs, the library is tuned (reusing the profile's database), loaded
+    back, checked against the compressed PyTorch model and timed.
+    """
+    import tvm
+    from tvm import relax
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    compressed = apply_candidate(model, candidate, example_input, calib_batches)
+    recalibrate_bn(compressed, calib_batches)
+    compressed.eval()
+    config = {"profile": profile.name, "target": dict(profile.target), "candidate": candidate.to_dict(),
+              "predicted_latency_ms": predicted_ms, "latency_source": latency_source,
+              "input_shape": list(example_input.shape), **(extra_config or {})}
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=True))
+    torch.save(compressed, out_dir / "model.pt")
+    files = ["config.json", "config.yaml", "model.pt"]
+
+    mod = lower_to_relax(compressed, example_input, profile)
+    if profile.target_kind == "cuda":
+        executable = tvm.compile(mod, tvm_target(profile))
+        source = "\n".join(m.inspect_source() for m in _modules(executable.mod) if m.kind == "cuda")
+        (out_dir / "model.cu").write_text(source)
+        executable.export_library(str(out_dir / "model.so"))
+        return ExportReport(str(out_dir), tuple(files + ["model.cu", "model.so"]), predicted_ms, latency_source,
+                            note="CUDA library built here; measure it on the GPU (uncalibrated here)")
+    if not profile.measurable_here:
+        from tvm.support import cc
+
+        executable = tvm.compile(mod, tvm_target(profile))
+        fcompile = cc.cross_compiler(profile.cross_compiler) if profile.cross_compiler else None
+        executable.export_library(str(out_dir / "model.so"), fcompile=fcompile)
+        return ExportReport(str(out_dir), tuple(files + ["model.so"]), predicted_ms, latency_source,
+                            note=f"not measured: {profile.why_not_measurable()}")
+
+    tune(mod, profile)
+    executable = compile_module(mod, profile)
+    executable.export_library(str(out_dir / "model.so"))
+    files.append("model.so")
+    vm = relax.VirtualMachine(tvm.runtime.load_module(str(out_dir / "model.so")), tvm.cpu())
+    out = vm["main"](tvm.runtime.tensor(example_input.numpy()))
+    got = (out[0] if not hasattr(out, "numpy") else out).numpy()
+    with torch.no_grad():
+        want = compressed(example_input).numpy()
+    from automc.latency.measure import time_executable
+
+    timing = time_executable(executable, [example_input.numpy()], profile)
+    report = ExportReport(str(out_dir), tuple(files), predicted_ms, latency_source, timing.median_ms,
+                          float(np.abs(got - want).max()))
+    (out_dir / "export_report.json").write_text(json.dumps(asdict(report), indent=2))
+    return report

@@ -1,0 +1,166 @@
+"""The lowering: a compressed nn.Module → the graph that will really run → a Relax IRModule.
+
+This is the one place that decides what deploys. Calibration (single kernels), prediction
+(kernel lists), validation and export all call it, so the predicted code is the code that ships:
+BatchNorm is folded into its conv, pruned channels are gone (they were removed from the torch
+model), low-rank layers are two layers, and quantized layers whose bit-widths the profile runs
+as int8 become integer kernels: u8 (non-negative inputs) or s8 activations × s8 weights → s32
+accumulate → float epilogue (scale, bias, activation).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from automc.profiles import HardwareProfile
+from automc.types import FP32_BITS, KernelSpec
+
+
+@dataclass(frozen=True)
+class IntegerLayer:
+    """How one layer runs as an integer kernel. Zero points are 0 (see compress.quantize)."""
+
+    w_bits: int
+    a_bits: int
+    a_scale: float
+    a_signed: bool
+
+    @property
+    def a_range(self) -> tuple[int, int]:
+        if self.a_signed:
+            q = 2 ** (self.a_bits - 1) - 1
+            return -q, q
+        return 0, 2**self.a_bits - 1
+
+    @property
+    def a_dtype(self) -> str:
+        return "int8" if self.a_signed else "uint8"
+
+
+def _is_quantized(module: nn.Module) -> bool:
+    return hasattr(module, "inner") and hasattr(module, "w_bits") and hasattr(module, "a_scale")
+
+
+def runs_integer(module: nn.Module, profile: HardwareProfile) -> bool:
+    """True when ``module`` is a quantized layer the profile runs on an int8 kernel."""
+    if not _is_quantized(module) or module.a_bits >= FP32_BITS or module.w_bits >= FP32_BITS:
+        return False
+    return profile.kernel_dtype.get(module.w_bits) == "int8" and profile.kernel_dtype.get(module.a_bits) == "int8"
+
+
+def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    return torch.nn.utils.fusion.fuse_conv_bn_eval(conv.eval(), bn.eval())
+
+
+def _conv_feeding(module: nn.Module) -> tuple[nn.Module, str] | None:
+    """(parent, name) of the conv whose output is ``module``'s output: the module itself is
+    handled by the caller; a Sequential (e.g. a low-rank pair) ends in it."""
+    if isinstance(module, nn.Sequential) and len(module):
+        name = list(module._modules)[-1]
+        last = module._modules[name]
+        if isinstance(last, nn.Conv2d) or (_is_quantized(last) and isinstance(last.inner, nn.Conv2d)):
+            return module, name
+        return _conv_feeding(last)
+    return None
+
+
+def _fold_into(parent: nn.Module, name: str, bn: nn.BatchNorm2d) -> None:
+    child = parent._modules[name]
+    if _is_quantized(child):
+        child.inner = _fold_bn(child.inner, bn)
+    else:
+        parent._modules[name] = _fold_bn(child, bn)
+
+
+def deploy_module(compressed: nn.Module, profile: HardwareProfile) -> tuple[nn.Module, dict[str, IntegerLayer]]:
+    """The float module that is exported, and which of its layers run as integer kernels.
+
+    Returns a copy where each conv→BatchNorm2d pair is folded into one conv (also when the conv
+    is quantized or the last of a low-rank pair) and each quantized wrapper is replaced by its
+    inner layer (weights on the quantization grid); the dict maps the inner layer's module path
+    to its integer-kernel parameters. Quantized layers the profile cannot run as integers stay
+    float (fake-quantized weights, float kernel).
+    """
+    model = copy.deepcopy(compressed).eval()
+
+    def fold(parent: nn.Module) -> None:
+        names = list(parent._modules)
+        for i, name in enumerate(names):
+            child = parent._modules[name]
+            nxt = parent._modules.get(names[i + 1]) if i + 1 < len(names) else None
+            if isinstance(nxt, nn.BatchNorm2d):
+                slot = (parent, name) if isinstance(child, nn.Conv2d) or (
+                    _is_quantized(child) and isinstance(child.inner, nn.Conv2d)) else _conv_feeding(child)
+                if slot is not None:
+                    _fold_into(*slot, nxt)
+                    parent._modules[names[i + 1]] = nn.Identity()
+            if child is not None and not _is_quantized(child):
+                fold(child)
+
+    fold(model)
+    integer: dict[str, IntegerLayer] = {}
+    for path, module in list(model.named_modules()):
+        for name, child in list(module._modules.items()):
+            if child is not None and _is_quantized(child):
+                full = f"{path}.{name}" if path else name
+                if runs_integer(child, profile):
+                    integer[full] = IntegerLayer(child.w_bits, child.a_bits, float(child.a_scale), bool(child.a_signed))
+                module._modules[name] = child.inner
+    return model, integer
+
+
+def _activation_after(parent: nn.Module, names: list[str], i: int) -> str:
+    for nxt in names[i + 1:]:
+        m = parent._modules[nxt]
+        if isinstance(m, (nn.Identity, nn.BatchNorm2d)):
+            continue
+        if isinstance(m, nn.ReLU6):
+            return "relu6"
+        if isinstance(m, nn.ReLU):
+            return "relu"
+        return "none"
+    return "none"
+
+
+def kernel_specs(compressed: nn.Module, example_input: torch.Tensor, profile: HardwareProfile) -> list[KernelSpec]:
+    """The conv / dense kernels the deployed model runs, with their deployed shapes and dtypes.
+
+    One forward pass of the deploy module with hooks; costs about a millisecond for the demo.
+    """
+    model, integer = deploy_module(compressed, profile)
+    acts: dict[str, str] = {}
+    for pname, parent in model.named_modules():
+        names = list(parent._modules)
+        for i, name in enumerate(names):
+            acts[f"{pname}.{name}" if pname else name] = _activation_after(parent, names, i)
+    specs: list[KernelSpec] = []
+    hooks = []
+    for path, module in model.named_modules():
+        if not isinstance(module, (nn.Conv2d, nn.Linear)):
+            continue
+        dtype = "int8" if path in integer else "float32"
+
+        def hook(mod, inp, out, path=path, dtype=dtype):
+            x = inp[0]
+            if isinstance(mod, nn.Linear):
+                specs.append(KernelSpec(op="dense", batch=int(np.prod(x.shape[:-1])), in_channels=mod.in_features,
+                                        out_channels=mod.out_features, dtype=dtype, act=acts.get(path, "none")))
+            else:
+                specs.append(KernelSpec(op="conv2d", batch=x.shape[0], in_channels=mod.in_channels,
+                                        out_channels=mod.out_channels, height=x.shape[2], width=x.shape[3],
+                                        kernel_size=mod.kernel_size[0], stride=mod.stride[0],
+                                        padding=mod.padding[0], groups=mod.groups, dtype=dtype,
+                                        act=acts.get(path, "none")))
+        hooks.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(example_input)
+    finally:
+        for h in hooks:
+            h.remove()
+    return specs

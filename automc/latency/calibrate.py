@@ -1,0 +1,174 @@
+"""Calibration: collect the kernels a model's space can produce, tune and measure them once.
+
+Kernels are ordered by how much the search will need them (the uniform baselines' kernels
+first, then by how often random candidates use them) and measured until the time budget runs
+out; the regressor in ``predictor`` covers the rest. A whole-model measurement of the
+uncompressed model gives the whole-graph factor (see ``predictor``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from automc.compress import apply_candidate
+from automc.deploy.build import compile_module, tune
+from automc.deploy.lower import kernel_specs
+from automc.deploy.relax_lowering import lower_to_relax
+from automc.errors import UserInputError
+from automc.latency.kernels import kernel_input, kernel_module
+from automc.latency.measure import time_executable
+from automc.latency.predictor import CalibratedPredictor, LatencyPredictor, RooflinePredictor
+from automc.latency.store import MeasurementStore
+from automc.profiles import HardwareProfile
+from automc.search.runner import baseline_params
+from automc.search.space import ResolvedSpace, candidate_from_params
+from automc.types import KernelSpec
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    """What a calibration run did: kernels wanted / measured now / already stored, seconds."""
+
+    wanted: int
+    measured: int
+    reused: int
+    seconds: float
+    model_factor: float
+
+
+def model_key(model: nn.Module, example_input: torch.Tensor) -> str:
+    """A store key for a model's whole-graph measurement (architecture + input shape)."""
+    text = repr(model) + str(tuple(example_input.shape))
+    return "model:" + hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def random_params(space: ResolvedSpace, rng: random.Random) -> dict:
+    params: dict = {}
+    for o in space.layers:
+        if len(o.bits) > 1:
+            w, a = rng.choice(o.bits)
+            params[f"{o.name}.bits"] = f"{w}/{a}"
+        if len(o.prune) > 1:
+            params[f"{o.name}.prune"] = rng.choice(o.prune)
+        if len(o.rank) > 1:
+            params[f"{o.name}.rank"] = rng.choice(o.rank)
+    for block, choices in space.cells.items():
+        params[f"{block}.cell"] = rng.choice(choices)
+    return params
+
+
+def collect_kernels(model: nn.Module, example_input: torch.Tensor, space: ResolvedSpace,
+                    profile: HardwareProfile, n_random: int = 64, seed: int = 0) -> list[KernelSpec]:
+    """Kernels of the baselines, then of ``n_random`` random candidates by frequency (deduplicated)."""
+    rng = random.Random(seed)
+    calib = (example_input,)
+    first: list[KernelSpec] = []
+    for params in baseline_params(space).values():
+        compressed = apply_candidate(model, candidate_from_params(space, params), example_input, calib)
+        first.extend(kernel_specs(compressed, example_input, profile))
+    counts: Counter[KernelSpec] = Counter()
+    for _ in range(n_random):
+        compressed = apply_candidate(model, candidate_from_params(space, random_params(space, rng)), example_input, calib)
+        counts.update(kernel_specs(compressed, example_input, profile))
+    ordered = list(dict.fromkeys(first))
+    ordered += [k for k, _ in counts.most_common() if k not in set(ordered)]
+    return ordered
+
+
+def measure_kernel(spec: KernelSpec, profile: HardwareProfile, store: MeasurementStore) -> float:
+    """Tune, compile and time one kernel (ms), unless the store has it already."""
+    hit = store.get(spec.key)
+    if hit is not None:
+        return hit.median_ms
+    mod = kernel_module(spec)
+    tune(mod, profile)
+    timing = time_executable(compile_module(mod, profile), [kernel_input(spec)], profile)
+    return store.add(spec.key, timing, profile.tuning.trials_per_kernel, spec.to_dict()).median_ms
+
+
+def measure_model(compressed: nn.Module, example_input: torch.Tensor, profile: HardwareProfile,
+                  tune_missing: bool = True):
+    """Lower, tune the tasks not yet in the database, compile and time a whole model.
+
+    Returns (executable, Timing).
+    """
+    mod = lower_to_relax(compressed, example_input, profile)
+    if tune_missing:
+        tune(mod, profile)
+    executable = compile_module(mod, profile)
+    return executable, time_executable(executable, [example_input.numpy()], profile)
+
+
+def require_measurable(profile: HardwareProfile) -> None:
+    if not profile.measurable_here:
+        raise UserInputError(f"--profile {profile.name}: cannot measure here ({profile.why_not_measurable()}); "
+                             "its latencies are uncalibrated roofline estimates. Calibrate a profile this host runs "
+                             "(see `automc profiles`)")
+
+
+def calibrate_model(model: nn.Module, example_input: torch.Tensor, space: ResolvedSpace, profile: HardwareProfile,
+                    budget_s: float = 600.0, n_random: int = 64,
+                    on_progress: Callable[[int, int, KernelSpec | None], None] | None = None,
+                    store: MeasurementStore | None = None) -> CalibrationReport:
+    """Measure the model's kernels (baselines first) until ``budget_s`` seconds have passed.
+
+    Already-stored kernels are reused, never re-measured; a killed calibration resumes.
+    """
+    require_measurable(profile)
+    store = store or MeasurementStore(profile.name)
+    start = time.perf_counter()
+    kernels = collect_kernels(model, example_input, space, profile, n_random=n_random)
+    reused = sum(k.key in store for k in kernels)
+    measured = 0
+    for i, spec in enumerate(kernels):
+        if on_progress:
+            on_progress(i, len(kernels), spec)
+        if spec.key in store:
+            continue
+        if time.perf_counter() - start > budget_s:
+            break
+        measure_kernel(spec, profile, store)
+        measured += 1
+    if on_progress:
+        on_progress(len(kernels), len(kernels), None)
+    # Last, so that the fp32 kernels tuned above are database hits here and only the tasks
+    # kernels alone never see (residual adds, pooling, head) are tuned now.
+    key = model_key(model, example_input)
+    if key not in store:
+        _, timing = measure_model(model, example_input, profile)
+        store.add(key, timing, profile.tuning.trials_per_kernel)
+    factor = model_factor(model, example_input, profile, store)
+    return CalibrationReport(len(kernels), measured, reused, time.perf_counter() - start, factor)
+
+
+def model_factor(model: nn.Module, example_input: torch.Tensor, profile: HardwareProfile,
+                 store: MeasurementStore) -> float:
+    """Measured whole fp32 model ÷ the sum of its kernels measured alone (1.0 if not measured)."""
+    whole = store.get(model_key(model, example_input))
+    if whole is None:
+        return 1.0
+    kernels_alone = CalibratedPredictor(store).predict(kernel_specs(model, example_input, profile))
+    return whole.median_ms / kernels_alone
+
+
+def predictor_for(model: nn.Module, example_input: torch.Tensor, profile: HardwareProfile,
+                  store: MeasurementStore | None = None) -> LatencyPredictor:
+    """The calibrated predictor when this host has measured the profile, else the roofline (loudly)."""
+    if not profile.measurable_here:
+        return RooflinePredictor(profile)
+    store = store or MeasurementStore(profile.name)
+    if sum(1 for r in store.records() if r.spec) < 2:
+        return RooflinePredictor(profile)
+    return CalibratedPredictor(store, model_factor=model_factor(model, example_input, profile, store))
+
+
+def kernels_of(models: Sequence[nn.Module], example_input: torch.Tensor, profile: HardwareProfile) -> list[KernelSpec]:
+    return [k for m in models for k in kernel_specs(m, example_input, profile)]

@@ -1,0 +1,89 @@
+"""Latency predictors, one protocol: kernels in, milliseconds out.
+
+``CalibratedPredictor``: exact hits from the measurement store, a gradient-boosted regressor
+on kernel features for the rest, times a whole-model factor measured on the uncompressed model
+(what kernels measured alone do not see: fusion with residual adds, pooling, call overhead).
+The factor is multiplicative, not an additive residual: measured here, an additive residual
+from the fp32 model drove compressed models' predictions below zero.
+``RooflinePredictor``: the labelled fallback for profiles not calibrated on this host.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from automc.latency.store import MeasurementStore
+from automc.profiles import HardwareProfile
+from automc.types import KernelSpec
+
+
+class LatencyPredictor(Protocol):
+    source: str  # "calibrated" or "uncalibrated"
+
+    def predict(self, kernels: Sequence[KernelSpec]) -> float:
+        """Latency of a model running ``kernels`` (ms)."""
+
+
+def kernel_features(spec: KernelSpec) -> list[float]:
+    oh, ow = spec.out_hw
+    return [
+        math.log2(spec.macs + 1), math.log2(spec.bytes_moved + 1),
+        1.0 if spec.dtype == "int8" else 0.0,
+        1.0 if spec.groups > 1 else 0.0,
+        1.0 if spec.op == "dense" else 0.0,
+        float(spec.kernel_size), float(spec.stride),
+        math.log2(spec.in_channels), math.log2(spec.out_channels), math.log2(oh * ow),
+    ]
+
+
+@dataclass
+class RooflinePredictor:
+    """max(compute, memory) time per kernel from the profile's declared peaks. Uncalibrated."""
+
+    profile: HardwareProfile
+    source: str = "uncalibrated"
+
+    def kernel_ms(self, spec: KernelSpec) -> float:
+        peak = self.profile.peak_gops.get(spec.dtype) or self.profile.peak_gops["float32"]
+        compute = 2 * spec.macs / (peak * 1e9)
+        memory = spec.bytes_moved / (self.profile.mem_bandwidth_gbs * 1e9)
+        return max(compute, memory) * 1e3
+
+    def predict(self, kernels: Sequence[KernelSpec]) -> float:
+        return sum(self.kernel_ms(k) for k in kernels)
+
+
+class CalibratedPredictor:
+    """Store hits + regression on the store, × the model's measured whole-graph factor."""
+
+    source = "calibrated"
+
+    def __init__(self, store: MeasurementStore, model_factor: float = 1.0):
+        from sklearn.ensemble import GradientBoostingRegressor
+
+        self.store = store
+        self.model_factor = model_factor
+        recs = [r for r in store.records() if r.spec is not None]
+        if len(recs) < 2:
+            raise ValueError(f"only {len(recs)} kernel measurements stored; run `automc calibrate` first")
+        x = np.array([kernel_features(KernelSpec.from_dict(r.spec)) for r in recs])
+        y = np.log(np.array([r.median_ms for r in recs]))
+        self._model = GradientBoostingRegressor(n_estimators=150, max_depth=3, learning_rate=0.1,
+                                                subsample=1.0, random_state=0).fit(x, y)
+        self._cache: dict[str, float] = {r.key: r.median_ms for r in recs}
+        self.n_measured = len(recs)
+
+    def kernel_ms(self, spec: KernelSpec) -> float:
+        key = spec.key
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = float(np.exp(self._model.predict(np.array([kernel_features(spec)]))[0]))
+            self._cache[key] = hit
+        return hit
+
+    def predict(self, kernels: Sequence[KernelSpec]) -> float:
+        return sum(self.kernel_ms(k) for k in kernels) * self.model_factor

@@ -1,0 +1,66 @@
+"""Every measurement, stored once (JSON lines per profile) and never repeated."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from automc._paths import cache_dir
+from automc.latency.measure import Timing, host_description
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One stored measurement: a kernel (or whole-model) key and its timing on a host."""
+
+    key: str
+    median_ms: float
+    min_ms: float
+    max_ms: float
+    repeats: int
+    trials: int
+    host: str
+    tvm_version: str
+    measured_at: float
+    spec: dict | None = None
+
+
+class MeasurementStore:
+    """Append-only JSONL file of measurements for one profile (``cache/measurements/P.jsonl``)."""
+
+    def __init__(self, profile_name: str, root: Path | None = None):
+        self.path = (root or cache_dir() / "measurements") / f"{profile_name}.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._records: dict[str, Measurement] = {}
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                if line.strip():
+                    rec = Measurement(**json.loads(line))
+                    # only this host's measurements describe this host's kernels
+                    if rec.host == host_description():
+                        self._records[rec.key] = rec
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._records
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def get(self, key: str) -> Measurement | None:
+        return self._records.get(key)
+
+    def records(self) -> list[Measurement]:
+        return list(self._records.values())
+
+    def add(self, key: str, timing: Timing, trials: int, spec: dict | None = None) -> Measurement:
+        import tvm
+
+        rec = Measurement(key=key, median_ms=timing.median_ms, min_ms=timing.min_ms, max_ms=timing.max_ms,
+                          repeats=timing.repeats, trials=trials, host=host_description(),
+                          tvm_version=tvm.__version__, measured_at=time.time(), spec=spec)
+        with self.path.open("a") as f:
+            f.write(json.dumps(rec.__dict__) + "\n")
+        self._records[key] = rec
+        return rec

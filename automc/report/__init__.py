@@ -1,0 +1,6 @@
+"""Reports of a search: the interactive Pareto chart and the terminal table of the front."""
+
+from automc.report.plot import is_uncalibrated, pareto_figure, write_pareto_html
+from automc.report.table import front_table
+
+__all__ = ["front_table", "is_uncalibrated", "pareto_figure", "write_pareto_html"]

@@ -1,0 +1,279 @@
+"""The in-process search runner: an Optuna multi-objective study over a resolved space.
+
+Objectives are accuracy (fraction, ↑), latency (ms, ↓) and size (bytes, ↓). The study lives in
+the run directory's journal file, so a killed search resumes where it stopped; the uniform
+baselines run first so that every front is drawn against them; a candidate whose scoring raises
+is recorded as a failed trial with its reason and the search goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+import pandas as pd
+from optuna.trial import FrozenTrial, TrialState
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from automc.search.pareto import (
+    DIRECTIONS, OBJECTIVES, STUDY_NAME, front_trials, hypervolume, journal_storage, pareto_frame,
+    reference_point, trials_frame,
+)
+from automc.search.space import ResolvedSpace, candidate_from_params
+from automc.types import Candidate, Evaluation
+
+SAMPLERS = ("nsga2", "tpe", "random")
+# User attrs the runner writes itself; score extras with these names are stored as "extras.<name>".
+RESERVED_ATTRS = frozenset({"candidate", "baseline", "latency_source", "error", "constraint"})
+
+Score = Callable[[Candidate], Evaluation]
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How to search: ``n_trials`` in total (a resumed run only adds the missing ones),
+    ``sampler`` one of ``SAMPLERS``, ``seed`` for the sampler, ``progress`` to draw a bar."""
+
+    n_trials: int
+    sampler: str = "nsga2"
+    seed: int = 0
+    progress: bool = True
+
+
+def suggest_params(space: ResolvedSpace, trial: optuna.Trial) -> dict[str, Any]:
+    """Ask ``trial`` for every choice of ``space`` that has more than one option.
+
+    Names: ``"{layer}.bits"`` (``"W/A"`` strings such as ``"8/8"``), ``"{layer}.prune"``,
+    ``"{layer}.rank"``, ``"{block}.cell"``. Single-option choices are left out: Optuna needs no
+    param for them and :func:`candidate_from_params` fills them in.
+
+    >>> study = optuna.create_study()  # doctest: +SKIP
+    >>> suggest_params(space, study.ask())  # doctest: +SKIP
+    {'conv1.bits': '8/8', 'conv1.prune': 0.25, 'blk1.cell': 'keep'}
+    """
+    params: dict[str, Any] = {}
+    for o in space.layers:
+        if len(o.bits) > 1:
+            params[f"{o.name}.bits"] = trial.suggest_categorical(f"{o.name}.bits", [f"{w}/{a}" for w, a in o.bits])
+        if len(o.prune) > 1:
+            params[f"{o.name}.prune"] = trial.suggest_categorical(f"{o.name}.prune", list(o.prune))
+        if len(o.rank) > 1:
+            params[f"{o.name}.rank"] = trial.suggest_categorical(f"{o.name}.rank", list(o.rank))
+    for block, choices in space.cells.items():
+        if len(choices) > 1:
+            params[f"{block}.cell"] = trial.suggest_categorical(f"{block}.cell", list(choices))
+    return params
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler called ``name`` (see ``SAMPLERS``), seeded."""
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ValueError(f"unknown sampler '{name}'; use one of {list(SAMPLERS)}")
+
+
+def baseline_params(space: ResolvedSpace) -> dict[str, dict[str, Any]]:
+    """Uniform baselines as name → Optuna params: fp32, int8, prune (50%), duplicates dropped.
+
+    A space without 8-bit (or without 50% pruning) makes that baseline equal to fp32; it is
+    then left out rather than run twice.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, params in (("fp32", space.uniform()), ("int8", space.uniform((8, 8))),
+                         ("prune", space.uniform(prune=0.5))):
+        if params not in out.values():
+            out[name] = params
+    return out
+
+
+def run_search(space: ResolvedSpace, score: Score, run_dir: Path, settings: SearchSettings) -> optuna.Study:
+    """Search ``space`` for ``settings.n_trials`` trials in total, scoring each candidate with ``score``.
+
+    Creates (or resumes) the study in ``run_dir/study.journal``; afterwards — also after Ctrl-C —
+    writes ``run_dir/trials.csv`` and ``run_dir/pareto.json``. One runner per run directory: on
+    resume, trials left RUNNING by a killed process are marked FAIL ("interrupted").
+
+    >>> study = run_search(space, score, Path("runs/x"), SearchSettings(n_trials=200))  # doctest: +SKIP
+    >>> pareto_frame(study)[["trial", "accuracy", "latency_ms"]]  # doctest: +SKIP
+    """
+    if settings.n_trials < 0:
+        raise ValueError(f"n_trials must be ≥ 0, got {settings.n_trials}")
+    if settings.sampler not in SAMPLERS:  # before anything is written to run_dir
+        raise ValueError(f"unknown sampler '{settings.sampler}'; use one of {list(SAMPLERS)}")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    storage = journal_storage(run_dir)
+    verbosity = optuna.logging.get_verbosity()
+    # Optuna logs a line per trial at INFO; the progress bar and trials.csv say it better.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = _open_study(storage, space, settings)
+        finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+        remaining = settings.n_trials - finished
+        try:
+            if remaining > 0:
+                with _ProgressBar(settings, finished) as bar:
+                    study.optimize(_objective(space, score), n_trials=remaining, catch=(Exception,),
+                                   callbacks=[bar.update])
+        finally:
+            write_results(study, run_dir)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return study
+
+
+def _open_study(storage: optuna.storages.BaseStorage, space: ResolvedSpace, settings: SearchSettings) -> optuna.Study:
+    """Create or resume the study, close out interrupted trials, queue the missing baselines."""
+    # Probe the journal first: the sampler's seed depends on how far a previous run got.
+    previous = _finished_count(storage)
+    # A resumed run reusing the first run's seed would re-propose the same random configs.
+    sampler = make_sampler(settings.sampler, settings.seed + previous)
+    study = optuna.create_study(storage=storage, sampler=sampler, study_name=STUDY_NAME,
+                                directions=list(DIRECTIONS), load_if_exists=True)
+    _fail_interrupted(study)
+    _enqueue_missing_baselines(study, space)
+    return study
+
+
+def _finished_count(storage: optuna.storages.BaseStorage) -> int:
+    try:
+        study_id = storage.get_study_id_from_name(STUDY_NAME)
+    except KeyError:
+        return 0
+    return sum(t.state.is_finished() for t in storage.get_all_trials(study_id, deepcopy=False))
+
+
+def _fail_interrupted(study: optuna.Study) -> None:
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        # Trial(study, id) is Optuna's own handle; FrozenTrial exposes the id only privately.
+        optuna.Trial(study, t._trial_id).set_user_attr("error", "Interrupted: still RUNNING when the search resumed")
+        study.tell(t.number, state=TrialState.FAIL)
+
+
+def _enqueue_missing_baselines(study: optuna.Study, space: ResolvedSpace) -> None:
+    # Fresh study: all baselines. Resumed: only those never queued, or lost to an interruption.
+    have = {t.user_attrs.get("baseline") for t in study.get_trials(deepcopy=False)
+            if not str(t.user_attrs.get("error", "")).startswith("Interrupted")}
+    for name, params in baseline_params(space).items():
+        if name not in have:
+            study.enqueue_trial(params, user_attrs={"baseline": name})
+
+
+def _objective(space: ResolvedSpace, score: Score) -> Callable[[optuna.Trial], tuple[float, float, float]]:
+    def objective(trial: optuna.Trial) -> tuple[float, float, float]:
+        params = suggest_params(space, trial)
+        candidate = candidate_from_params(space, params)
+        trial.set_user_attr("candidate", candidate.to_json())
+        try:
+            ev = score(candidate)
+            values = (float(ev.accuracy), float(ev.latency_ms), float(ev.size_bytes))
+            if not all(math.isfinite(v) for v in values):
+                raise ValueError(f"score returned non-finite values {dict(zip(OBJECTIVES, values))}")
+        except Exception as e:
+            # Optuna records the FAIL state but not the reason in a form trials.csv can show.
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}")
+            raise
+        trial.set_user_attr("latency_source", ev.latency_source)
+        for key, value in ev.extras.items():
+            trial.set_user_attr(f"extras.{key}" if key in RESERVED_ATTRS else key, _jsonable(value))
+        constraint = _constraints(space, ev)
+        for key, value in constraint.items():
+            # Optuna 5 reads constraints from the trial (constraints_func is deprecated) and
+            # every sampler, random included, then keeps infeasible trials off the front.
+            trial.set_constraint(key, value)
+        if constraint:
+            trial.set_user_attr("constraint", constraint)
+        return values
+
+    return objective
+
+
+def _constraints(space: ResolvedSpace, ev: Evaluation) -> dict[str, float]:
+    """Relative excess over each budget (0.1 = 10% over; ≤ 0 is within budget).
+
+    Relative, not absolute: NSGA-II sums violations, and ms and bytes must not be added raw.
+    """
+    out: dict[str, float] = {}
+    if space.max_latency_ms is not None:
+        out["latency_ms"] = (ev.latency_ms - space.max_latency_ms) / space.max_latency_ms
+    if space.max_size_bytes is not None:
+        out["size_bytes"] = (ev.size_bytes - space.max_size_bytes) / space.max_size_bytes
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)  # the journal stores JSON; a repr beats losing the extra
+
+
+def write_results(study: optuna.Study, run_dir: Path) -> None:
+    """Write ``trials.csv`` (every trial) and ``pareto.json`` (front rows with full candidates)."""
+    run_dir = Path(run_dir)
+    _atomic_write(run_dir / "trials.csv", trials_frame(study).to_csv(index=False))
+    front = pareto_frame(study)
+    rows = [{k: (None if _is_nan(v) else v) for k, v in row.items()} for row in front.to_dict(orient="records")]
+    _atomic_write(run_dir / "pareto.json", json.dumps(rows, indent=1, default=_json_default))
+
+
+def _is_nan(v: Any) -> bool:
+    return isinstance(v, float) and math.isnan(v)
+
+
+def _json_default(v: Any) -> Any:
+    if hasattr(v, "item"):  # numpy scalars from pandas
+        return v.item()
+    return str(v)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    # A reader (the CLI, a browser) never sees half a file, even if we are killed mid-write.
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class _ProgressBar:
+    """Trials done / total, current front size and normalised hypervolume, redrawn per trial."""
+
+    def __init__(self, settings: SearchSettings, done: int) -> None:
+        self._on = settings.progress
+        self._progress = Progress(
+            TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("front {task.fields[front]} · HV {task.fields[hv]}"), TimeElapsedColumn(),
+        )
+        self._task = self._progress.add_task("search", total=settings.n_trials, completed=done, front=0, hv="–")
+
+    def __enter__(self) -> "_ProgressBar":
+        if self._on:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._on:
+            self._progress.stop()
+
+    def update(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if not self._on:
+            return
+        # Values only (no candidate parsing): this runs after every trial and must stay cheap.
+        front = front_trials(study)
+        hv = "–"
+        if front:
+            done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            # Reference from all completed trials: the fp32 baseline runs first and is usually
+            # the slowest and largest, so the reference (and the HV scale) stays put.
+            ref = reference_point(pd.DataFrame([t.values for t in done], columns=list(OBJECTIVES)))
+            hv = f"{hypervolume(pd.DataFrame([t.values for t in front], columns=list(OBJECTIVES)), ref):.3f}"
+        self._progress.update(self._task, advance=1, front=len(front), hv=hv)

@@ -1,0 +1,166 @@
+"""Core data types shared by every stage: frozen dataclasses with a JSON round-trip.
+
+Nothing here imports torch or TVM, so every package can depend on it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal, Mapping
+
+LayerKind = Literal["conv", "dwconv", "pwconv", "linear"]
+
+FP32_BITS = 32
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One compressible layer as it sits in the trained model.
+
+    Shapes are NCHW (conv) or N×features (linear); ``macs`` counts multiply-accumulates
+    for one forward pass at the example input's batch size.
+    """
+
+    name: str
+    kind: LayerKind
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    in_channels: int
+    out_channels: int
+    kernel_size: int = 1
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+    params: int = 0
+    macs: int = 0
+    block: str | None = None  # the NAS cell (e.g. inverted-residual block) holding this layer
+
+
+@dataclass(frozen=True)
+class LayerChoice:
+    """What to do to one layer.
+
+    ``w_bits``/``a_bits``: 32 means float; ``prune``: fraction of output channels removed
+    (0 ≤ prune < 1); ``rank``: fraction of full rank kept by SVD (1.0 = not factorized).
+    """
+
+    w_bits: int = FP32_BITS
+    a_bits: int = FP32_BITS
+    prune: float = 0.0
+    rank: float = 1.0
+
+    @property
+    def quantized(self) -> bool:
+        return self.w_bits < FP32_BITS or self.a_bits < FP32_BITS
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A whole compression configuration: a choice per layer and a cell per block.
+
+    Layers absent from ``layers`` are left as they are; blocks absent from ``cells`` keep
+    their trained cell ("keep").
+    """
+
+    layers: Mapping[str, LayerChoice] = field(default_factory=dict)
+    cells: Mapping[str, str] = field(default_factory=dict)
+
+    def choice(self, layer: str) -> LayerChoice:
+        return self.layers.get(layer, LayerChoice())
+
+    def cell(self, block: str) -> str:
+        return self.cells.get(block, "keep")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layers": {k: asdict(v) for k, v in sorted(self.layers.items())},
+            "cells": dict(sorted(self.cells.items())),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Candidate":
+        return cls(
+            layers={k: LayerChoice(**v) for k, v in data.get("layers", {}).items()},
+            cells=dict(data.get("cells", {})),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Candidate":
+        return cls.from_dict(json.loads(text))
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """The unit of latency: one fused kernel as TVM compiles it for the deployed graph.
+
+    ``op`` is "conv2d" or "dense"; ``dtype`` is the kernel's compute dtype ("float32",
+    "int8": u8 activations × i8 weights → i32 → float epilogue); ``act`` the fused
+    activation. Shapes are of the deployed (pruned / factorized) layer.
+    """
+
+    op: Literal["conv2d", "dense"]
+    batch: int
+    in_channels: int
+    out_channels: int
+    height: int = 1
+    width: int = 1
+    kernel_size: int = 1
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+    dtype: str = "float32"
+    act: str = "none"
+
+    @property
+    def key(self) -> str:
+        """A stable string key for the measurement store."""
+        return "|".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        if self.op == "dense":
+            return (1, 1)
+        oh = (self.height + 2 * self.padding - self.kernel_size) // self.stride + 1
+        ow = (self.width + 2 * self.padding - self.kernel_size) // self.stride + 1
+        return (oh, ow)
+
+    @property
+    def macs(self) -> int:
+        oh, ow = self.out_hw
+        per_out = (self.in_channels // self.groups) * self.kernel_size * self.kernel_size
+        return self.batch * self.out_channels * oh * ow * per_out
+
+    @property
+    def bytes_moved(self) -> int:
+        """Bytes read and written once: input, weights, output (roofline numerator)."""
+        elem = 1 if self.dtype == "int8" else (2 if self.dtype == "float16" else 4)
+        oh, ow = self.out_hw
+        inp = self.batch * self.in_channels * self.height * self.width * elem
+        wgt = self.out_channels * (self.in_channels // self.groups) * self.kernel_size**2 * elem
+        out = self.batch * self.out_channels * oh * ow * 4
+        return inp + wgt + out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "KernelSpec":
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The scores of one candidate: accuracy (fraction, 0–1), latency (ms), size (bytes)."""
+
+    accuracy: float
+    latency_ms: float
+    size_bytes: int
+    latency_source: str = "calibrated"  # or "uncalibrated" (roofline estimate)
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

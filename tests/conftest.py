@@ -1,0 +1,64 @@
+"""Shared fixtures: a hermetic cache, the trained demo model, this host's measurable profile."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before automc is imported anywhere: CI gets a fresh cache (calibration, tuning databases and
+# the demo weights are all rebuilt, so "never measured twice" is tested from empty); developers
+# keep one between runs.
+if os.environ.get("CI") == "true":
+    os.environ["AUTOMC_CACHE"] = tempfile.mkdtemp(prefix="automc-ci-cache-")
+else:
+    os.environ.setdefault("AUTOMC_CACHE", str(Path.home() / ".cache" / "automc-test"))
+
+import pytest
+import yaml
+
+from automc.api import default_profile_name
+from automc.model.zoo import BuiltinModel, demo_cnn
+from automc.profiles import HardwareProfile, load_profile
+
+
+@pytest.fixture(scope="session")
+def demo() -> BuiltinModel:
+    return demo_cnn()
+
+
+@pytest.fixture(scope="session")
+def host_profile() -> HardwareProfile:
+    """The shipped x86 profile this host can measure (x86-vnni on VNNI hosts, else x86-avx2)."""
+    return load_profile(default_profile_name())
+
+
+@pytest.fixture(scope="session")
+def quick_profile_path(tmp_path_factory, host_profile: HardwareProfile) -> Path:
+    """The host profile with no MetaSchedule trials and short timing runs: real TVM builds and
+    measurements at test speed (tuning itself is tested on one kernel in tests/latency)."""
+    data = host_profile.model_dump()
+    data["name"] = f"{host_profile.name}-quick"
+    data["tuning"] = {"trials_per_kernel": 0, "repeat": 3, "min_repeat_ms": 5.0}
+    path = tmp_path_factory.mktemp("profiles") / "quick.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="session")
+def quick_profile(quick_profile_path: Path) -> HardwareProfile:
+    return load_profile(str(quick_profile_path))
+
+
+def _require_in_ci(condition: bool, reason: str) -> None:
+    if not condition:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"required in CI: {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def require_in_ci():
+    """``require_in_ci(cond, why)``: skip on a user's machine when ``cond`` is false; in CI
+    (CI=true) the test must run, so it fails instead."""
+    return _require_in_ci

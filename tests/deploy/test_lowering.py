@@ -1,0 +1,66 @@
+"""The lowering: what is predicted is what runs. Real TVM builds, real demo model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from automc.accuracy import recalibrate_bn
+from automc.compress import apply_candidate
+from automc.deploy.build import tvm_target
+from automc.deploy.lower import deploy_module, kernel_specs
+from automc.deploy.relax_lowering import lower_to_relax
+from automc.types import Candidate, LayerChoice
+
+INT8 = LayerChoice(w_bits=8, a_bits=8)
+
+
+@pytest.fixture(scope="module")
+def mixed(demo):
+    cand = Candidate(layers={"blocks.1.expand.0": LayerChoice(8, 8, prune=0.5),
+                             "blocks.2.project.0": LayerChoice(rank=0.5),
+                             "blocks.3.expand.0": LayerChoice(4, 8),
+                             "head_conv.0": INT8, "classifier": INT8},
+                     cells={"blocks.4": "skip"})
+    model = apply_candidate(demo.model, cand, demo.example_input, demo.calib_batches[:2])
+    recalibrate_bn(model, demo.calib_batches[:2])
+    return model.eval()
+
+
+def test_kernel_specs_follow_the_compression(mixed, demo, host_profile):
+    specs = kernel_specs(mixed, demo.example_input, host_profile)
+    by_shape = [(k.in_channels, k.out_channels, k.groups, k.dtype) for k in specs]
+    assert (16, 32, 1, "int8") in by_shape            # pruned expand, int8
+    assert (32, 32, 32, "float32") in by_shape         # its depthwise shrank with it
+    assert (96, 12, 1, "float32") in by_shape and (12, 24, 1, "float32") in by_shape  # low-rank: two layers
+    assert (24, 96, 1, "int8") in by_shape             # 4-bit weights run on the int8 kernel
+    assert not any(k.in_channels == 128 for k in specs)  # blocks.4 skipped
+    assert specs[-1].op == "dense" and specs[-1].dtype == "int8"
+    assert sum(k.act == "relu6" for k in specs) >= 8
+
+
+def test_deploy_module_folds_batchnorm(mixed, demo, host_profile):
+    deployed, integer = deploy_module(mixed, host_profile)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in deployed.modules())
+    assert set(integer) == {"blocks.1.expand.0", "blocks.3.expand.0", "head_conv.0", "classifier"}
+    assert integer["blocks.3.expand.0"].w_bits == 4
+
+
+def test_integer_lowering_runs_and_matches_torch(mixed, demo, host_profile):
+    import tvm
+    from tvm import relax
+
+    mod = lower_to_relax(mixed, demo.example_input, host_profile)
+    text = mod.script()
+    assert text.count('out_dtype="int32"') == 4       # 3 integer convs + 1 integer dense
+    assert 'dtype="uint8"' in text                      # post-ReLU6 inputs quantize unsigned
+    executable = tvm.compile(mod, tvm_target(host_profile))
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    x = demo.calib_batches[0][:1]
+    got = vm["main"](tvm.runtime.tensor(x.numpy()))[0].numpy()
+    with torch.no_grad():
+        want = mixed(x).numpy()
+    # integer kernels vs fake-quant float: equal up to rounding at quantization boundaries
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max(), (got, want)
+    assert got.argmax() == want.argmax()

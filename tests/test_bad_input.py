@@ -1,0 +1,105 @@
+"""Bad input: one line naming the file/option, the field and the fix; exit code 2; nothing overwritten."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from automc.cli import app
+from automc.errors import UserInputError
+from automc.profiles import load_profile
+from automc.search.space import load_space
+
+runner = CliRunner()
+
+
+def _write(tmp_path: Path, name: str, data) -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+def _space(**over):
+    data = yaml.safe_load(Path("search_spaces/default.yaml").read_text())
+    data.update(over)
+    return data
+
+
+def test_shipped_files_load():
+    assert load_space("default").name == "default"
+    for name in ("x86-vnni", "x86-avx2", "arm-cpu", "cuda-gpu"):
+        assert load_profile(name).name == name
+
+
+def test_unknown_profile_cli():
+    res = runner.invoke(app, ["search", "--profile", "no-such-device", "--trials", "1"])
+    assert res.exit_code == 2
+    assert "--profile" in res.output and "no-such-device" in res.output and "x86-avx2" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_unknown_space_cli():
+    res = runner.invoke(app, ["calibrate", "--space", "nope"])
+    assert res.exit_code == 2 and "--space" in res.output and "default" in res.output
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path):
+    path = _write(tmp_path, "bad.yaml", "name: x\nkinds: {conv: [1, 2\n")
+    with pytest.raises(UserInputError, match=r"bad.yaml.*line \d+.*malformed YAML"):
+        load_space(str(path))
+
+
+@pytest.mark.parametrize("ratio", [-0.1, 1.0, 1.5])
+def test_bad_prune_ratio_names_field(tmp_path, ratio):
+    path = _write(tmp_path, "s.yaml", _space(kinds={"pwconv": {"prune": [0.0, ratio]}}))
+    with pytest.raises(UserInputError) as err:
+        load_space(str(path))
+    msg = str(err.value)
+    assert "s.yaml" in msg and "kinds.pwconv.prune" in msg and "[0, 1)" in msg
+    assert "\n" not in msg
+
+
+def test_bits_profile_cannot_run(tmp_path, demo):
+    import automc.api as api
+
+    path = _write(tmp_path, "s.yaml", _space(kinds={"pwconv": {"bits": ["32/32", "3/8"]}}))
+    with pytest.raises(UserInputError, match=r"bit-width 3 cannot run on profile 'x86-avx2'.*kernel_dtype"):
+        api.prepare(demo.model, demo.example_input, demo.evaluate, "x86-avx2", str(path), None)
+
+
+def test_space_matching_no_layer(tmp_path, demo):
+    import automc.api as api
+
+    path = _write(tmp_path, "s.yaml", _space(skip=["*"]))
+    with pytest.raises(UserInputError, match="matches no layer"):
+        api.prepare(demo.model, demo.example_input, demo.evaluate, "x86-avx2", str(path), None)
+
+
+def test_bad_profile_field(tmp_path):
+    data = yaml.safe_load(Path("hw_profiles/x86-avx2.yaml").read_text())
+    data["kernel_dtype"] = {32: "float32", 8: "int9"}
+    path = _write(tmp_path, "p.yaml", data)
+    with pytest.raises(UserInputError, match=r"p.yaml: field 'kernel_dtype'.*int9"):
+        load_profile(str(path))
+
+
+def test_existing_foreign_directory_is_not_overwritten(tmp_path, quick_profile_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    res = runner.invoke(app, ["search", "--profile", str(quick_profile_path), "--trials", "1", "--run-dir", str(run)])
+    assert res.exit_code == 2 and "not an automc run" in res.output
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+
+
+def test_run_of_other_search_is_not_overwritten(tmp_path, quick_profile_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"model": "demo-cnn", "profile": "arm-cpu", "space": "default"}))
+    res = runner.invoke(app, ["search", "--profile", str(quick_profile_path), "--trials", "1", "--run-dir", str(run)])
+    assert res.exit_code == 2 and "profile" in res.output
+    assert json.loads((run / "run.json").read_text())["profile"] == "arm-cpu"

@@ -1,0 +1,125 @@
+"""The three workflows end to end through the CLI and the Python API: real search (Optuna),
+real TVM builds measured on this host, real export whose outputs match PyTorch."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import automc
+from automc.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, quick_profile_path):
+    run = tmp_path_factory.mktemp("runs") / "demo"
+    res = runner.invoke(app, ["search", "--profile", str(quick_profile_path), "--trials", "12",
+                              "--budget", "30", "--run-dir", str(run)])
+    assert res.exit_code == 0, res.output
+    assert "pareto.html" in res.output
+    return run
+
+
+def test_search_writes_the_run_directory(run_dir):
+    for name in ("run.json", "study.journal", "trials.csv", "pareto.json", "pareto.html"):
+        assert (run_dir / name).exists(), name
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert len(trials) == 12
+    assert {"fp32", "int8", "prune"} <= set(trials["baseline"].dropna())
+    done = trials[trials["state"] == "COMPLETE"]
+    assert len(done) >= 10
+    assert (done["latency_ms"] > 0).all() and (done["size_bytes"] > 0).all()
+    fp32 = done[done["baseline"] == "fp32"].iloc[0]
+    int8 = done[done["baseline"] == "int8"].iloc[0]
+    assert int8["size_bytes"] < 0.4 * fp32["size_bytes"]   # 8-bit weights + per-channel scales
+    assert fp32["accuracy"] > 0.9
+    front = json.loads((run_dir / "pareto.json").read_text())
+    assert len(front) >= 2 and all("candidate" in row for row in front)
+    html = (run_dir / "pareto.html").read_text()
+    assert "plotly" in html and "int8" in html
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["latency_source"] == "calibrated" and info["host"]
+
+
+def test_resume_adds_only_missing_trials(run_dir, quick_profile_path):
+    res = runner.invoke(app, ["search", "--profile", str(quick_profile_path), "--trials", "14",
+                              "--budget", "0", "--run-dir", str(run_dir)])
+    assert res.exit_code == 0, res.output
+    assert len(pd.read_csv(run_dir / "trials.csv")) == 14
+
+
+def test_pareto_command_prints_front(run_dir):
+    res = runner.invoke(app, ["pareto", str(run_dir)])
+    assert res.exit_code == 0, res.output
+    assert "fp32" in res.output or "int8" in res.output
+
+
+def test_export_and_validate_commands(run_dir, tmp_path):
+    front = json.loads((run_dir / "pareto.json").read_text())
+    trial = front[0]["trial"]
+    res = runner.invoke(app, ["export", str(run_dir), "--trial", str(trial), "--out", str(tmp_path / "exp")])
+    assert res.exit_code == 0, res.output
+    assert "measured" in res.output and "predicted" in res.output
+    assert (tmp_path / "exp" / "model.so").exists()
+    report = json.loads((tmp_path / "exp" / "export_report.json").read_text())
+    assert report["max_abs_diff"] < 0.1
+    res = runner.invoke(app, ["validate", str(run_dir), "--limit", "2"])
+    assert res.exit_code == 0, res.output
+    assert "Kendall" in res.output and "within ±10%" in res.output
+
+
+def test_export_unknown_trial_is_a_clear_error(run_dir, tmp_path):
+    res = runner.invoke(app, ["export", str(run_dir), "--trial", "999", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "--trial 999" in res.output
+
+
+def test_profiles_command_labels_uncalibrated():
+    res = runner.invoke(app, ["profiles"])
+    assert res.exit_code == 0, res.output
+    assert "arm-cpu" in res.output and "cuda-gpu" in res.output and "UNCALIBRATED" in res.output
+
+
+class TinyMLP(torch.nn.Module):
+    """A user's own model: nothing automc ships."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(64, 64)
+        self.fc2 = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def test_python_api_with_a_users_own_model(tmp_path, quick_profile):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.tensor(digits.data, dtype=torch.float32) / 16
+    y = torch.tensor(digits.target)
+    torch.manual_seed(0)
+    model = TinyMLP()
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    for _ in range(100):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x[:1400]), y[:1400]).backward()
+        opt.step()
+
+    def evaluate(m):
+        with torch.no_grad():
+            return float((m(x[1400:]).argmax(1) == y[1400:]).float().mean())
+
+    result = automc.search(model.eval(), x[:1], evaluate, profile=quick_profile, n_trials=6,
+                           calib_batches=[x[:128]], run_dir=tmp_path / "run", calibration_budget_s=15,
+                           progress=False)
+    front = result.pareto
+    assert len(front) >= 1 and (front["accuracy"] > 0.8).all()
+    assert result.plot().data
+    report = result.export(int(front.iloc[0]["trial"]), tmp_path / "export")
+    assert report.measured_ms > 0 and report.max_abs_diff < 0.1
