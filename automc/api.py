@@ -18,7 +18,8 @@ from automc.accuracy import EvalProxy
 from automc.compress import find_cells
 from automc.deploy.export import ExportReport, export_candidate
 from automc.errors import UserInputError
-from automc.latency.calibrate import calibrate_model, predictor_for
+from automc.latency.calibrate import calibrate_model, model_key, predictor_for
+from automc.latency.store import MeasurementStore
 from automc.latency.measure import host_description
 from automc.model.introspect import introspect
 from automc.profiles import HardwareProfile, load_profile
@@ -143,7 +144,9 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
             "sampler": sampler, "seed": seed, "input_shape": list(example_input.shape), "host": host_description(),
             "python": platform.python_version(), "torch": torch.__version__, "optuna": optuna.__version__}
     _check_run_dir(run_dir, info)
-    if ctx.profile.measurable_here:
+    # The first search of a model on a host calibrates it within the budget; later searches reuse
+    # the store as it is (`automc calibrate` extends it), so a warm search starts at once.
+    if ctx.profile.measurable_here and model_key(ctx.model, example_input) not in MeasurementStore(ctx.profile.name):
         calibrate_model(ctx.model, example_input, ctx.space, ctx.profile, budget_s=calibration_budget_s,
                         on_progress=on_calibration)
     predictor = predictor_for(ctx.model, example_input, ctx.profile)

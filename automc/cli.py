@@ -180,6 +180,12 @@ def validate(run: Path = typer.Argument(..., help="run directory"),
     for r in summary.rows:
         table.add_row(str(r.trial), f"{r.predicted_ms:.3f}", f"{r.measured_ms:.3f}", f"{r.error * 100:+.1f}", f"{r.spread * 100:.1f}")
     console.print(table)
+    import pandas as pd
+
+    out = Path(run) / "validation.csv"
+    pd.DataFrame([{"trial": r.trial, "predicted_ms": r.predicted_ms, "measured_ms": r.measured_ms,
+                   "error": r.error, "spread": r.spread} for r in summary.rows]).to_csv(out, index=False)
+    console.print(f"wrote {out}")
     console.print(f"within ±10%: {summary.within_10:.0%}, within ±5%: {summary.within_5:.0%}, "
                   f"RMSPE {summary.rmspe:.1%}, Kendall τ {summary.kendall_tau:.2f}")
 

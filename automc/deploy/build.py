@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 from automc._paths import cache_dir
 from automc.deploy._fast_tvm_import import import_meta_schedule, worker_initializer
@@ -65,20 +65,39 @@ def tune(mod, profile: HardwareProfile, trials_per_task: int | None = None, data
     ``trials_per_task`` defaults to the profile's tuning budget; 0 tunes nothing (tasks then
     compile with TVM's default schedules).
     """
+    return tune_modules([mod], profile, trials_per_task, database)
+
+
+def tune_modules(mods: Sequence, profile: HardwareProfile, trials_per_task: int | None = None, database=None) -> int:
+    """Tune, in one MetaSchedule session, every task of ``mods`` missing from the database.
+
+    One session for many kernels: the builder and runner worker pools start once, which was
+    most of the ~24 s a one-kernel session cost here.
+    """
     ms = import_meta_schedule()
+    from tvm_ffi import structural_equal, structural_hash
 
     trials = profile.tuning.trials_per_kernel if trials_per_task is None else trials_per_task
     if trials <= 0:
         return 0
     db = database if database is not None else open_database(profile)
     target = tvm_target(profile)
-    tasks = ms.relax_integration.extract_tasks(_fused(mod), target)
-    todo = [t for t in tasks if not db.has_workload(t.dispatched[0])]
+    todo, seen = [], {}
+    for mod in mods:
+        for task in ms.relax_integration.extract_tasks(_fused(mod), target):
+            prim = task.dispatched[0]
+            if db.has_workload(prim):
+                continue
+            same = seen.setdefault(structural_hash(prim), [])
+            if any(structural_equal(prim, other) for other in same):
+                continue
+            same.append(prim)
+            todo.append(task)
     if not todo:
         return 0
     with tempfile.TemporaryDirectory() as work_dir, _quiet_tvm():
-        # A small evolutionary population: the default (512, 4 generations) spends ~2 min per
-        # small kernel in the genetic search alone on 2 cores, for no gain at a handful of trials.
+        # A small evolutionary population: with a handful of trials per task, most of the
+        # default 512 candidates per generation would never be measured.
         strategy = ms.search_strategy.EvolutionarySearch(population_size=64, init_min_unmeasured=16, genetic_num_iters=1)
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(todo, work_dir, strategy=strategy, seed=0)
         ms.tune.tune_tasks(
@@ -87,7 +106,8 @@ def tune(mod, profile: HardwareProfile, trials_per_task: int | None = None, data
             num_trials_per_iter=min(trials, 16),
             # one build worker: on 2 cores more workers time out every build
             builder=ms.builder.LocalBuilder(max_workers=1, timeout_sec=60, initializer=worker_initializer),
-            runner=ms.runner.LocalRunner(ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=20), initializer=worker_initializer),
+            runner=ms.runner.LocalRunner(ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=20),
+                                         initializer=worker_initializer),
             database=db,
         )
     return len(todo)

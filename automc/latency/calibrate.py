@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from automc.compress import apply_candidate
-from automc.deploy.build import compile_module, tune
+from automc.deploy.build import compile_module, tune, tune_modules
 from automc.deploy.lower import kernel_specs
 from automc.deploy.relax_lowering import lower_to_relax
 from automc.errors import UserInputError
@@ -90,6 +90,11 @@ def measure_kernel(spec: KernelSpec, profile: HardwareProfile, store: Measuremen
         return hit.median_ms
     mod = kernel_module(spec)
     tune(mod, profile)
+    return _time_and_store(spec, mod, profile, store)
+
+
+def _time_and_store(spec: KernelSpec, mod, profile: HardwareProfile, store: MeasurementStore) -> float:
+    """Compile a (tuned) kernel module with the database applied, time it, store it (ms)."""
     timing = time_executable(compile_module(mod, profile), [kernel_input(spec)], profile)
     return store.add(spec.key, timing, profile.tuning.trials_per_kernel, spec.to_dict()).median_ms
 
@@ -115,10 +120,11 @@ def require_measurable(profile: HardwareProfile) -> None:
 
 
 def calibrate_model(model: nn.Module, example_input: torch.Tensor, space: ResolvedSpace, profile: HardwareProfile,
-                    budget_s: float = 600.0, n_random: int = 64,
+                    budget_s: float = 600.0, n_random: int = 64, batch_size: int = 6,
                     on_progress: Callable[[int, int, KernelSpec | None], None] | None = None,
                     store: MeasurementStore | None = None) -> CalibrationReport:
-    """Measure the model's kernels (baselines first) until ``budget_s`` seconds have passed.
+    """Measure the model's kernels (baselines first) until ``budget_s`` seconds have passed
+    (checked between batches of ``batch_size`` kernels).
 
     Already-stored kernels are reused, never re-measured; a killed calibration resumes.
     """
@@ -128,15 +134,23 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, space: Resolv
     kernels = collect_kernels(model, example_input, space, profile, n_random=n_random)
     reused = sum(k.key in store for k in kernels)
     measured = 0
-    for i, spec in enumerate(kernels):
-        if on_progress:
-            on_progress(i, len(kernels), spec)
-        if spec.key in store:
-            continue
+    todo = [k for k in kernels if k.key not in store]
+    done = len(kernels) - len(todo)
+    # batches: one MetaSchedule session tunes a batch's kernels together (see tune_modules)
+    for b in range(0, len(todo), batch_size):
         if time.perf_counter() - start > budget_s:
             break
-        measure_kernel(spec, profile, store)
-        measured += 1
+        batch = todo[b:b + batch_size]
+        if on_progress:
+            on_progress(done, len(kernels), batch[0])
+        mods = [kernel_module(spec) for spec in batch]
+        tune_modules(mods, profile)
+        for spec, mod in zip(batch, mods):
+            _time_and_store(spec, mod, profile, store)
+            measured += 1
+            done += 1
+            if on_progress:
+                on_progress(done, len(kernels), spec)
     if on_progress:
         on_progress(len(kernels), len(kernels), None)
     # Last, so that the fp32 kernels tuned above are database hits here and only the tasks

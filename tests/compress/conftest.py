@@ -6,12 +6,7 @@ import pytest
 import torch
 
 from automc.model.introspect import LayerTable, introspect
-from automc.model.zoo import BuiltinModel, demo_cnn
-
-
-@pytest.fixture(scope="session")
-def demo() -> BuiltinModel:
-    return demo_cnn()
+from automc.model.zoo import BuiltinModel
 
 
 @pytest.fixture(scope="session")
@@ -29,13 +24,3 @@ def batch(demo: BuiltinModel) -> torch.Tensor:
 def calib(demo: BuiltinModel) -> tuple[torch.Tensor, ...]:
     """One small calibration batch, for tests that check structure rather than accuracy."""
     return (demo.calib_batches[0][:32],)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Run on one intra-op thread: the 2 shared cores are often busy with other jobs, and two
-    torch threads contending with them were measured ~4× slower than one (60 s vs 14 s)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

