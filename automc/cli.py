@@ -58,7 +58,7 @@ def _print_front(result, measured: dict[int, float] | None = None) -> None:
 def search(model: str = typer.Option("demo-cnn", help="built-in model name"),
            profile: Optional[str] = typer.Option(None, help="profile name or YAML path (default: x86-vnni on a VNNI host, else x86-avx2)"),
            space: str = typer.Option("default", help="search space name or YAML path"),
-           trials: int = typer.Option(60, min=1, help="number of trials"),
+           trials: int = typer.Option(150, min=1, help="number of trials"),
            sampler: str = typer.Option("nsga2", help="nsga2 | tpe | random"),
            seed: int = typer.Option(0),
            budget: float = typer.Option(600.0, help="calibration time budget (s) for kernels not yet measured"),

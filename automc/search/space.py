@@ -131,8 +131,8 @@ class ResolvedSpace:
             n *= len(c)
         return n
 
-    def uniform(self, bits: tuple[int, int] | None = None, prune: float = 0.0) -> dict[str, Any]:
-        """Optuna params of a uniform baseline: every layer at ``bits``/``prune`` where offered."""
+    def uniform(self, bits: tuple[int, int] | None = None, prune: float = 0.0, rank: float = 1.0) -> dict[str, Any]:
+        """Optuna params of a uniform baseline: every layer at ``bits``/``prune``/``rank`` where offered."""
         params: dict[str, Any] = {}
         for o in self.layers:
             want = f"{bits[0]}/{bits[1]}" if bits else f"{FP32_BITS}/{FP32_BITS}"
@@ -141,7 +141,7 @@ class ResolvedSpace:
             if len(o.prune) > 1:
                 params[f"{o.name}.prune"] = prune if prune in o.prune else o.prune[0]
             if len(o.rank) > 1:
-                params[f"{o.name}.rank"] = 1.0 if 1.0 in o.rank else max(o.rank)
+                params[f"{o.name}.rank"] = rank if rank in o.rank else max(o.rank)
         for block, choices in self.cells.items():
             if len(choices) > 1:
                 params[f"{block}.cell"] = "keep"

@@ -24,12 +24,15 @@ def test_baselines_run_first_with_their_labels(space, tmp_path):
     assert first[0].params == space.uniform()
     assert all(t.params["a.bits"] == "8/8" and t.params["b.bits"] == "8/8" for t in [first[1]])
     assert first[2].params["a.prune"] == 0.5 and first[2].params["b.prune"] == 0.5
-    assert all("baseline" not in t.user_attrs for t in study.trials[3:])
+    n = len(baseline_params(space))
+    assert [t.user_attrs.get("baseline") for t in study.trials[:n]] == list(baseline_params(space))
+    assert all("baseline" not in t.user_attrs for t in study.trials[n:])
 
 
 def test_duplicate_baselines_are_skipped():
     fp32_only = ResolvedSpace("t", (LayerOptions("a", ((32, 32), (4, 8)), (0.0,), (1.0,)),), {}, None, None)
-    assert list(baseline_params(fp32_only)) == ["fp32"]
+    # int8, prune and lowrank are all fp32 in this space; 4-bit weights are not
+    assert list(baseline_params(fp32_only)) == ["fp32", "w4a8"]
 
 
 def test_results_files_have_the_promised_columns(space, tmp_path):
@@ -39,7 +42,7 @@ def test_results_files_have_the_promised_columns(space, tmp_path):
                 "error", "a.bits", "a.prune", "b.bits", "b.prune", "c.bits", "c.rank", "blk.cell"):
         assert col in trials.columns, col
     assert len(trials) == 8
-    assert set(trials["baseline"].dropna()) == {"fp32", "int8", "prune"}
+    assert set(trials["baseline"].dropna()) == set(baseline_params(space))
     front = json.loads((tmp_path / "pareto.json").read_text())
     assert front and set(front[0]) >= {"trial", "accuracy", "latency_ms", "size_bytes", "baseline",
                                        "latency_source", "candidate", "summary"}
