@@ -57,7 +57,9 @@ def test_resume_adds_only_missing_trials(run_dir, quick_profile_path):
 def test_pareto_command_prints_front(run_dir):
     res = runner.invoke(app, ["pareto", str(run_dir)])
     assert res.exit_code == 0, res.output
-    assert "fp32" in res.output or "int8" in res.output
+    front = json.loads((run_dir / "pareto.json").read_text())
+    assert "Pareto front" in res.output
+    assert all(f"│ {row['trial']:>5} │" in res.output for row in front)
 
 
 def test_export_and_validate_commands(run_dir, tmp_path):
