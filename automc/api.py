@@ -20,13 +20,13 @@ from automc.deploy.export import ExportReport, export_candidate
 from automc.errors import UserInputError
 from automc.latency.calibrate import calibrate_model, model_key, predictor_for
 from automc.latency.store import MeasurementStore
-from automc.latency.measure import host_description
+from automc._host import host_description
 from automc.model.introspect import introspect
 from automc.profiles import HardwareProfile, load_profile
 from automc.report import pareto_figure, write_pareto_html
 from automc.search.objective import make_scorer
 from automc.search.pareto import load_study, pareto_frame, trials_frame
-from automc.search.runner import SearchSettings, run_search
+from automc.search.runner import SearchSettings, calibration_candidates, run_search
 from automc.search.space import ResolvedSpace, load_space, resolve_space
 from automc.types import Candidate
 
@@ -147,7 +147,8 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     # The first search of a model on a host calibrates it within the budget; later searches reuse
     # the store as it is (`automc calibrate` extends it), so a warm search starts at once.
     if ctx.profile.measurable_here and model_key(ctx.model, example_input) not in MeasurementStore(ctx.profile.name):
-        calibrate_model(ctx.model, example_input, ctx.space, ctx.profile, budget_s=calibration_budget_s,
+        calibrate_model(ctx.model, example_input, *calibration_candidates(ctx.space), ctx.profile,
+                        budget_s=calibration_budget_s,
                         on_progress=on_calibration)
     predictor = predictor_for(ctx.model, example_input, ctx.profile)
     import tvm

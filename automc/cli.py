@@ -148,13 +148,15 @@ def calibrate(profile: Optional[str] = typer.Option(None, help="profile name or 
     """Tune and measure the kernels a model's space can produce (resumes; never measures twice)."""
     import automc.api as api
     from automc.latency.calibrate import calibrate_model
+    from automc.search.runner import calibration_candidates
     from automc.model.zoo import load_builtin
 
     builtin = load_builtin(model, verbose=True)
     ctx = api.prepare(builtin.model, builtin.example_input, builtin.evaluate, profile or api.default_profile_name(),
                       space, builtin.calib_batches)
     with _progress() as progress:
-        report = calibrate_model(ctx.model, builtin.example_input, ctx.space, ctx.profile, budget_s=budget,
+        report = calibrate_model(ctx.model, builtin.example_input, *calibration_candidates(ctx.space), ctx.profile,
+                                 budget_s=budget,
                                  on_progress=_calibration_progress(progress))
     console.print(f"{ctx.profile.name}: {report.wanted} kernels wanted, {report.measured} measured now, "
                   f"{report.reused} already stored, {report.seconds:.0f} s; whole-model factor {report.model_factor:.3f}")

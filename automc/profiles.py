@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -77,7 +76,7 @@ class HardwareProfile(BaseModel):
     def measurable_here(self) -> bool:
         """True when this host can run and time the profile's kernels itself: a local runner,
         an LLVM target for this host, and every CPU feature the target's code uses."""
-        from automc.latency.measure import host_cpu_flags
+        from automc._host import host_cpu_flags
 
         if self.runner.kind != "local" or self.target_kind != "llvm" or self.host is not None:
             return False
@@ -85,7 +84,7 @@ class HardwareProfile(BaseModel):
 
     def why_not_measurable(self) -> str:
         """One line saying why ``measurable_here`` is false (empty when it is true)."""
-        from automc.latency.measure import host_cpu_flags
+        from automc._host import host_cpu_flags
 
         if self.runner.kind == "rpc":
             return f"measured through TVM RPC (tracker {self.runner.tracker_host}:{self.runner.tracker_port}, key '{self.runner.device_key}')"
@@ -112,7 +111,3 @@ def load_profile(name_or_path: str) -> HardwareProfile:
 def list_profiles() -> list[HardwareProfile]:
     """All shipped profiles, by name."""
     return [load_profile(str(p)) for p in sorted(PROFILES_DIR.glob("*.yaml"))]
-
-
-def profile_path(name: str) -> Path:
-    return resolve_named_file(name, PROFILES_DIR, "profile", "--profile")

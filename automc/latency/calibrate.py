@@ -9,7 +9,6 @@ uncompressed model gives the whole-graph factor (see ``predictor``).
 from __future__ import annotations
 
 import hashlib
-import random
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -28,9 +27,7 @@ from automc.latency.measure import time_executable
 from automc.latency.predictor import CalibratedPredictor, LatencyPredictor, RooflinePredictor
 from automc.latency.store import MeasurementStore
 from automc.profiles import HardwareProfile
-from automc.search.runner import baseline_params
-from automc.search.space import ResolvedSpace, candidate_from_params
-from automc.types import KernelSpec
+from automc.types import Candidate, KernelSpec
 
 
 @dataclass(frozen=True)
@@ -50,37 +47,19 @@ def model_key(model: nn.Module, example_input: torch.Tensor) -> str:
     return "model:" + hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def random_params(space: ResolvedSpace, rng: random.Random) -> dict:
-    params: dict = {}
-    for o in space.layers:
-        if len(o.bits) > 1:
-            w, a = rng.choice(o.bits)
-            params[f"{o.name}.bits"] = f"{w}/{a}"
-        if len(o.prune) > 1:
-            params[f"{o.name}.prune"] = rng.choice(o.prune)
-        if len(o.rank) > 1:
-            params[f"{o.name}.rank"] = rng.choice(o.rank)
-    for block, choices in space.cells.items():
-        params[f"{block}.cell"] = rng.choice(choices)
-    return params
+def collect_kernels(model: nn.Module, example_input: torch.Tensor, first: Sequence[Candidate],
+                    sampled: Sequence[Candidate], profile: HardwareProfile) -> list[KernelSpec]:
+    """Kernels of the ``first`` candidates (the baselines) in order, then those of ``sampled``
+    candidates by how often they occur; deduplicated."""
+    calib = (example_input,)  # shapes only: activation ranges do not change a kernel
 
+    def kernels(c: Candidate) -> list[KernelSpec]:
+        return kernel_specs(apply_candidate(model, c, example_input, calib), example_input, profile)
 
-def collect_kernels(model: nn.Module, example_input: torch.Tensor, space: ResolvedSpace,
-                    profile: HardwareProfile, n_random: int = 64, seed: int = 0) -> list[KernelSpec]:
-    """Kernels of the baselines, then of ``n_random`` random candidates by frequency (deduplicated)."""
-    rng = random.Random(seed)
-    calib = (example_input,)
-    first: list[KernelSpec] = []
-    for params in baseline_params(space).values():
-        compressed = apply_candidate(model, candidate_from_params(space, params), example_input, calib)
-        first.extend(kernel_specs(compressed, example_input, profile))
-    counts: Counter[KernelSpec] = Counter()
-    for _ in range(n_random):
-        compressed = apply_candidate(model, candidate_from_params(space, random_params(space, rng)), example_input, calib)
-        counts.update(kernel_specs(compressed, example_input, profile))
-    ordered = list(dict.fromkeys(first))
-    ordered += [k for k, _ in counts.most_common() if k not in set(ordered)]
-    return ordered
+    ordered = list(dict.fromkeys(k for c in first for k in kernels(c)))
+    counts: Counter[KernelSpec] = Counter(k for c in sampled for k in kernels(c))
+    known = set(ordered)
+    return ordered + [k for k, _ in counts.most_common() if k not in known]
 
 
 def measure_kernel(spec: KernelSpec, profile: HardwareProfile, store: MeasurementStore) -> float:
@@ -99,15 +78,13 @@ def _time_and_store(spec: KernelSpec, mod, profile: HardwareProfile, store: Meas
     return store.add(spec.key, timing, profile.tuning.trials_per_kernel, spec.to_dict()).median_ms
 
 
-def measure_model(compressed: nn.Module, example_input: torch.Tensor, profile: HardwareProfile,
-                  tune_missing: bool = True):
+def measure_model(compressed: nn.Module, example_input: torch.Tensor, profile: HardwareProfile):
     """Lower, tune the tasks not yet in the database, compile and time a whole model.
 
     Returns (executable, Timing).
     """
     mod = lower_to_relax(compressed, example_input, profile)
-    if tune_missing:
-        tune(mod, profile)
+    tune(mod, profile)
     executable = compile_module(mod, profile)
     return executable, time_executable(executable, [example_input.numpy()], profile)
 
@@ -119,19 +96,20 @@ def require_measurable(profile: HardwareProfile) -> None:
                              "(see `automc profiles`)")
 
 
-def calibrate_model(model: nn.Module, example_input: torch.Tensor, space: ResolvedSpace, profile: HardwareProfile,
-                    budget_s: float = 600.0, n_random: int = 64, batch_size: int = 6,
+def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequence[Candidate],
+                    sampled: Sequence[Candidate], profile: HardwareProfile,
+                    budget_s: float = 600.0, batch_size: int = 6,
                     on_progress: Callable[[int, int, KernelSpec | None], None] | None = None,
                     store: MeasurementStore | None = None) -> CalibrationReport:
-    """Measure the model's kernels (baselines first) until ``budget_s`` seconds have passed
-    (checked between batches of ``batch_size`` kernels).
+    """Measure the kernels of ``first`` then ``sampled`` candidates (see ``collect_kernels``)
+    until ``budget_s`` seconds have passed (checked between batches of ``batch_size`` kernels).
 
     Already-stored kernels are reused, never re-measured; a killed calibration resumes.
     """
     require_measurable(profile)
     store = store or MeasurementStore(profile.name)
     start = time.perf_counter()
-    kernels = collect_kernels(model, example_input, space, profile, n_random=n_random)
+    kernels = collect_kernels(model, example_input, first, sampled, profile)
     reused = sum(k.key in store for k in kernels)
     measured = 0
     todo = [k for k in kernels if k.key not in store]
@@ -164,12 +142,13 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, space: Resolv
 
 
 def model_factor(model: nn.Module, example_input: torch.Tensor, profile: HardwareProfile,
-                 store: MeasurementStore) -> float:
+                 store: MeasurementStore, predictor: CalibratedPredictor | None = None) -> float:
     """Measured whole fp32 model ÷ the sum of its kernels measured alone (1.0 if not measured)."""
     whole = store.get(model_key(model, example_input))
     if whole is None:
         return 1.0
-    kernels_alone = CalibratedPredictor(store).predict(kernel_specs(model, example_input, profile))
+    kernels = kernel_specs(model, example_input, profile)
+    kernels_alone = sum((predictor or CalibratedPredictor(store)).kernel_ms(k) for k in kernels)
     return whole.median_ms / kernels_alone
 
 
@@ -181,8 +160,6 @@ def predictor_for(model: nn.Module, example_input: torch.Tensor, profile: Hardwa
     store = store or MeasurementStore(profile.name)
     if sum(1 for r in store.records() if r.spec) < 2:
         return RooflinePredictor(profile)
-    return CalibratedPredictor(store, model_factor=model_factor(model, example_input, profile, store))
-
-
-def kernels_of(models: Sequence[nn.Module], example_input: torch.Tensor, profile: HardwareProfile) -> list[KernelSpec]:
-    return [k for m in models for k in kernel_specs(m, example_input, profile)]
+    predictor = CalibratedPredictor(store)
+    predictor.model_factor = model_factor(model, example_input, profile, store, predictor)
+    return predictor

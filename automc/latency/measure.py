@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import platform
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
@@ -24,34 +22,6 @@ class Timing:
     def spread(self) -> float:
         """(max − min) / median: how noisy the measurement was."""
         return (self.max_ms - self.min_ms) / self.median_ms if self.median_ms else 0.0
-
-
-@lru_cache(maxsize=1)
-def host_description() -> str:
-    """CPU model and core count of this host, recorded beside every measurement."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-
-    return f"{model} ({os.cpu_count()} cpus, {platform.machine()})"
-
-
-@lru_cache(maxsize=1)
-def host_cpu_flags() -> frozenset[str]:
-    """The CPU feature flags of this host (Linux), e.g. {'avx2', 'avx512_vnni'}."""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
 
 
 def time_executable(executable, input_arrays: list[np.ndarray], profile: HardwareProfile) -> Timing:

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from automc._paths import cache_dir
-from automc.latency.measure import Timing, host_description
+from automc._host import host_description
+from automc.latency.measure import Timing
 
 
 @dataclass(frozen=True)

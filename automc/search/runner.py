@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -281,3 +282,26 @@ class _ProgressBar:
             ref = reference_point(pd.DataFrame([t.values for t in done], columns=list(OBJECTIVES)))
             hv = f"{hypervolume(pd.DataFrame([t.values for t in front], columns=list(OBJECTIVES)), ref):.3f}"
         self._progress.update(self._task, advance=1, front=len(front), hv=hv)
+
+
+def random_params(space: ResolvedSpace, rng: random.Random) -> dict[str, Any]:
+    """Optuna params of a uniformly random candidate of ``space``."""
+    params: dict[str, Any] = {}
+    for o in space.layers:
+        if len(o.bits) > 1:
+            w, a = rng.choice(o.bits)
+            params[f"{o.name}.bits"] = f"{w}/{a}"
+        if len(o.prune) > 1:
+            params[f"{o.name}.prune"] = rng.choice(o.prune)
+        if len(o.rank) > 1:
+            params[f"{o.name}.rank"] = rng.choice(o.rank)
+    for block, choices in space.cells.items():
+        params[f"{block}.cell"] = rng.choice(choices)
+    return params
+
+
+def calibration_candidates(space: ResolvedSpace, n_random: int = 64, seed: int = 0) -> tuple[list[Candidate], list[Candidate]]:
+    """(the uniform baselines, ``n_random`` random candidates): what calibration measures first."""
+    rng = random.Random(seed)
+    first = [candidate_from_params(space, p) for p in baseline_params(space).values()]
+    return first, [candidate_from_params(space, random_params(space, rng)) for _ in range(n_random)]

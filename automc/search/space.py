@@ -213,3 +213,4 @@ def candidate_from_params(space: ResolvedSpace, params: dict[str, Any]) -> "Cand
     cells = {block: str(params.get(f"{block}.cell", "keep" if "keep" in choices or not choices else choices[0]))
              for block, choices in space.cells.items()}
     return Candidate(layers=layers, cells=cells)
+

@@ -11,6 +11,7 @@ from automc.latency.kernels import kernel_module
 from automc.latency.predictor import CalibratedPredictor, RooflinePredictor
 from automc.latency.store import MeasurementStore
 from automc.profiles import load_profile
+from automc.search.runner import calibration_candidates
 from automc.types import KernelSpec
 
 PW = KernelSpec(op="conv2d", batch=1, in_channels=32, out_channels=32, height=8, width=8, act="relu6")
@@ -45,9 +46,10 @@ def test_calibration_reuses_store_and_predicts(demo, quick_profile):
     import automc.api as api
 
     ctx = api.prepare(demo.model, demo.example_input, demo.evaluate, quick_profile, "default", demo.calib_batches)
-    first = calibrate_model(ctx.model, demo.example_input, ctx.space, quick_profile, budget_s=40, n_random=4)
+    candidates = calibration_candidates(ctx.space, n_random=4)
+    first = calibrate_model(ctx.model, demo.example_input, *candidates, quick_profile, budget_s=40)
     assert first.wanted > 20 and first.measured >= 2
-    second = calibrate_model(ctx.model, demo.example_input, ctx.space, quick_profile, budget_s=0, n_random=4)
+    second = calibrate_model(ctx.model, demo.example_input, *candidates, quick_profile, budget_s=0)
     assert second.measured == 0 and second.reused >= first.measured
     predictor = predictor_for(ctx.model, demo.example_input, quick_profile)
     assert isinstance(predictor, CalibratedPredictor) and predictor.source == "calibrated"
