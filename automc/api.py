@@ -146,11 +146,11 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     _check_run_dir(run_dir, info)
     # The first search of a model on a host calibrates it within the budget; later searches reuse
     # the store as it is (`automc calibrate` extends it), so a warm search starts at once.
-    if ctx.profile.measurable_here and model_key(ctx.model, example_input) not in MeasurementStore(ctx.profile.name):
+    store = MeasurementStore(ctx.profile.name)
+    if ctx.profile.measurable_here and model_key(ctx.model, example_input) not in store:
         calibrate_model(ctx.model, example_input, *calibration_candidates(ctx.space), ctx.profile,
-                        budget_s=calibration_budget_s,
-                        on_progress=on_calibration)
-    predictor = predictor_for(ctx.model, example_input, ctx.profile)
+                        budget_s=calibration_budget_s, on_progress=on_calibration, store=store)
+    predictor = predictor_for(ctx.model, example_input, ctx.profile, store)
     import tvm
 
     info["tvm"] = tvm.__version__

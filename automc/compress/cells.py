@@ -12,7 +12,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from automc.compress._paths import set_module
+from automc.compress._module_paths import set_module
 from automc.compress.prune import build_graph, remove_out_channels
 from automc.model.introspect import _is_cell
 

@@ -7,7 +7,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from automc.compress._paths import get_module, set_module
+from automc.compress._module_paths import get_module, set_module
 
 
 def target_rank(layer: nn.Module, fraction: float) -> int:

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from automc.compress._paths import get_module, set_module
+from automc.compress._module_paths import get_module, set_module
 from automc.types import FP32_BITS
 
 # Share of |x| kept inside the activation range; the rest (outliers) is clamped.

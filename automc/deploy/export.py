@@ -15,7 +15,7 @@ from torch import nn
 
 from automc.accuracy import recalibrate_bn
 from automc.compress import apply_candidate
-from automc.deploy.build import compile_module, tune, tvm_target
+from automc.deploy.build import compile_module, open_database, tune, tvm_target
 from automc.deploy.relax_lowering import lower_to_relax
 from automc.profiles import HardwareProfile
 from automc.types import Candidate
@@ -83,8 +83,9 @@ def export_candidate(model: nn.Module, example_input: torch.Tensor, calib_batche
         return ExportReport(str(out_dir), tuple(files + ["model.so"]), predicted_ms, latency_source,
                             note=f"not measured: {profile.why_not_measurable()}")
 
-    tune(mod, profile)
-    executable = compile_module(mod, profile)
+    database = open_database(profile)
+    tune(mod, profile, database=database)
+    executable = compile_module(mod, profile, database)
     executable.export_library(str(out_dir / "model.so"))
     files.append("model.so")
     vm = relax.VirtualMachine(tvm.runtime.load_module(str(out_dir / "model.so")), tvm.cpu())

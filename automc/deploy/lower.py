@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from automc.compress.quantize import act_levels
 from automc.profiles import HardwareProfile
 from automc.types import FP32_BITS, KernelSpec
 
@@ -32,10 +33,7 @@ class IntegerLayer:
 
     @property
     def a_range(self) -> tuple[int, int]:
-        if self.a_signed:
-            q = 2 ** (self.a_bits - 1) - 1
-            return -q, q
-        return 0, 2**self.a_bits - 1
+        return act_levels(self.a_bits, self.a_signed)
 
     @property
     def a_dtype(self) -> str:

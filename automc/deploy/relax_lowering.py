@@ -8,16 +8,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from automc.compress.quantize import weight_scales
 from automc.deploy.lower import IntegerLayer, deploy_module
 from automc.errors import UserInputError
 from automc.profiles import HardwareProfile
 
 
 def _quantize_weight(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-output-channel symmetric int8 weights and their float scales."""
+    """Integer weights and per-channel scales on the grid compress.quantize trained against."""
+    scale = weight_scales(torch.from_numpy(w), bits).numpy().astype(np.float32)
     qmax = 2 ** (bits - 1) - 1
-    flat = np.abs(w.reshape(w.shape[0], -1)).max(axis=1)
-    scale = np.where(flat > 0, flat / qmax, 1.0).astype(np.float32)
     q = np.clip(np.round(w / scale.reshape((-1,) + (1,) * (w.ndim - 1))), -qmax, qmax).astype(np.int8)
     return q, scale
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from automc.compress import apply_candidate
-from automc.deploy.build import compile_module, tune, tune_modules
+from automc.deploy.build import compile_module, open_database, tune, tune_modules
 from automc.deploy.lower import kernel_specs
 from automc.deploy.relax_lowering import lower_to_relax
 from automc.errors import UserInputError
@@ -68,24 +68,26 @@ def measure_kernel(spec: KernelSpec, profile: HardwareProfile, store: Measuremen
     if hit is not None:
         return hit.median_ms
     mod = kernel_module(spec)
-    tune(mod, profile)
-    return _time_and_store(spec, mod, profile, store)
+    database = open_database(profile)
+    tune(mod, profile, database=database)
+    return _time_and_store(spec, mod, profile, store, database)
 
 
-def _time_and_store(spec: KernelSpec, mod, profile: HardwareProfile, store: MeasurementStore) -> float:
+def _time_and_store(spec: KernelSpec, mod, profile: HardwareProfile, store: MeasurementStore, database) -> float:
     """Compile a (tuned) kernel module with the database applied, time it, store it (ms)."""
-    timing = time_executable(compile_module(mod, profile), [kernel_input(spec)], profile)
+    timing = time_executable(compile_module(mod, profile, database), [kernel_input(spec)], profile)
     return store.add(spec.key, timing, profile.tuning.trials_per_kernel, spec.to_dict()).median_ms
 
 
-def measure_model(compressed: nn.Module, example_input: torch.Tensor, profile: HardwareProfile):
+def measure_model(compressed: nn.Module, example_input: torch.Tensor, profile: HardwareProfile, database=None):
     """Lower, tune the tasks not yet in the database, compile and time a whole model.
 
     Returns (executable, Timing).
     """
+    database = database if database is not None else open_database(profile)
     mod = lower_to_relax(compressed, example_input, profile)
-    tune(mod, profile)
-    executable = compile_module(mod, profile)
+    tune(mod, profile, database=database)
+    executable = compile_module(mod, profile, database)
     return executable, time_executable(executable, [example_input.numpy()], profile)
 
 
@@ -107,11 +109,13 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
     Already-stored kernels are reused, never re-measured; a killed calibration resumes.
     """
     require_measurable(profile)
-    store = store or MeasurementStore(profile.name)
+    store = store if store is not None else MeasurementStore(profile.name)
     start = time.perf_counter()
     kernels = collect_kernels(model, example_input, first, sampled, profile)
     reused = sum(k.key in store for k in kernels)
     measured = 0
+    # opened once: the database is a JSON file that grows with every tuned task
+    database = open_database(profile)
     todo = [k for k in kernels if k.key not in store]
     done = len(kernels) - len(todo)
     # batches: one MetaSchedule session tunes a batch's kernels together (see tune_modules)
@@ -122,9 +126,9 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
         if on_progress:
             on_progress(done, len(kernels), batch[0])
         mods = [kernel_module(spec) for spec in batch]
-        tune_modules(mods, profile)
+        tune_modules(mods, profile, database=database)
         for spec, mod in zip(batch, mods):
-            _time_and_store(spec, mod, profile, store)
+            _time_and_store(spec, mod, profile, store, database)
             measured += 1
             done += 1
             if on_progress:
@@ -135,7 +139,7 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
     # kernels alone never see (residual adds, pooling, head) are tuned now.
     key = model_key(model, example_input)
     if key not in store:
-        _, timing = measure_model(model, example_input, profile)
+        _, timing = measure_model(model, example_input, profile, database)
         store.add(key, timing, profile.tuning.trials_per_kernel)
     factor = model_factor(model, example_input, profile, store)
     return CalibrationReport(len(kernels), measured, reused, time.perf_counter() - start, factor)
@@ -157,7 +161,7 @@ def predictor_for(model: nn.Module, example_input: torch.Tensor, profile: Hardwa
     """The calibrated predictor when this host has measured the profile, else the roofline (loudly)."""
     if not profile.measurable_here:
         return RooflinePredictor(profile)
-    store = store or MeasurementStore(profile.name)
+    store = store if store is not None else MeasurementStore(profile.name)
     if sum(1 for r in store.records() if r.spec) < 2:
         return RooflinePredictor(profile)
     predictor = CalibratedPredictor(store)

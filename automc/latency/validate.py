@@ -11,6 +11,7 @@ from torch import nn
 
 from automc.accuracy import recalibrate_bn
 from automc.compress import apply_candidate
+from automc.deploy.build import open_database
 from automc.latency.calibrate import measure_model, require_measurable
 from automc.profiles import HardwareProfile
 from automc.types import Candidate
@@ -58,10 +59,11 @@ def validate_candidates(model: nn.Module, example_input: torch.Tensor, calib_bat
                         candidates: dict[int, tuple[Candidate, float]], profile: HardwareProfile) -> ValidationSummary:
     """Measure each ``trial → (candidate, predicted ms)`` end to end on this host."""
     require_measurable(profile)
+    database = open_database(profile)
     rows = []
     for trial, (candidate, predicted) in candidates.items():
         compressed = apply_candidate(model, candidate, example_input, calib_batches)
         recalibrate_bn(compressed, calib_batches)
-        _, timing = measure_model(compressed.eval(), example_input, profile)
+        _, timing = measure_model(compressed.eval(), example_input, profile, database)
         rows.append(ValidationRow(trial, predicted, timing.median_ms, timing.spread))
     return ValidationSummary(tuple(rows))

@@ -42,18 +42,19 @@ def test_int8_kernel_module_is_integer():
     assert 'out_dtype="int32"' in text and 'dtype="uint8"' in text
 
 
-def test_calibration_reuses_store_and_predicts(demo, quick_profile):
+def test_calibration_reuses_store_and_predicts(demo, quick_profile, tmp_path):
     import automc.api as api
 
     ctx = api.prepare(demo.model, demo.example_input, demo.evaluate, quick_profile, "default", demo.calib_batches)
     candidates = calibration_candidates(ctx.space, n_random=4)
-    first = calibrate_model(ctx.model, demo.example_input, *candidates, quick_profile, budget_s=40)
+    store = MeasurementStore(quick_profile.name, root=tmp_path)  # empty, whatever the cache holds
+    first = calibrate_model(ctx.model, demo.example_input, *candidates, quick_profile, budget_s=40, store=store)
     assert first.wanted > 20 and first.measured >= 2
-    second = calibrate_model(ctx.model, demo.example_input, *candidates, quick_profile, budget_s=0)
+    second = calibrate_model(ctx.model, demo.example_input, *candidates, quick_profile, budget_s=0,
+                             store=MeasurementStore(quick_profile.name, root=tmp_path))
     assert second.measured == 0 and second.reused >= first.measured
-    predictor = predictor_for(ctx.model, demo.example_input, quick_profile)
+    predictor = predictor_for(ctx.model, demo.example_input, quick_profile, store)
     assert isinstance(predictor, CalibratedPredictor) and predictor.source == "calibrated"
-    store = MeasurementStore(quick_profile.name)
     rec = next(r for r in store.records() if r.spec)
     spec = KernelSpec.from_dict(rec.spec)
     assert predictor.kernel_ms(spec) == rec.median_ms         # exact hit
