@@ -3,7 +3,8 @@
 A search lives in one Optuna study, ``"automc"``, in the run directory's journal file. The three
 objectives are accuracy (fraction, maximised), latency (ms, minimised) and size (bytes,
 minimised). Trials carry their story in user attributes: ``candidate`` (JSON), ``baseline``
-(uniform baseline name), ``latency_source`` (``calibrated`` | ``uncalibrated``), ``error``
+(uniform baseline name), ``seed`` (``probe:…`` or ``combination:…``, see
+:mod:`automc.search.seeds`), ``latency_source`` (``calibrated`` | ``uncalibrated``), ``error``
 (why a trial failed) and ``constraint`` (relative excess over each budget).
 """
 
@@ -28,7 +29,7 @@ OBJECTIVES = ("accuracy", "latency_ms", "size_bytes")
 DIRECTIONS = ("maximize", "minimize", "minimize")
 
 # Columns every trials frame has, in this order; Optuna params follow.
-TRIAL_COLUMNS = ("number", "state", "accuracy", "latency_ms", "size_bytes", "feasible", "baseline",
+TRIAL_COLUMNS = ("number", "state", "accuracy", "latency_ms", "size_bytes", "feasible", "baseline", "seed",
                  "latency_source", "error", "summary", "duration_s")
 FRONT_COLUMNS = ("trial", "accuracy", "latency_ms", "size_bytes", "baseline", "latency_source",
                  "candidate", "summary")
@@ -107,6 +108,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             **dict(zip(OBJECTIVES, values)),
             "feasible": is_feasible(t) if t.state == TrialState.COMPLETE else None,
             "baseline": t.user_attrs.get("baseline"),
+            "seed": t.user_attrs.get("seed"),
             "latency_source": t.user_attrs.get("latency_source"),
             "error": t.user_attrs.get("error"),
             "summary": summarize(cand) if cand is not None else None,

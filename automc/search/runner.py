@@ -25,12 +25,13 @@ from automc.search.pareto import (
     DIRECTIONS, OBJECTIVES, STUDY_NAME, front_trials, hypervolume, journal_storage, pareto_frame,
     reference_point, trials_frame,
 )
+from automc.search.seeds import Probe, Reference, combination_params, probe_params
 from automc.search.space import ResolvedSpace, candidate_from_params
 from automc.types import Candidate, Evaluation
 
 SAMPLERS = ("nsga2", "tpe", "random")
 # User attrs the runner writes itself; score extras with these names are stored as "extras.<name>".
-RESERVED_ATTRS = frozenset({"candidate", "baseline", "latency_source", "error", "constraint"})
+RESERVED_ATTRS = frozenset({"candidate", "baseline", "seed", "probe", "latency_source", "error", "constraint"})
 
 Score = Callable[[Candidate], Evaluation]
 
@@ -38,12 +39,15 @@ Score = Callable[[Candidate], Evaluation]
 @dataclass(frozen=True)
 class SearchSettings:
     """How to search: ``n_trials`` in total (a resumed run only adds the missing ones),
-    ``sampler`` one of ``SAMPLERS``, ``seed`` for the sampler, ``progress`` to draw a bar."""
+    ``sampler`` one of ``SAMPLERS``, ``seed`` for the sampler, ``progress`` to draw a bar,
+    ``sensitivity_seeds`` to probe single choices and enqueue their combinations (see
+    :mod:`automc.search.seeds`; they take at most half of ``n_trials``)."""
 
     n_trials: int
     sampler: str = "nsga2"
     seed: int = 0
     progress: bool = True
+    sensitivity_seeds: bool = True
 
 
 def suggest_params(space: ResolvedSpace, trial: optuna.Trial) -> dict[str, Any]:
@@ -122,13 +126,20 @@ def run_search(space: ResolvedSpace, score: Score, run_dir: Path, settings: Sear
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = _open_study(storage, space, settings)
-        finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
-        remaining = settings.n_trials - finished
+        finished = _finished_count(storage)
         try:
-            if remaining > 0:
+            if settings.n_trials > finished:
+                objective = _objective(space, score)
                 with _ProgressBar(settings, finished) as bar:
-                    study.optimize(_objective(space, score), n_trials=remaining, catch=(Exception,),
-                                   callbacks=[bar.update])
+                    def run(n: int) -> None:
+                        if n > 0:
+                            study.optimize(objective, n_trials=n, catch=(Exception,), callbacks=[bar.update])
+
+                    # Queued first (baselines, probes), so that the combinations can read the probes.
+                    run(min(_count(study, TrialState.WAITING), settings.n_trials - _finished_count(storage)))
+                    if settings.sensitivity_seeds:
+                        _enqueue_combinations(study, space)
+                    run(settings.n_trials - _finished_count(storage))
         finally:
             write_results(study, run_dir)
     finally:
@@ -146,7 +157,40 @@ def _open_study(storage: optuna.storages.BaseStorage, space: ResolvedSpace, sett
                                 directions=list(DIRECTIONS), load_if_exists=True)
     _fail_interrupted(study)
     _enqueue_missing_baselines(study, space)
+    if settings.sensitivity_seeds and previous == 0:
+        _enqueue_probes(study, space, settings.n_trials)
     return study
+
+
+def _count(study: optuna.Study, *states: TrialState) -> int:
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def _enqueue_probes(study: optuna.Study, space: ResolvedSpace, n_trials: int) -> None:
+    # A fresh study only: on resume the probes are in the journal already (run or waiting).
+    if any("probe" in t.user_attrs for t in study.get_trials(deepcopy=False)):
+        return
+    queued = _count(study, TrialState.WAITING)
+    for name, params in probe_params(space, max_probes=n_trials // 2 - queued).items():
+        key, value = next((k, v) for k, v in params.items() if v != space.uniform()[k])
+        study.enqueue_trial(params, user_attrs={"seed": name, "probe": [key, value]})
+
+
+def _enqueue_combinations(study: optuna.Study, space: ResolvedSpace) -> None:
+    """Once every probe has run (and the fp32 baseline with them), queue their combinations."""
+    trials = study.get_trials(deepcopy=False)
+    probes = [t for t in trials if "probe" in t.user_attrs]
+    if not probes or any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in probes):
+        return
+    if any(t.user_attrs.get("seed", "").startswith("combination:") for t in trials):
+        return  # queued by an earlier (resumed) run
+    fp32 = next((t for t in trials if t.user_attrs.get("baseline") == "fp32" and t.state == TrialState.COMPLETE), None)
+    if fp32 is None:
+        return
+    reference = Reference(*fp32.values)
+    scored = [Probe(*t.user_attrs["probe"], *t.values) for t in probes if t.state == TrialState.COMPLETE]
+    for name, params in combination_params(space, reference, scored).items():
+        study.enqueue_trial(params, user_attrs={"seed": f"combination:{name}"})
 
 
 def _finished_count(storage: optuna.storages.BaseStorage) -> int:

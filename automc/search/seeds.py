@@ -1,0 +1,123 @@
+"""Sensitivity-guided seeds: probe every compressing choice alone, then combine the cheap ones.
+
+Random and evolved candidates change every layer at once, and the losses compound: on the demo
+CNN almost none of them stays within a point of fp32 even though most single changes cost less
+than half a point. So the search first *probes* — scores the fp32 candidate with one choice
+changed, for every choice of the space (HAQ and AMC start from the same per-layer sensitivity) —
+and then enqueues greedy *combinations*: the choices that save the most latency (or size) per
+point of accuracy lost, taken while their summed single-change losses stay within a budget.
+Probes and combinations are ordinary trials, scored by the real objective and stored in the
+study, so they resume like any other trial and sit on the front when they earn it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from automc.search.space import ResolvedSpace
+
+# Summed single-change accuracy losses (fractions) a combination may spend. Losses compound, so
+# the budgets are tight; NSGA-II explores around the combinations afterwards.
+LATENCY_BUDGETS = (0.0, 0.005, 0.01, 0.02)
+SIZE_BUDGETS = (0.005, 0.01)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The scored fp32 candidate with the single choice ``key = value`` changed."""
+
+    key: str  # Optuna param name, e.g. "blocks.1.expand.0.prune"
+    value: Any
+    accuracy: float  # fraction
+    latency_ms: float
+    size_bytes: float
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The unchanged (fp32) candidate's scores that probes are measured against."""
+
+    accuracy: float
+    latency_ms: float
+    size_bytes: float
+
+
+def probe_params(space: ResolvedSpace, max_probes: int) -> dict[str, dict[str, Any]]:
+    """Probe name (``"probe:{key}={value}"``) → Optuna params, at most ``max_probes`` of them.
+
+    Every non-default option of every param is probed; when that exceeds ``max_probes``, only the
+    most aggressive option per param (fewest bits, most pruning, lowest rank, skip before half);
+    when even that exceeds it, none (an empty dict): probing a few layers only would bias the
+    combinations toward them.
+    """
+    base = space.uniform()
+    every = [(key, value) for key, options in _options(space).items() for value in options if value != base[key]]
+    if len(every) > max_probes:
+        every = [(key, _most_aggressive(key, options)) for key, options in _options(space).items()
+                 if any(v != base[key] for v in options)]
+    if len(every) > max_probes:
+        return {}
+    return {f"probe:{key}={value}": {**base, key: value} for key, value in every}
+
+
+def combination_params(space: ResolvedSpace, reference: Reference, probes: Iterable[Probe]) -> dict[str, dict[str, Any]]:
+    """Seed name → Optuna params: greedy combinations of probed choices under accuracy budgets.
+
+    For latency, choices that make the candidate faster are ranked by accuracy lost per ms saved
+    (free ones first) and taken while the summed losses stay within each of ``LATENCY_BUDGETS``;
+    the same for size with ``SIZE_BUDGETS``. One option per param: a costlier option that saves
+    more replaces the one taken when the budget allows. Duplicate combinations are dropped.
+
+    >>> combination_params(space, Reference(0.985, 0.9, 1e5), probes)  # doctest: +SKIP
+    {'latency≤0.0pt': {...}, 'latency≤0.5pt': {...}, ...}
+    """
+    probes = list(probes)
+    base = space.uniform()
+    out: dict[str, dict[str, Any]] = {}
+    for objective, budgets in (("latency_ms", LATENCY_BUDGETS), ("size_bytes", SIZE_BUDGETS)):
+        gains = [(p, getattr(reference, objective) - getattr(p, objective)) for p in probes]
+        ranked = sorted(((p, g) for p, g in gains if g > 0),
+                        key=lambda pg: max(reference.accuracy - pg[0].accuracy, 0.0) / pg[1])
+        for budget in budgets:
+            params, spent = dict(base), 0.0
+            taken: dict[str, tuple[float, float]] = {}  # key → (loss, gain) of the option taken
+            for p, gain in ranked:
+                loss = max(reference.accuracy - p.accuracy, 0.0)
+                old_loss, old_gain = taken.get(p.key, (0.0, 0.0))
+                # a later, costlier option of a taken param replaces it when it saves more and fits
+                if gain <= old_gain or spent - old_loss + loss > budget + 1e-12:
+                    continue
+                params[p.key] = p.value
+                taken[p.key] = (loss, gain)
+                spent += loss - old_loss
+            if taken and params not in out.values():
+                out[f"{objective.split('_')[0]}≤{budget * 100:g}pt"] = params
+    return out
+
+
+def _options(space: ResolvedSpace) -> dict[str, list[Any]]:
+    """Every multi-option param of ``space`` → its options (as Optuna sees them)."""
+    out: dict[str, list[Any]] = {}
+    for o in space.layers:
+        if len(o.bits) > 1:
+            out[f"{o.name}.bits"] = [f"{w}/{a}" for w, a in o.bits]
+        if len(o.prune) > 1:
+            out[f"{o.name}.prune"] = list(o.prune)
+        if len(o.rank) > 1:
+            out[f"{o.name}.rank"] = list(o.rank)
+    for block, choices in space.cells.items():
+        if len(choices) > 1:
+            out[f"{block}.cell"] = list(choices)
+    return out
+
+
+def _most_aggressive(key: str, options: list[Any]) -> Any:
+    kind = key.rsplit(".", 1)[1]
+    if kind == "bits":
+        return min(options, key=lambda b: tuple(int(x) for x in b.split("/")))
+    if kind == "prune":
+        return max(options)
+    if kind == "rank":
+        return min(options)
+    return "skip" if "skip" in options else next(c for c in options if c != "keep")
