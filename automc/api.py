@@ -132,7 +132,8 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
 
     ``evaluate(model) -> float`` is the user's accuracy (fraction 0–1) on validation data;
     ``calib_batches`` are input batches for activation ranges and BatchNorm recalibration.
-    Calibrates the profile's kernels first when this host can measure them (stored, reused).
+    Calibrates the profile's kernels first when they can be measured (on this host, or on an rpc
+    profile's device through its tracker); measurements are stored and reused.
 
     >>> result = automc.search(model, x, evaluate, profile="x86-avx2", n_trials=40)  # doctest: +SKIP
     >>> result.pareto[["trial", "accuracy", "latency_ms", "size_bytes"]]  # doctest: +SKIP
@@ -147,7 +148,8 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     # The first search of a model on a host calibrates it within the budget; later searches reuse
     # the store as it is (`automc calibrate` extends it), so a warm search starts at once.
     store = MeasurementStore(ctx.profile.name)
-    if ctx.profile.measurable_here and model_key(ctx.model, example_input) not in store:
+    # measurable(): this host, or an rpc profile's device when its tracker lists it
+    if model_key(ctx.model, example_input) not in store and ctx.profile.measurable():
         calibrate_model(ctx.model, example_input, *calibration_candidates(ctx.space), ctx.profile,
                         budget_s=calibration_budget_s, on_progress=on_calibration, store=store)
     predictor = predictor_for(ctx.model, example_input, ctx.profile, store)

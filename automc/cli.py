@@ -73,8 +73,12 @@ def search(model: str = typer.Option("demo-cnn", help="built-in model name"),
     if prof.name == "x86-avx2" and not load_profile("x86-vnni").measurable_here:
         console.print(f"[yellow]x86-vnni cannot be measured on this host ({load_profile('x86-vnni').why_not_measurable()}); "
                       f"searching for the host profile '{prof.name}' instead[/]")
-    if not prof.measurable_here:
-        console.print(f"[bold yellow]profile {prof.name} is UNCALIBRATED here ({prof.why_not_measurable()}): "
+    why_not = prof.why_not_measurable()  # probes the tracker of an rpc profile
+    if why_not and prof.runner.kind == "rpc":
+        console.print(f"[bold yellow]profile {prof.name}: its RPC device cannot be reached ({why_not}): latencies "
+                      "come from its stored measurements, or are roofline estimates if it has none[/]")
+    elif why_not:
+        console.print(f"[bold yellow]profile {prof.name} is UNCALIBRATED here ({why_not}): "
                       "latencies are roofline estimates[/]")
     builtin = load_builtin(model, verbose=True)
     start = time.perf_counter()
@@ -124,7 +128,7 @@ def export(run: Path = typer.Argument(..., help="run directory"),
 @app.command()
 @_friendly
 def profiles() -> None:
-    """List the shipped profiles and whether each is calibrated on this host."""
+    """List the shipped profiles and whether each can be measured now (here or over RPC)."""
     from automc.latency.store import MeasurementStore
     from automc.profiles import list_profiles
 
@@ -133,7 +137,10 @@ def profiles() -> None:
         table.add_column(col)
     for p in list_profiles():
         n = sum(1 for r in MeasurementStore(p.name).records() if r.spec)
-        here = "yes" if p.measurable_here else f"no: {p.why_not_measurable()}"
+        why_not = p.why_not_measurable()  # rpc profiles: is the device behind the tracker reachable?
+        r = p.runner
+        via = f" (RPC: {r.tracker_host}:{r.tracker_port}, key {r.device_key})" if r.kind == "rpc" else ""
+        here = f"yes{via}" if not why_not else f"no: {why_not}"
         state = f"{n}" if n else "0 (UNCALIBRATED: roofline)"
         table.add_row(p.name, str(p.target), here, state, p.description[:80])
     console.print(table)
@@ -145,7 +152,9 @@ def calibrate(profile: Optional[str] = typer.Option(None, help="profile name or 
               model: str = typer.Option("demo-cnn", help="built-in model whose space to calibrate"),
               space: str = typer.Option("default"),
               budget: float = typer.Option(1800.0, help="time budget (s)")) -> None:
-    """Tune and measure the kernels a model's space can produce (resumes; never measures twice)."""
+    """Tune and measure the kernels a model's space can produce (resumes; never measures twice).
+
+    An rpc profile is tuned and measured on the device behind its TVM RPC tracker."""
     import automc.api as api
     from automc.latency.calibrate import calibrate_model
     from automc.search.runner import calibration_candidates

@@ -1,5 +1,6 @@
 """Export a chosen candidate: config, compressed PyTorch model, TVM library for the target,
-and — where the target is this host — a correctness check and a measured latency."""
+and — where the profile can be measured (this host, or its device through a TVM RPC
+tracker) — a correctness check and a measured latency."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from torch import nn
 
 from automc.accuracy import recalibrate_bn
 from automc.compress import apply_candidate
-from automc.deploy.build import compile_module, open_database, tune, tvm_target
+from automc.deploy.build import compile_module, export_library, open_database, tune, tvm_target
 from automc.deploy.relax_lowering import lower_to_relax
 from automc.profiles import HardwareProfile
 from automc.types import Candidate
@@ -47,11 +48,11 @@ def export_candidate(model: nn.Module, example_input: torch.Tensor, calib_batche
                      extra_config: dict | None = None) -> ExportReport:
     """Write ``config.json``/``config.yaml``, ``model.pt`` and the TVM library into ``out_dir``.
 
-    For a profile this host runs, the library is tuned (reusing the profile's database), loaded
-    back, checked against the compressed PyTorch model and timed.
+    For a profile that can be measured now (this host runs it, or its RPC device is reachable),
+    the library is tuned (reusing the profile's database), loaded back where it runs, checked
+    against the compressed PyTorch model and timed.
     """
     import tvm
-    from tvm import relax
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -74,29 +75,26 @@ def export_candidate(model: nn.Module, example_input: torch.Tensor, calib_batche
         executable.export_library(str(out_dir / "model.so"))
         return ExportReport(str(out_dir), tuple(files + ["model.cu", "model.so"]), predicted_ms, latency_source,
                             note="CUDA library built here; measure it on the GPU (uncalibrated here)")
-    if not profile.measurable_here:
-        from tvm.support import cc
-
+    # probes the tracker for an rpc profile: measured on its device when that is reachable
+    why_not = profile.why_not_measurable()
+    if why_not:
         executable = tvm.compile(mod, tvm_target(profile))
-        fcompile = cc.cross_compiler(profile.cross_compiler) if profile.cross_compiler else None
-        executable.export_library(str(out_dir / "model.so"), fcompile=fcompile)
+        export_library(executable, out_dir / "model.so", profile)
         return ExportReport(str(out_dir), tuple(files + ["model.so"]), predicted_ms, latency_source,
-                            note=f"not measured: {profile.why_not_measurable()}")
+                            note=f"not measured: {why_not}")
 
     database = open_database(profile)
     tune(mod, profile, database=database)
     executable = compile_module(mod, profile, database)
-    executable.export_library(str(out_dir / "model.so"))
+    export_library(executable, out_dir / "model.so", profile)
     files.append("model.so")
-    vm = relax.VirtualMachine(tvm.runtime.load_module(str(out_dir / "model.so")), tvm.cpu())
-    out = vm["main"](tvm.runtime.tensor(example_input.numpy()))
-    got = (out[0] if not hasattr(out, "numpy") else out).numpy()
+    from automc.latency.measure import run_library
+
+    # the written library itself is checked and timed, here or on the profile's RPC device
+    outputs, timing = run_library(out_dir / "model.so", [example_input.numpy()], profile)
     with torch.no_grad():
         want = compressed(example_input).numpy()
-    from automc.latency.measure import time_executable
-
-    timing = time_executable(executable, [example_input.numpy()], profile)
     report = ExportReport(str(out_dir), tuple(files), predicted_ms, latency_source, timing.median_ms,
-                          float(np.abs(got - want).max()))
+                          float(np.abs(outputs[0] - want).max()))
     (out_dir / "export_report.json").write_text(json.dumps(asdict(report), indent=2))
     return report

@@ -92,6 +92,13 @@ def measure_model(compressed: nn.Module, example_input: torch.Tensor, profile: H
 
 
 def require_measurable(profile: HardwareProfile) -> None:
+    """Raise a UserInputError with the fix unless the profile's kernels can be measured now:
+    on this host, or (rpc runner) on its device through the tracker, which is probed."""
+    if profile.runner.kind == "rpc":
+        from automc.latency.remote import require_device
+
+        require_device(profile)
+        return
     if not profile.measurable_here:
         raise UserInputError(f"--profile {profile.name}: cannot measure here ({profile.why_not_measurable()}); "
                              "its latencies are uncalibrated roofline estimates. Calibrate a profile this host runs "
@@ -149,7 +156,8 @@ def model_factor(model: nn.Module, example_input: torch.Tensor, profile: Hardwar
                  store: MeasurementStore, predictor: CalibratedPredictor | None = None) -> float:
     """Measured whole fp32 model ÷ the sum of its kernels measured alone (1.0 if not measured)."""
     whole = store.get(model_key(model, example_input))
-    if whole is None:
+    # a budget spent before any kernel was measured leaves nothing to divide by
+    if whole is None or (predictor is None and sum(1 for r in store.records() if r.spec) < 2):
         return 1.0
     kernels = kernel_specs(model, example_input, profile)
     kernels_alone = sum((predictor or CalibratedPredictor(store)).kernel_ms(k) for k in kernels)
@@ -158,8 +166,12 @@ def model_factor(model: nn.Module, example_input: torch.Tensor, profile: Hardwar
 
 def predictor_for(model: nn.Module, example_input: torch.Tensor, profile: HardwareProfile,
                   store: MeasurementStore | None = None) -> LatencyPredictor:
-    """The calibrated predictor when this host has measured the profile, else the roofline (loudly)."""
-    if not profile.measurable_here:
+    """The calibrated predictor when the profile has been measured, else the roofline (loudly).
+
+    A local profile counts only when this host runs it; an rpc profile's store holds its
+    device's measurements, valid whether or not the device is reachable now.
+    """
+    if profile.runner.kind == "local" and not profile.measurable_here:
         return RooflinePredictor(profile)
     store = store if store is not None else MeasurementStore(profile.name)
     if sum(1 for r in store.records() if r.spec) < 2:
