@@ -75,15 +75,26 @@ class CalibratedPredictor:
         self._model = GradientBoostingRegressor(n_estimators=150, max_depth=3, learning_rate=0.1,
                                                 subsample=1.0, random_state=0).fit(x, y)
         self._cache: dict[str, float] = {r.key: r.median_ms for r in recs}
+        self._by_spec: dict[KernelSpec, float] = {}
         self.n_measured = len(recs)
 
     def kernel_ms(self, spec: KernelSpec) -> float:
-        key = spec.key
-        hit = self._cache.get(key)
-        if hit is None:
-            hit = float(np.exp(self._model.predict(np.array([kernel_features(spec)]))[0]))
-            self._cache[key] = hit
-        return hit
+        """One kernel alone (ms): the stored measurement, else the regressor's estimate."""
+        return self._kernels_ms([spec])[0]
 
     def predict(self, kernels: Sequence[KernelSpec]) -> float:
-        return sum(self.kernel_ms(k) for k in kernels) * self.model_factor
+        return sum(self._kernels_ms(kernels)) * self.model_factor
+
+    def _kernels_ms(self, kernels: Sequence[KernelSpec]) -> list[float]:
+        # Looked up by the (hashable, frozen) spec first: building its string key costs ~5 µs,
+        # which over ~20 kernels would take the whole per-candidate budget (DESIGN §7: 100 µs).
+        unseen = [k for k in kernels if k not in self._by_spec]
+        if unseen:
+            misses = [k for k in unseen if k.key not in self._cache]
+            if misses:
+                # one regressor call per candidate, not per kernel: sklearn's per-call
+                # overhead (~0.7 ms) would otherwise be paid for every unseen kernel
+                estimates = np.exp(self._model.predict(np.array([kernel_features(k) for k in misses])))
+                self._cache.update((k.key, float(e)) for k, e in zip(misses, estimates))
+            self._by_spec.update((k, self._cache[k.key]) for k in unseen)
+        return [self._by_spec[k] for k in kernels]
