@@ -174,14 +174,16 @@ def calibrate(profile: Optional[str] = typer.Option(None, help="profile name or 
 @app.command()
 @_friendly
 def validate(run: Path = typer.Argument(..., help="run directory"),
-             limit: int = typer.Option(8, help="validate at most this many front points")) -> None:
+             limit: int = typer.Option(8, help="validate at most this many front points, spread evenly by latency")) -> None:
     """Compile and measure the front end to end; print predicted vs measured latency."""
     from automc.api import open_run
     from automc.latency.validate import validate_candidates
     from automc.types import Candidate
 
     result = open_run(run)
-    front = result.pareto.head(limit)
+    front = result.pareto  # sorted by latency: take points spread over it, not the fastest few
+    if limit < len(front):
+        front = front.iloc[sorted({round(i * (len(front) - 1) / max(limit - 1, 1)) for i in range(limit)})]
     cands = {int(r.trial): (Candidate.from_dict(r.candidate), float(r.latency_ms)) for r in front.itertuples()}
     summary = validate_candidates(result.context.model, result.context.example_input, result.context.calib_batches,
                                   cands, result.context.profile)
