@@ -26,7 +26,7 @@ from automc.search.pareto import (
     reference_point, trials_frame,
 )
 from automc.search.seeds import Probe, Reference, combination_params, probe_params
-from automc.search.space import ResolvedSpace, candidate_from_params
+from automc.search.space import ResolvedSpace, candidate_from_params, param_options
 from automc.types import Candidate, Evaluation
 
 SAMPLERS = ("nsga2", "tpe", "random")
@@ -51,28 +51,14 @@ class SearchSettings:
 
 
 def suggest_params(space: ResolvedSpace, trial: optuna.Trial) -> dict[str, Any]:
-    """Ask ``trial`` for every choice of ``space`` that has more than one option.
-
-    Names: ``"{layer}.bits"`` (``"W/A"`` strings such as ``"8/8"``), ``"{layer}.prune"``,
-    ``"{layer}.rank"``, ``"{block}.cell"``. Single-option choices are left out: Optuna needs no
-    param for them and :func:`candidate_from_params` fills them in.
+    """Ask ``trial`` for every choice of ``space`` that has more than one option (names as in
+    :func:`~automc.search.space.param_options`).
 
     >>> study = optuna.create_study()  # doctest: +SKIP
     >>> suggest_params(space, study.ask())  # doctest: +SKIP
     {'conv1.bits': '8/8', 'conv1.prune': 0.25, 'blk1.cell': 'keep'}
     """
-    params: dict[str, Any] = {}
-    for o in space.layers:
-        if len(o.bits) > 1:
-            params[f"{o.name}.bits"] = trial.suggest_categorical(f"{o.name}.bits", [f"{w}/{a}" for w, a in o.bits])
-        if len(o.prune) > 1:
-            params[f"{o.name}.prune"] = trial.suggest_categorical(f"{o.name}.prune", list(o.prune))
-        if len(o.rank) > 1:
-            params[f"{o.name}.rank"] = trial.suggest_categorical(f"{o.name}.rank", list(o.rank))
-    for block, choices in space.cells.items():
-        if len(choices) > 1:
-            params[f"{block}.cell"] = trial.suggest_categorical(f"{block}.cell", list(choices))
-    return params
+    return {name: trial.suggest_categorical(name, options) for name, options in param_options(space).items()}
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -171,8 +157,9 @@ def _enqueue_probes(study: optuna.Study, space: ResolvedSpace, n_trials: int) ->
     if any("probe" in t.user_attrs for t in study.get_trials(deepcopy=False)):
         return
     queued = _count(study, TrialState.WAITING)
+    base = space.uniform()
     for name, params in probe_params(space, max_probes=n_trials // 2 - queued).items():
-        key, value = next((k, v) for k, v in params.items() if v != space.uniform()[k])
+        key, value = next((k, v) for k, v in params.items() if v != base[k])
         study.enqueue_trial(params, user_attrs={"seed": name, "probe": [key, value]})
 
 
@@ -330,18 +317,7 @@ class _ProgressBar:
 
 def random_params(space: ResolvedSpace, rng: random.Random) -> dict[str, Any]:
     """Optuna params of a uniformly random candidate of ``space``."""
-    params: dict[str, Any] = {}
-    for o in space.layers:
-        if len(o.bits) > 1:
-            w, a = rng.choice(o.bits)
-            params[f"{o.name}.bits"] = f"{w}/{a}"
-        if len(o.prune) > 1:
-            params[f"{o.name}.prune"] = rng.choice(o.prune)
-        if len(o.rank) > 1:
-            params[f"{o.name}.rank"] = rng.choice(o.rank)
-    for block, choices in space.cells.items():
-        params[f"{block}.cell"] = rng.choice(choices)
-    return params
+    return {name: rng.choice(options) for name, options in param_options(space).items()}
 
 
 def calibration_candidates(space: ResolvedSpace, n_random: int = 64, seed: int = 0) -> tuple[list[Candidate], list[Candidate]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from automc.search.space import ResolvedSpace
+from automc.search.space import ResolvedSpace, param_options
 
 # Summed single-change accuracy losses (fractions) a combination may spend. Losses compound, so
 # the budgets are tight; NSGA-II explores around the combinations afterwards.
@@ -52,9 +52,9 @@ def probe_params(space: ResolvedSpace, max_probes: int) -> dict[str, dict[str, A
     combinations toward them.
     """
     base = space.uniform()
-    every = [(key, value) for key, options in _options(space).items() for value in options if value != base[key]]
+    every = [(key, value) for key, options in param_options(space).items() for value in options if value != base[key]]
     if len(every) > max_probes:
-        every = [(key, _most_aggressive(key, options)) for key, options in _options(space).items()
+        every = [(key, _most_aggressive(key, options)) for key, options in param_options(space).items()
                  if any(v != base[key] for v in options)]
     if len(every) > max_probes:
         return {}
@@ -93,22 +93,6 @@ def combination_params(space: ResolvedSpace, reference: Reference, probes: Itera
                 spent += loss - old_loss
             if taken and params not in out.values():
                 out[f"{objective.split('_')[0]}≤{budget * 100:g}pt"] = params
-    return out
-
-
-def _options(space: ResolvedSpace) -> dict[str, list[Any]]:
-    """Every multi-option param of ``space`` → its options (as Optuna sees them)."""
-    out: dict[str, list[Any]] = {}
-    for o in space.layers:
-        if len(o.bits) > 1:
-            out[f"{o.name}.bits"] = [f"{w}/{a}" for w, a in o.bits]
-        if len(o.prune) > 1:
-            out[f"{o.name}.prune"] = list(o.prune)
-        if len(o.rank) > 1:
-            out[f"{o.name}.rank"] = list(o.rank)
-    for block, choices in space.cells.items():
-        if len(choices) > 1:
-            out[f"{block}.cell"] = list(choices)
     return out
 
 

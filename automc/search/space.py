@@ -148,6 +148,27 @@ class ResolvedSpace:
         return params
 
 
+def param_options(space: ResolvedSpace) -> dict[str, list[Any]]:
+    """Every choice of ``space`` with more than one option, as Optuna param name → options.
+
+    Names: ``"{layer}.bits"`` (``"W/A"`` strings such as ``"8/8"``), ``"{layer}.prune"``,
+    ``"{layer}.rank"``, ``"{block}.cell"``. Single-option choices are left out: Optuna needs no
+    param for them and :func:`candidate_from_params` fills them in.
+    """
+    out: dict[str, list[Any]] = {}
+    for o in space.layers:
+        if len(o.bits) > 1:
+            out[f"{o.name}.bits"] = [f"{w}/{a}" for w, a in o.bits]
+        if len(o.prune) > 1:
+            out[f"{o.name}.prune"] = list(o.prune)
+        if len(o.rank) > 1:
+            out[f"{o.name}.rank"] = list(o.rank)
+    for block, choices in space.cells.items():
+        if len(choices) > 1:
+            out[f"{block}.cell"] = list(choices)
+    return out
+
+
 def load_space(name_or_path: str) -> SpaceConfig:
     """A shipped space by name (``default``) or a path to a space YAML file."""
     path = resolve_named_file(name_or_path, SPACES_DIR, "space", "--space")
