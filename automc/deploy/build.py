@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from automc._paths import cache_dir
+from automc.deploy._transfer import structure_of, transfer_traces
 from automc.deploy._fast_tvm_import import import_meta_schedule, worker_initializer
 from automc.profiles import HardwareProfile
 
@@ -94,7 +95,8 @@ def _fused(mod):
 
 
 def tune(mod, profile: HardwareProfile, trials_per_task: int | None = None, database=None) -> int:
-    """Tune the tasks of ``mod`` missing from the profile's database; returns how many were tuned.
+    """Schedule the tasks of ``mod`` missing from the profile's database (see ``tune_modules``);
+    returns how many were missing.
 
     ``trials_per_task`` defaults to the profile's tuning budget; 0 tunes nothing (tasks then
     compile with TVM's default schedules).
@@ -103,10 +105,12 @@ def tune(mod, profile: HardwareProfile, trials_per_task: int | None = None, data
 
 
 def tune_modules(mods: Sequence, profile: HardwareProfile, trials_per_task: int | None = None, database=None) -> int:
-    """Tune, in one MetaSchedule session, every task of ``mods`` missing from the database.
+    """Schedule every task of ``mods`` missing from the database; returns how many were missing.
 
-    One session for many kernels: the builder and runner worker pools start once, which was
-    most of the ~24 s a one-kernel session cost here.
+    With ``tuning.transfer_traces`` (default) a task takes the replayed trace of the nearest
+    tuned task of its structure (``_transfer``), and only one task per structure left without
+    one is tuned. Tuning runs in one MetaSchedule session for all: the builder and runner worker
+    pools start once, which was most of the ~24 s a one-kernel session cost here.
     """
     ms = import_meta_schedule()
     from tvm_ffi import structural_equal, structural_hash
@@ -129,6 +133,26 @@ def tune_modules(mods: Sequence, profile: HardwareProfile, trials_per_task: int 
             todo.append(task)
     if not todo:
         return 0
+    scheduled = len(todo)
+    later = []
+    if profile.tuning.transfer_traces:
+        # Replay what the database knows; of the rest, tune one task per structure and replay
+        # its trace onto the others after.
+        first, structures = [], set()
+        for task in transfer_traces(ms, todo, db, target):
+            structure = structure_of(task.dispatched[0])
+            (later if structure in structures else first).append(task)
+            structures.add(structure)
+        todo = first
+    if todo:
+        _tune_tasks(ms, todo, profile, trials, db)
+    if later:
+        # a task no replay fits stays on TVM's default schedule, as an untuned one would
+        transfer_traces(ms, later, db, target)
+    return scheduled
+
+
+def _tune_tasks(ms, todo: Sequence, profile: HardwareProfile, trials: int, db) -> None:
     builder, runner = _builder_and_runner(ms, profile)
     with tempfile.TemporaryDirectory() as work_dir, _quiet_tvm():
         # A small evolutionary population: with a handful of trials per task, most of the
@@ -141,7 +165,6 @@ def tune_modules(mods: Sequence, profile: HardwareProfile, trials_per_task: int 
             num_trials_per_iter=min(trials, 16),
             builder=builder, runner=runner, database=db,
         )
-    return len(todo)
 
 
 def _builder_and_runner(ms, profile: HardwareProfile):
