@@ -1,0 +1,85 @@
+"""Deployed fp32 code against torch eager on the same host, in one run (issue #3: tuned TVM fp32
+within 1.5× of torch eager).
+
+For the demo model: torch eager fp32 (2 threads), TVM untuned (default schedules: an empty
+database) and TVM tuned with the profile's database (tasks missing from it are tuned at the
+profile's trials per kernel first, as calibration and export do). Medians of `repeat` runs of at
+least `min_repeat_ms` each, the same settings for all. Prints a table; writes
+experiments/fp32_vs_torch.json.
+
+    .venv/bin/python experiments/fp32_vs_torch.py [--profile x86-avx2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def torch_eager_ms(model: torch.nn.Module, x: torch.Tensor, repeat: int, min_repeat_ms: float) -> float:
+    """Median over ``repeat`` runs, each averaging as many calls as fill ``min_repeat_ms`` ms."""
+    with torch.inference_mode():
+        for _ in range(10):
+            model(x)
+        t = time.perf_counter()
+        model(x)
+        per_call = max(time.perf_counter() - t, 1e-6)
+        number = max(1, int(min_repeat_ms / 1e3 / per_call))
+        runs = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            for _ in range(number):
+                model(x)
+            runs.append((time.perf_counter() - t) / number * 1e3)
+    return float(np.median(runs))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--profile", default="x86-avx2")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+
+    from automc.deploy._fast_tvm_import import import_meta_schedule
+    from automc.deploy.build import compile_module, open_database
+    from automc.latency.calibrate import measure_model, require_measurable
+    from automc.latency.measure import time_executable
+    from automc.deploy.relax_lowering import lower_to_relax
+    from automc.model.zoo import load_builtin
+    from automc.profiles import load_profile
+
+    profile = load_profile(args.profile)
+    require_measurable(profile)
+    builtin = load_builtin("demo-cnn")
+    model, x = builtin.model.eval(), builtin.example_input
+    repeat, min_ms = max(profile.tuning.repeat, 9), max(profile.tuning.min_repeat_ms, 200)
+    profile = profile.model_copy(update={"tuning": profile.tuning.model_copy(update={"repeat": repeat, "min_repeat_ms": min_ms})})
+
+    rows: dict[str, float] = {}
+    rows["torch eager fp32"] = torch_eager_ms(model, x, repeat, min_ms)
+    ms = import_meta_schedule()
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = ms.database.JSONDatabase(str(Path(tmp) / "w.json"), str(Path(tmp) / "r.json"), allow_missing=True)
+        untuned = compile_module(lower_to_relax(model, x, profile), profile, empty)
+        rows["TVM fp32, untuned (default schedules)"] = time_executable(untuned, [x.numpy()], profile).median_ms
+    _, timing = measure_model(model, x, profile, open_database(profile))
+    rows[f"TVM fp32, tuned ({profile.tuning.trials_per_kernel} trials/kernel, profile database)"] = timing.median_ms
+    rows["torch eager fp32 (again, after TVM)"] = torch_eager_ms(model, x, repeat, min_ms)
+
+    base = rows["torch eager fp32"]
+    print(f"demo-cnn 1×1×32×32, profile {args.profile}, 2 threads, median of {repeat} runs ≥ {min_ms:g} ms each")
+    print("| code | median ms | ÷ torch eager |\n|---|---|---|")
+    for name, value in rows.items():
+        print(f"| {name} | {value:.3f} | {value / base:.2f} |")
+    Path(__file__).with_name("fp32_vs_torch.json").write_text(json.dumps(
+        {"profile": args.profile, "model": "demo-cnn", "repeat": repeat, "min_repeat_ms": min_ms, "ms": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
