@@ -44,14 +44,7 @@ def time_executable(executable, input_arrays: list[np.ndarray], profile: Hardwar
         from automc.latency.remote import time_remote
 
         return time_remote(executable, input_arrays, profile)
-    import tvm
-    from tvm import relax
-
-    dev = tvm.cpu()
-    vm = relax.VirtualMachine(executable, dev)
-    args = [tvm.runtime.tensor(a, dev) for a in input_arrays]
-    vm["main"](*args)  # warm-up: first call pays allocation and page faults
-    return time_vm(vm, dev, args, profile)
+    return _run_local(executable, input_arrays, profile)[1]
 
 
 def run_library(library: str | Path, input_arrays: list[np.ndarray],
@@ -63,11 +56,19 @@ def run_library(library: str | Path, input_arrays: list[np.ndarray],
 
         return run_on_device(library, input_arrays, profile)
     import tvm
+
+    return _run_local(tvm.runtime.load_module(str(library)), input_arrays, profile)
+
+
+def _run_local(module, input_arrays: list[np.ndarray], profile: HardwareProfile) -> tuple[list[np.ndarray], Timing]:
+    """Run ``main`` of an executable or loaded library on this CPU once (the warm-up: the first
+    call pays allocation and page faults), then time it. Returns (outputs, Timing in ms)."""
+    import tvm
     from tvm import relax
 
     dev = tvm.cpu()
-    vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), dev)
+    vm = relax.VirtualMachine(module, dev)
     args = [tvm.runtime.tensor(a, dev) for a in input_arrays]
-    out = vm["main"](*args)  # also the warm-up
+    out = vm["main"](*args)
     outputs = [o.numpy() for o in out] if not hasattr(out, "numpy") else [out.numpy()]
     return outputs, time_vm(vm, dev, args, profile)
