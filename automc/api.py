@@ -18,7 +18,7 @@ from automc.accuracy import EvalProxy
 from automc.compress import find_cells
 from automc.deploy.export import ExportReport, export_candidate
 from automc.errors import UserInputError
-from automc.latency.calibrate import calibrate_model, model_key, predictor_for
+from automc.latency.calibrate import calibrate_model, is_calibrated, predictor_for
 from automc.latency.store import MeasurementStore
 from automc._host import host_description
 from automc.model.introspect import introspect
@@ -149,7 +149,7 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     # the store as it is (`automc calibrate` extends it), so a warm search starts at once.
     store = MeasurementStore(ctx.profile.name)
     # measurable(): this host, or an rpc profile's device when its tracker lists it
-    if model_key(ctx.model, example_input) not in store and ctx.profile.measurable():
+    if not is_calibrated(ctx.model, example_input, ctx.profile, store) and ctx.profile.measurable():
         calibrate_model(ctx.model, example_input, *calibration_candidates(ctx.space), ctx.profile,
                         budget_s=calibration_budget_s, on_progress=on_calibration, store=store)
     predictor = predictor_for(ctx.model, example_input, ctx.profile, store)

@@ -34,11 +34,10 @@ def _friendly(fn):
 
 
 def _calibration_progress(progress: Progress):
-    task = progress.add_task("calibrating kernels", total=None)
+    task = progress.add_task("calibrating: candidate models", total=None)
 
-    def update(i: int, n: int, spec) -> None:
-        progress.update(task, completed=i, total=n,
-                        description="calibrating kernels" + (f" ({spec.op} {spec.dtype} {spec.in_channels}→{spec.out_channels})" if spec else ""))
+    def update(i: int, n: int, candidate) -> None:
+        progress.update(task, completed=i, total=n)
 
     return update
 
@@ -167,8 +166,9 @@ def calibrate(profile: Optional[str] = typer.Option(None, help="profile name or 
         report = calibrate_model(ctx.model, builtin.example_input, *calibration_candidates(ctx.space), ctx.profile,
                                  budget_s=budget,
                                  on_progress=_calibration_progress(progress))
-    console.print(f"{ctx.profile.name}: {report.wanted} kernels wanted, {report.measured} measured now, "
-                  f"{report.reused} already stored, {report.seconds:.0f} s; whole-model factor {report.model_factor:.3f}")
+    console.print(f"{ctx.profile.name}: {report.models_measured} of {report.models_wanted} candidate models measured "
+                  f"now ({report.kernels_measured} new kernels), {report.models_reused} already stored, "
+                  f"{report.seconds:.0f} s; per-model overhead {report.overhead_ms:.3f} ms")
 
 
 @app.command()

@@ -33,6 +33,8 @@ class TuningConfig(BaseModel):
     trials_per_kernel: int = Field(16, ge=0)
     repeat: int = Field(5, ge=3)
     min_repeat_ms: float = Field(100.0, ge=0)
+    # each fused task of a whole model is timed on its own for at least this long per repeat (ms)
+    task_min_repeat_ms: float = Field(10.0, ge=0)
     # replay the tuned trace of the nearest same-structure task instead of tuning each shape
     transfer_traces: bool = True
 

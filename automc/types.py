@@ -95,14 +95,18 @@ class Candidate:
 
 @dataclass(frozen=True)
 class KernelSpec:
-    """The unit of latency: one fused kernel as TVM compiles it for the deployed graph.
+    """The unit of latency: one fused task as TVM compiles it inside the deployed graph.
 
-    ``op`` is "conv2d" or "dense"; ``dtype`` is the kernel's compute dtype ("float32",
-    "int8": u8 activations × i8 weights → i32 → float epilogue); ``act`` the fused
-    activation. Shapes are of the deployed (pruned / factorized) layer.
+    ``op`` is "conv2d", "dense" or "quantize" (a float tensor of in_channels×height×width
+    quantized on its own, because its producer feeds more than one consumer); ``dtype`` is
+    the kernel's compute dtype ("float32", "int8": u8/s8 activations × s8 weights → s32 →
+    float epilogue); ``act`` the fused activation. The epilogue also holds what TVM fuses
+    into it in a whole model: a ``residual`` add, and the quantization of the output for its
+    one integer consumer (``out_dtype`` "uint8"/"int8"; "float32" when it stays float).
+    Shapes are of the deployed (pruned / factorized) layer.
     """
 
-    op: Literal["conv2d", "dense"]
+    op: Literal["conv2d", "dense", "quantize"]
     batch: int
     in_channels: int
     out_channels: int
@@ -114,6 +118,8 @@ class KernelSpec:
     groups: int = 1
     dtype: str = "float32"
     act: str = "none"
+    residual: bool = False
+    out_dtype: str = "float32"
 
     @property
     def key(self) -> str:
@@ -130,6 +136,8 @@ class KernelSpec:
 
     @property
     def macs(self) -> int:
+        if self.op == "quantize":
+            return 0
         oh, ow = self.out_hw
         per_out = (self.in_channels // self.groups) * self.kernel_size * self.kernel_size
         return self.batch * self.out_channels * oh * ow * per_out
@@ -140,9 +148,11 @@ class KernelSpec:
         elem = 1 if self.dtype == "int8" else (2 if self.dtype == "float16" else 4)
         oh, ow = self.out_hw
         inp = self.batch * self.in_channels * self.height * self.width * elem
+        if self.op == "quantize":
+            return inp * 4 // elem + inp // elem
         wgt = self.out_channels * (self.in_channels // self.groups) * self.kernel_size**2 * elem
-        out = self.batch * self.out_channels * oh * ow * 4
-        return inp + wgt + out
+        out = self.batch * self.out_channels * oh * ow * (4 if self.out_dtype == "float32" else 1)
+        return inp + wgt + out * (2 if self.residual else 1)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

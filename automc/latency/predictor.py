@@ -1,10 +1,9 @@
 """Latency predictors, one protocol: kernels in, milliseconds out.
 
-``CalibratedPredictor``: exact hits from the measurement store, a gradient-boosted regressor
-on kernel features for the rest, times a whole-model factor measured on the uncompressed model
-(what kernels measured alone do not see: fusion with residual adds, pooling, call overhead).
-The factor is multiplicative, not an additive residual: measured here, an additive residual
-from the fp32 model drove compressed models' predictions below zero.
+``CalibratedPredictor``: Σ kernels + overhead. A kernel is a fused task timed inside a whole
+model (see ``calibrate``): an exact hit from the measurement store, else a gradient-boosted
+regressor on kernel features. The overhead is what whole models measured beyond their tasks
+(the VM's calls and allocations, pooling and reshapes), fitted as a + b·(number of kernels).
 ``RooflinePredictor``: the labelled fallback for profiles not calibrated on this host.
 """
 
@@ -12,11 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from automc.latency.store import MeasurementStore
+from automc.latency.store import Measurement, MeasurementStore
 from automc.profiles import HardwareProfile
 from automc.types import KernelSpec
 
@@ -35,9 +34,42 @@ def kernel_features(spec: KernelSpec) -> list[float]:
         1.0 if spec.dtype == "int8" else 0.0,
         1.0 if spec.groups > 1 else 0.0,
         1.0 if spec.op == "dense" else 0.0,
+        1.0 if spec.op == "quantize" else 0.0,
+        1.0 if spec.residual else 0.0,
+        0.0 if spec.out_dtype == "float32" else 1.0,
         float(spec.kernel_size), float(spec.stride),
         math.log2(spec.in_channels), math.log2(spec.out_channels), math.log2(oh * ow),
     ]
+
+
+def kernel_records(store: MeasurementStore) -> list[Measurement]:
+    """The store's kernel measurements of the current ``KernelSpec`` definition (records of an
+    older one, whose keys it no longer produces, describe other tasks and are left out)."""
+    return [r for r in store.records() if r.spec is not None and _current_key(r.spec) == r.key]
+
+
+def _current_key(spec: dict) -> str | None:
+    try:
+        return KernelSpec.from_dict(spec).key
+    except TypeError:  # a field this KernelSpec does not have
+        return None
+
+
+def fit_overhead(store: MeasurementStore) -> Callable[[int], float]:
+    """Per-model overhead (ms) as a function of the number of kernels: a + b·n, least squares
+    over the whole models stored with all their kernels (b ≥ 0; a constant when n never varies)."""
+    kernel_ms = {r.key: r.median_ms for r in kernel_records(store)}
+    points = [(len(r.kernels), r.median_ms - sum(kernel_ms[k] for k in r.kernels))
+              for r in store.records() if r.kernels and all(k in kernel_ms for k in r.kernels)]
+    if not points:
+        return lambda n: 0.0
+    n, y = np.array(points, dtype=float).T
+    a, b = float(np.median(y)), 0.0
+    if len(points) >= 3 and n.std() > 0:
+        b, a = (float(v) for v in np.polyfit(n, y, 1))
+        if b < 0:
+            a, b = float(np.median(y)), 0.0
+    return lambda k: max(0.0, a + b * k)
 
 
 @dataclass
@@ -58,16 +90,16 @@ class RooflinePredictor:
 
 
 class CalibratedPredictor:
-    """Store hits + regression on the store, × the model's measured whole-graph factor."""
+    """Store hits + regression on the store, plus the per-model overhead (``fit_overhead``)."""
 
     source = "calibrated"
 
-    def __init__(self, store: MeasurementStore, model_factor: float = 1.0):
+    def __init__(self, store: MeasurementStore):
         from sklearn.ensemble import GradientBoostingRegressor
 
         self.store = store
-        self.model_factor = model_factor
-        recs = [r for r in store.records() if r.spec is not None]
+        self.overhead = fit_overhead(store)
+        recs = kernel_records(store)
         if len(recs) < 2:
             raise ValueError(f"only {len(recs)} kernel measurements stored; run `automc calibrate` first")
         x = np.array([kernel_features(KernelSpec.from_dict(r.spec)) for r in recs])
@@ -83,7 +115,7 @@ class CalibratedPredictor:
         return self._kernels_ms([spec])[0]
 
     def predict(self, kernels: Sequence[KernelSpec]) -> float:
-        return sum(self._kernels_ms(kernels)) * self.model_factor
+        return sum(self._kernels_ms(kernels)) + self.overhead(len(kernels))
 
     def _kernels_ms(self, kernels: Sequence[KernelSpec]) -> list[float]:
         # Looked up by the (hashable, frozen) spec first: building its string key costs ~5 µs,

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from automc.errors import UserInputError
-from automc.latency.measure import Timing, time_vm
+from automc.latency.measure import Timing, time_library_tasks, time_vm
 from automc.profiles import HardwareProfile
 
 # The tracker's wire protocol (tvm/rpc/base.py: RPC_TRACKER_MAGIC, TrackerCode.SUMMARY/SUCCESS),
@@ -176,3 +176,19 @@ def time_remote(executable, input_arrays: list[np.ndarray], profile: HardwarePro
     with tempfile.TemporaryDirectory(prefix="automc-rpc-") as tmp:
         library = export_library(executable, Path(tmp) / "kernel.so", profile)
         return run_on_device(library, input_arrays, profile)[1]
+
+
+def time_tasks_remote(library, calls: list, profile: HardwareProfile) -> list[Timing]:
+    """Time each fused task of a compiled model's kernel library (``executable.mod.imports[0]``)
+    on the profile's RPC device, as ``measure.time_library_tasks`` does locally."""
+    from automc.deploy.build import export_library, tvm_target
+
+    session = open_session(profile)
+    name = f"automc-{uuid.uuid4().hex[:12]}.so"
+    with tempfile.TemporaryDirectory(prefix="automc-rpc-") as tmp:
+        session.upload(str(export_library(library, Path(tmp) / "kernels.so", profile)), name)
+    try:
+        dev = session.device(int(tvm_target(profile).get_target_device_type()), 0)
+        return time_library_tasks(session.load_module(name), dev, calls, profile)
+    finally:
+        session.remove(name)

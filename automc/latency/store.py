@@ -25,7 +25,8 @@ class Measurement:
     host: str
     tvm_version: str
     measured_at: float
-    spec: dict | None = None
+    spec: dict | None = None  # a kernel's KernelSpec
+    kernels: list[str] | None = None  # a whole model's kernel keys, in order
 
 
 class MeasurementStore:
@@ -55,12 +56,13 @@ class MeasurementStore:
     def records(self) -> list[Measurement]:
         return list(self._records.values())
 
-    def add(self, key: str, timing: Timing, trials: int, spec: dict | None = None) -> Measurement:
+    def add(self, key: str, timing: Timing, trials: int, spec: dict | None = None,
+            kernels: list[str] | None = None) -> Measurement:
         import tvm
 
         rec = Measurement(key=key, median_ms=timing.median_ms, min_ms=timing.min_ms, max_ms=timing.max_ms,
                           repeats=timing.repeats, trials=trials, host=host_description(),
-                          tvm_version=tvm.__version__, measured_at=time.time(), spec=spec)
+                          tvm_version=tvm.__version__, measured_at=time.time(), spec=spec, kernels=kernels)
         with self.path.open("a") as f:
             f.write(json.dumps(rec.__dict__) + "\n")
         self._records[key] = rec

@@ -64,6 +64,6 @@ def validate_candidates(model: nn.Module, example_input: torch.Tensor, calib_bat
     for trial, (candidate, predicted) in candidates.items():
         compressed = apply_candidate(model, candidate, example_input, calib_batches)
         recalibrate_bn(compressed, calib_batches)
-        _, timing = measure_model(compressed.eval(), example_input, profile, database)
-        rows.append(ValidationRow(trial, predicted, timing.median_ms, timing.spread))
+        whole = measure_model(compressed.eval(), example_input, profile, database).whole
+        rows.append(ValidationRow(trial, predicted, whole.median_ms, whole.spread))
     return ValidationSummary(tuple(rows))

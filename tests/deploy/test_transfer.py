@@ -7,7 +7,7 @@ import pytest
 
 from automc.deploy._fast_tvm_import import import_meta_schedule
 from automc.deploy._transfer import REPLAYED_RUN_SECS, structure_of
-from automc.deploy.build import _fused, compile_module, tune_modules, tvm_target
+from automc.deploy.build import fused_module, compile_module, tune_modules, tvm_target
 from automc.latency.kernels import kernel_input, kernel_module
 from automc.latency.measure import _run_local
 from automc.types import KernelSpec
@@ -26,7 +26,7 @@ def profile(host_profile):
 
 def _prim(spec: KernelSpec, profile):
     ms = import_meta_schedule()
-    (task,) = ms.relax_integration.extract_tasks(_fused(kernel_module(spec)), tvm_target(profile))
+    (task,) = ms.relax_integration.extract_tasks(fused_module(kernel_module(spec)), tvm_target(profile))
     return task.dispatched[0]
 
 
@@ -64,5 +64,5 @@ def test_structures_tell_depthwise_from_pointwise(profile):
     int8 = KernelSpec(**{**A.to_dict(), "dtype": "int8"})
     ms = import_meta_schedule()
     int8_structures = {structure_of(t.dispatched[0]) for t in ms.relax_integration.extract_tasks(
-        _fused(kernel_module(int8)), tvm_target(profile))}
+        fused_module(kernel_module(int8)), tvm_target(profile))}
     assert structure_of(_prim(A, profile)) not in int8_structures

@@ -6,34 +6,74 @@ import time
 
 import pytest
 
-from automc.latency.calibrate import calibrate_model, measure_kernel, predictor_for
+from automc.compress import apply_candidate
+from automc.deploy.build import open_database
+from automc.deploy.lower import kernel_specs
+from automc.deploy.relax_lowering import lower_to_relax
+from automc.latency.calibrate import (calibrate_model, is_calibrated, match_tasks, measure_model, model_key,
+                                      predictor_for)
 from automc.latency.kernels import kernel_module
+from automc.latency.measure import task_calls
 from automc.latency.predictor import CalibratedPredictor, RooflinePredictor
 from automc.latency.store import MeasurementStore
 from automc.profiles import load_profile
 from automc.search.runner import calibration_candidates
-from automc.types import KernelSpec
+from automc.types import Candidate, KernelSpec, LayerChoice
 
 PW = KernelSpec(op="conv2d", batch=1, in_channels=32, out_channels=32, height=8, width=8, act="relu6")
 
 
-def test_tuned_kernel_is_measured_once_and_stored(tmp_path, host_profile):
+def test_tuning_records_each_task_once(tmp_path, host_profile, monkeypatch):
     """MetaSchedule (2 trials) on one small kernel: records land in the profile's tuning
-    database, the timing in the store, and a second request builds nothing."""
-    from automc.deploy.build import open_database
+    database, and a second request finds nothing left to tune."""
+    from automc.deploy.build import tune
+
+    monkeypatch.setenv("AUTOMC_CACHE", str(tmp_path))  # an empty tuning database
 
     tuned = host_profile.model_copy(update={"name": "tuned-test", "tuning": host_profile.tuning.model_copy(
         update={"trials_per_kernel": 2, "repeat": 3, "min_repeat_ms": 10})})
-    store = MeasurementStore("t", root=tmp_path)
-    t_tuned = measure_kernel(PW, tuned, store)
-    assert t_tuned > 0 and PW.key in store and store.get(PW.key).trials == 2
+    assert tune(kernel_module(PW), tuned, database=open_database(tuned)) == 1
     records = open_database(tuned).get_all_tuning_records()
     assert len(records) >= 2 and all(len(r.trace.insts) > 0 for r in records)
     start = time.perf_counter()
-    assert measure_kernel(PW, tuned, store) == t_tuned
-    assert time.perf_counter() - start < 0.01
-    # the file survives a reopen (a killed calibration resumes)
-    assert MeasurementStore("t", root=tmp_path).get(PW.key).median_ms == t_tuned
+    assert tune(kernel_module(PW), tuned, database=open_database(tuned)) == 0
+    assert time.perf_counter() - start < 30
+
+
+MIXED = Candidate(layers={"stem.0": LayerChoice(8, 8), "blocks.0.expand.0": LayerChoice(8, 8),
+                          "blocks.0.project.0": LayerChoice(8, 8), "blocks.1.expand.0": LayerChoice(4, 8, prune=0.5),
+                          "blocks.2.project.0": LayerChoice(rank=0.5), "head_conv.0": LayerChoice(8, 8)},
+                  cells={"blocks.4": "skip"})
+
+
+@pytest.mark.parametrize("name", ["fp32", "int8", "mixed"])
+def test_kernel_specs_are_the_fused_tasks_tvm_runs(demo, host_profile, name):
+    """What is predicted is what runs: ``kernel_specs`` (a torch forward) names, in order, the
+    fused tasks TVM makes of the deployed model: residual adds and the next layer's quantization
+    in a conv's epilogue, quantizations on their own where a tensor has several consumers."""
+    import automc.api as api
+
+    ctx = api.prepare(demo.model, demo.example_input, demo.evaluate, host_profile, "default", demo.calib_batches)
+    first, _ = calibration_candidates(ctx.space, n_random=0)
+    candidate = {"fp32": first[0], "int8": first[1], "mixed": MIXED}[name]
+    model = apply_candidate(demo.model, candidate, demo.example_input, demo.calib_batches[:1]).eval()
+    kernels = kernel_specs(model, demo.example_input, host_profile)
+    calls = task_calls(lower_to_relax(model, demo.example_input, host_profile))
+    assert match_tasks(kernels, calls) is not None, [c.name for c in calls]
+    assert sum(k.residual for k in kernels) == (3 if name != "mixed" else 2)
+    if name == "int8":
+        assert sum(k.op == "quantize" for k in kernels) >= 2
+        assert sum(k.out_dtype == "uint8" for k in kernels) >= 8   # quantized in the producer's epilogue
+    if name == "fp32":
+        assert all(k.dtype == k.out_dtype == "float32" for k in kernels)
+
+
+def test_tasks_timed_alone_add_up_to_the_whole_model(demo, quick_profile):
+    m = measure_model(demo.model, demo.example_input, quick_profile)
+    assert all(t is not None for t in m.kernel_timings)
+    total = sum(t.median_ms for t in m.kernel_timings)
+    # untuned code, 2 shared cores: the tasks alone come within a third of the whole
+    assert 0.67 < total / m.whole.median_ms < 1.33, (total, m.whole.median_ms)
 
 
 def test_int8_kernel_module_is_integer():
@@ -46,15 +86,19 @@ def test_calibration_reuses_store_and_predicts(demo, quick_profile, tmp_path):
     import automc.api as api
 
     ctx = api.prepare(demo.model, demo.example_input, demo.evaluate, quick_profile, "default", demo.calib_batches)
-    candidates = calibration_candidates(ctx.space, n_random=4)
+    first, sampled = calibration_candidates(ctx.space, n_random=2)
     store = MeasurementStore(quick_profile.name, root=tmp_path)  # empty, whatever the cache holds
-    first = calibrate_model(ctx.model, demo.example_input, *candidates, quick_profile, budget_s=40, store=store)
-    assert first.wanted > 20 and first.measured >= 2
-    second = calibrate_model(ctx.model, demo.example_input, *candidates, quick_profile, budget_s=0,
-                             store=MeasurementStore(quick_profile.name, root=tmp_path))
-    assert second.measured == 0 and second.reused >= first.measured
+    report = calibrate_model(ctx.model, demo.example_input, first[:2], sampled, quick_profile, budget_s=1e9, store=store)
+    assert report.models_measured == 4 and report.kernels_measured > 20
+    assert is_calibrated(ctx.model, demo.example_input, quick_profile, store)
+    again = calibrate_model(ctx.model, demo.example_input, first[:2], sampled, quick_profile, budget_s=0,
+                            store=MeasurementStore(quick_profile.name, root=tmp_path))
+    assert again.models_measured == 0 and again.models_reused == 4
     predictor = predictor_for(ctx.model, demo.example_input, quick_profile, store)
     assert isinstance(predictor, CalibratedPredictor) and predictor.source == "calibrated"
+    kernels = kernel_specs(ctx.model, demo.example_input, quick_profile)
+    whole = store.get(model_key(kernels, demo.example_input)).median_ms
+    assert abs(predictor.predict(kernels) - whole) / whole < 0.2   # measured kernels + fitted overhead
     rec = next(r for r in store.records() if r.spec)
     spec = KernelSpec.from_dict(rec.spec)
     assert predictor.kernel_ms(spec) == rec.median_ms         # exact hit
@@ -62,7 +106,7 @@ def test_calibration_reuses_store_and_predicts(demo, quick_profile, tmp_path):
     assert predictor.kernel_ms(unseen) > 0                     # regression
     start = time.perf_counter()
     for _ in range(100):
-        predictor.predict([spec] * 18)
+        predictor.predict(kernels)
     assert (time.perf_counter() - start) / 100 < 1e-3
 
 
