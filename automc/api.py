@@ -147,7 +147,7 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     _check_run_dir(run_dir, info)
     # The first search of a model on a host calibrates it within the budget; later searches reuse
     # the store as it is (`automc calibrate` extends it), so a warm search starts at once.
-    store = MeasurementStore(ctx.profile.name)
+    store = MeasurementStore(ctx.profile)
     # measurable(): this host, or an rpc profile's device when its tracker lists it
     if not is_calibrated(ctx.model, example_input, ctx.profile, store) and ctx.profile.measurable():
         calibrate_model(ctx.model, example_input, *calibration_candidates(ctx.space), ctx.profile,

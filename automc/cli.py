@@ -33,11 +33,31 @@ def _friendly(fn):
     return wrapper
 
 
-def _calibration_progress(progress: Progress):
+def parse_duration(text: str, option: str) -> float:
+    """Seconds from "600", "600s", "30m" or "1.5h"; a UserInputError naming ``option`` otherwise."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    t = text.strip().lower()
+    scale = units.get(t[-1:], None)
+    try:
+        value = float(t[:-1] if scale else t) * (scale or 1.0)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise UserInputError(f"{option}: '{text}' is not a duration; give seconds (600) or minutes/hours (30m, 1h)")
+    return value
+
+
+def _calibration_progress(progress: Progress, budget_s: float):
+    """A progress callback: candidate models done of all, and what is left of the budget."""
+    import time
+
     task = progress.add_task("calibrating: candidate models", total=None)
+    start = time.perf_counter()
 
     def update(i: int, n: int, candidate) -> None:
-        progress.update(task, completed=i, total=n)
+        left = max(0.0, budget_s - (time.perf_counter() - start))
+        progress.update(task, completed=i, total=n,
+                        description=f"calibrating: candidate models ({left / 60:.1f} min of budget left)")
 
     return update
 
@@ -60,7 +80,7 @@ def search(model: str = typer.Option("demo-cnn", help="built-in model name"),
            trials: int = typer.Option(150, min=1, help="number of trials"),
            sampler: str = typer.Option("nsga2", help="nsga2 | tpe | random"),
            seed: int = typer.Option(0),
-           budget: float = typer.Option(600.0, help="calibration time budget (s) for kernels not yet measured"),
+           budget: str = typer.Option("600", help="calibration time budget for kernels not yet measured: seconds, or e.g. 10m, 1h"),
            run_dir: Optional[Path] = typer.Option(None, help="run directory (default runs/<time>-<model>-<profile>); an existing run resumes")) -> None:
     """Search per-layer compression for a device profile; writes a run directory."""
     import automc.api as api
@@ -79,13 +99,14 @@ def search(model: str = typer.Option("demo-cnn", help="built-in model name"),
     elif why_not:
         console.print(f"[bold yellow]profile {prof.name} is UNCALIBRATED here ({why_not}): "
                       "latencies are roofline estimates[/]")
+    budget_s = parse_duration(budget, "--budget")
     builtin = load_builtin(model, verbose=True)
     start = time.perf_counter()
     with _progress() as progress:
         result = api.search(builtin.model, builtin.example_input, builtin.evaluate, profile=profile, space=space,
                             n_trials=trials, calib_batches=builtin.calib_batches, run_dir=run_dir, sampler=sampler,
-                            seed=seed, calibration_budget_s=budget, model_name=model, progress=True,
-                            on_calibration=_calibration_progress(progress))
+                            seed=seed, calibration_budget_s=budget_s, model_name=model, progress=True,
+                            on_calibration=_calibration_progress(progress, budget_s))
     _print_front(result)
     console.print(f"search took {time.perf_counter() - start:.0f} s; run directory: {result.run_dir}")
     console.print(f"interactive Pareto plot: {result.run_dir / 'pareto.html'}")
@@ -135,7 +156,7 @@ def profiles() -> None:
     for col in ("name", "target", "measured here", "kernels stored", "description"):
         table.add_column(col)
     for p in list_profiles():
-        n = sum(1 for r in MeasurementStore(p.name).records() if r.spec)
+        n = sum(1 for r in MeasurementStore(p).records() if r.spec)
         why_not = p.why_not_measurable()  # rpc profiles: is the device behind the tracker reachable?
         r = p.runner
         via = f" (RPC: {r.tracker_host}:{r.tracker_port}, key {r.device_key})" if r.kind == "rpc" else ""
@@ -150,7 +171,7 @@ def profiles() -> None:
 def calibrate(profile: Optional[str] = typer.Option(None, help="profile name or YAML path"),
               model: str = typer.Option("demo-cnn", help="built-in model whose space to calibrate"),
               space: str = typer.Option("default"),
-              budget: float = typer.Option(1800.0, help="time budget (s)")) -> None:
+              budget: str = typer.Option("30m", help="time budget: seconds, or e.g. 30m, 1h")) -> None:
     """Tune and measure the kernels a model's space can produce (resumes; never measures twice).
 
     An rpc profile is tuned and measured on the device behind its TVM RPC tracker."""
@@ -159,13 +180,13 @@ def calibrate(profile: Optional[str] = typer.Option(None, help="profile name or 
     from automc.search.runner import calibration_candidates
     from automc.model.zoo import load_builtin
 
+    budget_s = parse_duration(budget, "--budget")
     builtin = load_builtin(model, verbose=True)
     ctx = api.prepare(builtin.model, builtin.example_input, builtin.evaluate, profile or api.default_profile_name(),
                       space, builtin.calib_batches)
     with _progress() as progress:
         report = calibrate_model(ctx.model, builtin.example_input, *calibration_candidates(ctx.space), ctx.profile,
-                                 budget_s=budget,
-                                 on_progress=_calibration_progress(progress))
+                                 budget_s=budget_s, on_progress=_calibration_progress(progress, budget_s))
     console.print(f"{ctx.profile.name}: {report.models_measured} of {report.models_wanted} candidate models measured "
                   f"now ({report.kernels_measured} new kernels), {report.models_reused} already stored, "
                   f"{report.seconds:.0f} s; per-model overhead {report.overhead_ms:.3f} ms")

@@ -103,3 +103,16 @@ def test_run_of_other_search_is_not_overwritten(tmp_path, quick_profile_path):
     res = runner.invoke(app, ["search", "--profile", str(quick_profile_path), "--trials", "1", "--run-dir", str(run)])
     assert res.exit_code == 2 and "profile" in res.output
     assert json.loads((run / "run.json").read_text())["profile"] == "arm-cpu"
+
+
+@pytest.mark.parametrize("command", ["search", "calibrate"])
+def test_bad_budget_names_option_and_fix(command):
+    res = runner.invoke(app, [command, "--budget", "ten minutes"])
+    assert res.exit_code == 2
+    assert "--budget" in res.output and "30m" in res.output
+
+
+def test_budget_accepts_units():
+    from automc.cli import parse_duration
+
+    assert [parse_duration(t, "--budget") for t in ("600", "90s", "30m", "1.5h")] == [600, 90, 1800, 5400]

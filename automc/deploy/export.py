@@ -73,8 +73,12 @@ def export_candidate(model: nn.Module, example_input: torch.Tensor, calib_batche
         source = "\n".join(m.inspect_source() for m in _modules(executable.mod) if m.kind == "cuda")
         (out_dir / "model.cu").write_text(source)
         executable.export_library(str(out_dir / "model.so"))
-        return ExportReport(str(out_dir), tuple(files + ["model.cu", "model.so"]), predicted_ms, latency_source,
-                            note="CUDA library built here; measure it on the GPU (uncalibrated here)")
+        files += ["model.cu", "model.so"]
+        ptx_note = _write_ptx(source, profile, out_dir / "model.ptx")
+        if not ptx_note:
+            files.append("model.ptx")
+        return ExportReport(str(out_dir), tuple(files), predicted_ms, latency_source,
+                            note="CUDA library built here; measure it on the GPU (uncalibrated here)" + ptx_note)
     # probes the tracker for an rpc profile: measured on its device when that is reachable
     why_not = profile.why_not_measurable()
     if why_not:
@@ -98,3 +102,21 @@ def export_candidate(model: nn.Module, example_input: torch.Tensor, calib_batche
                           float(np.abs(outputs[0] - want).max()))
     (out_dir / "export_report.json").write_text(json.dumps(asdict(report), indent=2))
     return report
+
+
+def _write_ptx(cuda_source: str, profile: HardwareProfile, path: Path) -> str:
+    """Compile the CUDA kernels to PTX for the profile's ``arch`` with nvcc, when this host has
+    it; returns "" on success, else a note for the report saying why there is no PTX."""
+    import shutil
+
+    import tvm
+    from tvm.support import nvcc
+
+    if shutil.which("nvcc") is None:
+        return "; no model.ptx: nvcc is not on PATH (install the CUDA toolkit)"
+    arch = str(profile.target.get("arch", "sm_80"))
+    # nvcc reads the compute version from the current target when no GPU is present
+    with tvm_target(profile):
+        ptx = nvcc.compile_cuda(cuda_source, target_format="ptx", arch=[f"-arch={arch}"], compiler="nvcc")
+    path.write_bytes(ptx if isinstance(ptx, (bytes, bytearray)) else str(ptx).encode())
+    return ""

@@ -22,6 +22,10 @@ from automc.compress.quantize import act_levels
 from automc.profiles import HardwareProfile
 from automc.types import FP32_BITS, KernelSpec
 
+# Bumped whenever the code a KernelSpec compiles to changes (schedules, layouts, intrinsics):
+# stored measurements of another version describe code that no longer deploys and are ignored.
+LOWERING_VERSION = 1
+
 
 @dataclass(frozen=True)
 class IntegerLayer:

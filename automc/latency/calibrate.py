@@ -148,23 +148,33 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
                     sampled: Sequence[Candidate], profile: HardwareProfile, budget_s: float = 600.0,
                     on_progress: Callable[[int, int, Candidate | None], None] | None = None,
                     store: MeasurementStore | None = None) -> CalibrationReport:
-    """Measure the ``first`` candidates (the baselines), then the ``sampled`` ones, as whole
-    models (see the module doc) until ``budget_s`` seconds have passed (checked between models).
+    """Measure the ``first`` candidates (the baselines) in order, then the ``sampled`` ones in
+    adaptive order, as whole models (see the module doc), until ``budget_s`` seconds have passed
+    (checked between models).
 
-    A candidate whose model and kernels are all stored already is skipped, never re-measured.
+    Adaptive sampling, after nn-Meter: the next sampled candidate is the one whose kernels not
+    yet stored weigh most in predicted time (the current predictor, refitted after every model),
+    so the budget goes where the predictor knows least about what matters. A candidate whose
+    model and kernels are all stored is skipped, never re-measured; a killed calibration resumes.
     """
     require_measurable(profile)
-    store = store if store is not None else MeasurementStore(profile.name)
+    store = store if store is not None else MeasurementStore(profile)
     start = time.perf_counter()
-    candidates = list(first) + list(sampled)
     calib = (example_input,)  # shapes only: activation ranges do not change a kernel's time
     database = open_database(profile)  # opened once: a JSON file that grows with every task
+    pool = [(c, apply_candidate(model, c, example_input, calib)) for c in list(first) + list(sampled)]
+    pool = [(c, m, kernel_specs(m, example_input, profile)) for c, m in pool]
     measured = reused = new_kernels = 0
-    for i, candidate in enumerate(candidates):
+    pending = list(range(len(first)))  # the baselines, in order
+    left = list(range(len(first), len(pool)))
+    while pending or left:
+        if not pending:
+            pending.append(_most_unknown(left, pool, store, profile))
+            left.remove(pending[0])
+        i = pending.pop(0)
+        candidate, compressed, kernels = pool[i]
         if on_progress:
-            on_progress(i, len(candidates), candidate)
-        compressed = apply_candidate(model, candidate, example_input, calib)
-        kernels = kernel_specs(compressed, example_input, profile)
+            on_progress(measured + reused, len(pool), candidate)
         if model_key(kernels, example_input) in store and all(k.key in store for k in kernels):
             reused += 1
             continue
@@ -174,10 +184,23 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
                                          example_input, profile, store)
         measured += 1
     if on_progress:
-        on_progress(len(candidates), len(candidates), None)
+        on_progress(len(pool), len(pool), None)
     fp32 = kernel_specs(model, example_input, profile)
-    return CalibrationReport(len(candidates), measured, reused, new_kernels, time.perf_counter() - start,
+    return CalibrationReport(len(pool), measured, reused, new_kernels, time.perf_counter() - start,
                              fit_overhead(store)(len(fp32)))
+
+
+def _most_unknown(indices: list[int], pool: list, store: MeasurementStore, profile: HardwareProfile) -> int:
+    """The pool index whose kernels missing from the store add up to the most predicted ms."""
+    try:
+        price = CalibratedPredictor(store).kernel_ms
+    except ValueError:  # too few kernels stored to fit a regressor yet
+        price = RooflinePredictor(profile).kernel_ms
+
+    def unknown_ms(i: int) -> float:
+        return sum(price(k) for k in set(pool[i][2]) if k.key not in store)
+
+    return max(indices, key=unknown_ms)
 
 
 def is_calibrated(model: nn.Module, example_input: torch.Tensor, profile: HardwareProfile,
@@ -196,7 +219,7 @@ def predictor_for(model: nn.Module, example_input: torch.Tensor, profile: Hardwa
     """
     if profile.runner.kind == "local" and not profile.measurable_here:
         return RooflinePredictor(profile)
-    store = store if store is not None else MeasurementStore(profile.name)
+    store = store if store is not None else MeasurementStore(profile)
     try:
         return CalibratedPredictor(store)
     except ValueError:  # fewer than two kernels measured

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from automc._paths import cache_dir
 from automc._host import host_description
+from automc.deploy.lower import LOWERING_VERSION
 from automc.latency.measure import Timing
+from automc.profiles import HardwareProfile
 
 
 @dataclass(frozen=True)
@@ -22,26 +24,37 @@ class Measurement:
     max_ms: float
     repeats: int
     trials: int
-    host: str
+    host: str  # the device measured on (see measured_on)
     tvm_version: str
     measured_at: float
     spec: dict | None = None  # a kernel's KernelSpec
     kernels: list[str] | None = None  # a whole model's kernel keys, in order
+    lowering: int = 0  # deploy.lower.LOWERING_VERSION of the code that was timed
+
+
+def measured_on(profile: HardwareProfile) -> str:
+    """Which device a profile's measurements come from: this host for a local runner, the
+    device key behind the tracker for an rpc one (so they are reused from any driving host)."""
+    if profile.runner.kind == "rpc":
+        return f"rpc device '{profile.runner.device_key}'"
+    return host_description()
 
 
 class MeasurementStore:
     """Append-only JSONL file of measurements for one profile (``cache/measurements/P.jsonl``)."""
 
-    def __init__(self, profile_name: str, root: Path | None = None):
-        self.path = (root or cache_dir() / "measurements") / f"{profile_name}.jsonl"
+    def __init__(self, profile: HardwareProfile, root: Path | None = None):
+        self.path = (root or cache_dir() / "measurements") / f"{profile.name}.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.device = measured_on(profile)
         self._records: dict[str, Measurement] = {}
         if self.path.exists():
             for line in self.path.read_text().splitlines():
                 if line.strip():
                     rec = Measurement(**json.loads(line))
-                    # only this host's measurements describe this host's kernels
-                    if rec.host == host_description():
+                    # only this device's measurements of the current lowering describe the
+                    # code that would deploy now
+                    if rec.host == self.device and rec.lowering == LOWERING_VERSION:
                         self._records[rec.key] = rec
 
     def __contains__(self, key: str) -> bool:
@@ -61,8 +74,9 @@ class MeasurementStore:
         import tvm
 
         rec = Measurement(key=key, median_ms=timing.median_ms, min_ms=timing.min_ms, max_ms=timing.max_ms,
-                          repeats=timing.repeats, trials=trials, host=host_description(),
-                          tvm_version=tvm.__version__, measured_at=time.time(), spec=spec, kernels=kernels)
+                          repeats=timing.repeats, trials=trials, host=self.device,
+                          tvm_version=tvm.__version__, measured_at=time.time(), spec=spec, kernels=kernels,
+                          lowering=LOWERING_VERSION)
         with self.path.open("a") as f:
             f.write(json.dumps(rec.__dict__) + "\n")
         self._records[key] = rec

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -32,9 +33,15 @@ def test_export_arm_cross_compiles_aarch64(tmp_path, demo, require_in_ci):
     assert "not measured" in report.note
 
 
-def test_export_cuda_generates_kernels(tmp_path, demo):
+def test_export_cuda_generates_kernels_and_ptx(tmp_path, demo, require_in_ci):
+    require_in_ci(shutil.which("nvcc") is not None, "nvcc not on PATH (the CUDA toolkit compiles the PTX)")
     report = export_candidate(demo.model, demo.example_input, demo.calib_batches[:1], CAND, load_profile("cuda-gpu"),
                               tmp_path, latency_source="uncalibrated")
     source = (tmp_path / "model.cu").read_text()
     assert "__global__" in source
     assert "uncalibrated" in report.note
+    ptx = (tmp_path / "model.ptx").read_text()
+    # one PTX entry per CUDA kernel (each is declared, then defined, in the source), for the profile's arch
+    kernels = set(re.findall(r"__global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\(", source))
+    assert ".target sm_80" in ptx.splitlines() and ptx.count(".entry") == len(kernels) > 5
+    assert "model.ptx" in report.files

@@ -87,12 +87,12 @@ def test_calibration_reuses_store_and_predicts(demo, quick_profile, tmp_path):
 
     ctx = api.prepare(demo.model, demo.example_input, demo.evaluate, quick_profile, "default", demo.calib_batches)
     first, sampled = calibration_candidates(ctx.space, n_random=2)
-    store = MeasurementStore(quick_profile.name, root=tmp_path)  # empty, whatever the cache holds
+    store = MeasurementStore(quick_profile, root=tmp_path)  # empty, whatever the cache holds
     report = calibrate_model(ctx.model, demo.example_input, first[:2], sampled, quick_profile, budget_s=1e9, store=store)
     assert report.models_measured == 4 and report.kernels_measured > 20
     assert is_calibrated(ctx.model, demo.example_input, quick_profile, store)
     again = calibrate_model(ctx.model, demo.example_input, first[:2], sampled, quick_profile, budget_s=0,
-                            store=MeasurementStore(quick_profile.name, root=tmp_path))
+                            store=MeasurementStore(quick_profile, root=tmp_path))
     assert again.models_measured == 0 and again.models_reused == 4
     predictor = predictor_for(ctx.model, demo.example_input, quick_profile, store)
     assert isinstance(predictor, CalibratedPredictor) and predictor.source == "calibrated"
@@ -108,6 +108,21 @@ def test_calibration_reuses_store_and_predicts(demo, quick_profile, tmp_path):
     for _ in range(100):
         predictor.predict(kernels)
     assert (time.perf_counter() - start) / 100 < 1e-3
+
+
+def test_adaptive_sampling_measures_what_the_store_lacks_first(demo, quick_profile, tmp_path):
+    """After the baselines, the sampled candidate with the most unmeasured predicted time goes
+    first: here uniform int8 (all new kernels) before a copy of fp32 (nothing new, skipped)."""
+    import automc.api as api
+
+    ctx = api.prepare(demo.model, demo.example_input, demo.evaluate, quick_profile, "default", demo.calib_batches)
+    (fp32, int8, *_), _ = calibration_candidates(ctx.space, n_random=0)
+    seen = []
+    report = calibrate_model(ctx.model, demo.example_input, [fp32], [fp32, int8], quick_profile, budget_s=1e9,
+                             store=MeasurementStore(quick_profile, root=tmp_path),
+                             on_progress=lambda i, n, c: seen.append(c))
+    assert seen[:3] == [fp32, int8, fp32]
+    assert report.models_measured == 2 and report.models_reused == 1
 
 
 def test_uncalibrated_profiles_fall_back_to_roofline(demo):

@@ -1,0 +1,37 @@
+"""The measurement store: one record per key, kept per device and per lowering version."""
+
+from __future__ import annotations
+
+import json
+
+from automc.deploy.lower import LOWERING_VERSION
+from automc.latency.measure import Timing
+from automc.latency.store import MeasurementStore
+from automc.profiles import load_profile
+
+T = Timing(median_ms=1.5, min_ms=1.4, max_ms=1.7, repeats=5)
+
+
+def _rpc(key: str):
+    arm = load_profile("arm-cpu")
+    return arm.model_copy(update={"runner": arm.runner.model_copy(update={"device_key": key})})
+
+
+def test_records_survive_a_reopen_and_stay_with_their_device(tmp_path):
+    store = MeasurementStore(_rpc("board-a"), root=tmp_path)
+    store.add("k1", T, trials=4, spec={"op": "dense"})
+    again = MeasurementStore(_rpc("board-a"), root=tmp_path)
+    assert again.get("k1").median_ms == 1.5 and again.get("k1").host == "rpc device 'board-a'"
+    # another board behind the same profile file measured nothing yet
+    assert "k1" not in MeasurementStore(_rpc("board-b"), root=tmp_path)
+
+
+def test_measurements_of_another_lowering_are_ignored(tmp_path, host_profile):
+    store = MeasurementStore(host_profile, root=tmp_path)
+    store.add("k1", T, trials=4)
+    rec = json.loads(store.path.read_text())
+    rec.update(key="old", lowering=LOWERING_VERSION - 1)
+    with store.path.open("a") as f:
+        f.write(json.dumps(rec) + "\n")
+    reopened = MeasurementStore(host_profile, root=tmp_path)
+    assert "k1" in reopened and "old" not in reopened
