@@ -1,0 +1,142 @@
+"""Latency predictor vs end-to-end measurement on models it never saw (issue #3, DESIGN §7).
+
+For each *calibrated* architecture, the profile is calibrated on its uniform baselines and
+``--calib-random`` random candidates (seed 0), exactly as ``automc calibrate`` does. Then
+``--per-model`` fresh random candidates (seed 1, never measured before) of every architecture,
+including the *held-out* ones whose candidates calibration never sampled, are compressed,
+compiled end to end with the profile's tuning database and measured whole on this host; the
+predictor's estimate is compared with the measurement. Nothing measured here feeds the store.
+
+Baselines in the same table:
+- FLOPs: latency = c · MACs, c fitted (least squares) on the calibration's whole-model
+  measurements;
+- per-layer lookup: Σ of the stored latency of each of the model's kernels, no overhead model
+  and no regressor (a kernel missing from the table is priced at the table's median ms per MAC).
+
+Usage (x86-vnni on this host, ~30–60 min cold):
+    .venv/bin/python experiments/latency_validation.py --models demo-cnn --held-out resnet-small
+Prints a table; writes experiments/latency_validation.json (+ per-model rows in .csv).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import kendalltau, spearmanr
+
+import automc.api as api
+from automc.compress import apply_candidate
+from automc.deploy.build import open_database
+from automc.deploy.lower import kernel_specs
+from automc.latency.calibrate import calibrate_model, measure_model, predictor_for
+from automc.latency.store import MeasurementStore
+from automc.model.zoo import load_builtin
+from automc.profiles import load_profile
+from automc.search.runner import calibration_candidates
+from automc.types import KernelSpec
+
+OUT = Path(__file__).with_suffix(".json")
+
+
+def flops_coefficient(store: MeasurementStore) -> float:
+    """ms per MAC, least squares through the origin over the stored whole-model measurements."""
+    specs = {r.key: KernelSpec.from_dict(r.spec) for r in store.records() if r.spec}
+    pts = [(sum(specs[k].macs for k in r.kernels), r.median_ms) for r in store.records()
+           if r.kernels and all(k in specs for k in r.kernels)]
+    macs, ms = np.array(pts, dtype=float).T
+    return float((macs @ ms) / (macs @ macs))
+
+
+def lookup_ms(kernels: list[KernelSpec], store: MeasurementStore, ms_per_mac: float) -> float:
+    total = 0.0
+    for k in kernels:
+        hit = store.get(k.key)
+        total += hit.median_ms if hit is not None else ms_per_mac * max(k.macs, 1)
+    return total
+
+
+def metrics(pred: np.ndarray, meas: np.ndarray) -> dict[str, float]:
+    err = (pred - meas) / meas
+    return {"within_10": float(np.mean(np.abs(err) <= 0.10)), "within_5": float(np.mean(np.abs(err) <= 0.05)),
+            "rmspe": float(np.sqrt(np.mean(err ** 2))), "kendall_tau": float(kendalltau(pred, meas).statistic),
+            "spearman_rho": float(spearmanr(pred, meas).statistic), "n": int(len(meas))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default="demo-cnn", help="calibrated architectures, comma-separated")
+    ap.add_argument("--held-out", default="resnet-small", help="architectures calibration never samples")
+    ap.add_argument("--profile", default=None)
+    ap.add_argument("--space", default="default")
+    ap.add_argument("--calib-random", type=int, default=24)
+    ap.add_argument("--per-model", type=int, default=16)
+    ap.add_argument("--budget", type=float, default=1800.0, help="calibration budget per model, s")
+    args = ap.parse_args()
+    torch.set_num_threads(1)  # torch only compresses here; the 2 cores belong to TVM's timings
+    profile = load_profile(args.profile or api.default_profile_name())
+    store = MeasurementStore(profile)
+    calibrated = [m for m in args.models.split(",") if m]
+    held_out = [m for m in args.held_out.split(",") if m]
+    calib_report = {}
+    contexts = {}
+    for name in calibrated + held_out:
+        b = load_builtin(name, verbose=True)
+        contexts[name] = (b, api.prepare(b.model, b.example_input, b.evaluate, profile, args.space, b.calib_batches))
+    for name in calibrated:
+        b, ctx = contexts[name]
+        first, sampled = calibration_candidates(ctx.space, n_random=args.calib_random, seed=0)
+        t = time.perf_counter()
+        rep = calibrate_model(ctx.model, b.example_input, first, sampled, profile, budget_s=args.budget, store=store)
+        calib_report[name] = {**rep.__dict__, "wall_s": time.perf_counter() - t}
+        print(f"calibrated {name}: {rep}")
+    predictor = predictor_for(contexts[calibrated[0]][0].model, contexts[calibrated[0]][0].example_input, profile, store)
+    ms_per_mac = flops_coefficient(store)
+    database = open_database(profile)
+    rows = []
+    for name in calibrated + held_out:
+        b, ctx = contexts[name]
+        _, fresh = calibration_candidates(ctx.space, n_random=args.per_model, seed=1)
+        for i, cand in enumerate(fresh):
+            m = apply_candidate(ctx.model, cand, b.example_input, b.calib_batches[:1]).eval()
+            kernels = kernel_specs(m, b.example_input, profile)
+            t = time.perf_counter()
+            predicted = predictor.predict(kernels)
+            predict_us = (time.perf_counter() - t) * 1e6
+            whole = measure_model(m, b.example_input, profile, database).whole
+            rows.append({"model": name, "held_out": name in held_out, "candidate": i, "kernels": len(kernels),
+                         "macs": sum(k.macs for k in kernels), "measured_ms": whole.median_ms,
+                         "spread": whole.spread, "predicted_ms": predicted, "predict_us": predict_us,
+                         "flops_ms": ms_per_mac * sum(k.macs for k in kernels),
+                         "lookup_ms": lookup_ms(kernels, store, ms_per_mac)})
+            r = rows[-1]
+            print(f"{name:>16} #{i:<3} measured {r['measured_ms']:.3f} ms  predicted {predicted:.3f} "
+                  f"({(predicted / r['measured_ms'] - 1) * 100:+.1f}%)  FLOPs {r['flops_ms']:.3f}  lookup {r['lookup_ms']:.3f}",
+                  flush=True)
+    df = pd.DataFrame(rows)
+    df.to_csv(OUT.with_suffix(".csv"), index=False)
+    table = {}
+    for subset, part in [("all", df), ("calibrated archs", df[~df.held_out]), ("held-out archs", df[df.held_out])]:
+        if len(part) < 2:
+            continue
+        for method, col in [("automc predictor", "predicted_ms"), ("FLOPs-proportional", "flops_ms"),
+                            ("per-layer lookup", "lookup_ms")]:
+            table[f"{subset} | {method}"] = metrics(part[col].to_numpy(), part.measured_ms.to_numpy())
+    print(f"\nprofile {profile.name}; {len(df)} models; predictor median {df.predict_us.median():.0f} µs a candidate "
+          f"(kernels already extracted)")
+    print(f"{'subset | method':<45} {'n':>3} {'±10%':>6} {'±5%':>6} {'RMSPE':>7} {'τ':>6} {'ρ':>6}")
+    for k, v in table.items():
+        print(f"{k:<45} {v['n']:>3} {v['within_10']:>6.0%} {v['within_5']:>6.0%} {v['rmspe']:>7.1%} "
+              f"{v['kendall_tau']:>6.2f} {v['spearman_rho']:>6.2f}")
+    OUT.write_text(json.dumps({"profile": profile.name, "args": vars(args), "calibration": calib_report,
+                               "table": table, "median_spread": float(df.spread.median())}, indent=2))
+    print(f"wrote {OUT} and {OUT.with_suffix('.csv')}")
+
+
+if __name__ == "__main__":
+    main()
