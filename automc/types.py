@@ -93,6 +93,9 @@ class Candidate:
         return cls.from_dict(json.loads(text))
 
 
+GRAPH_OPS = ("bmm", "norm", "softmax", "pool", "layout", "eltwise")
+
+
 @dataclass(frozen=True)
 class KernelSpec:
     """The unit of latency: one fused task as TVM compiles it inside the deployed graph.
@@ -104,9 +107,17 @@ class KernelSpec:
     into it in a whole model: a ``residual`` add, and the quantization of the output for its
     one integer consumer (``out_dtype`` "uint8"/"int8"; "float32" when it stays float).
     Shapes are of the deployed (pruned / factorized) layer.
+
+    The rest of the graph's work comes as *graph ops* (``GRAPH_OPS``: "bmm" — a matmul
+    without weights, e.g. attention — "norm", "softmax", "pool", "layout", "eltwise"), one per
+    torch call that no layer's epilogue absorbs: ``in_channels`` / ``out_channels`` count
+    the elements read / written; a bmm of [batch, height × in_channels] by
+    [batch, in_channels × width] has width output columns. TVM fuses them in its own way, so
+    they are priced together per family from whole-model measurements (see
+    ``latency.predictor``), not timed one by one.
     """
 
-    op: Literal["conv2d", "dense", "quantize"]
+    op: Literal["conv2d", "dense", "quantize", "bmm", "norm", "softmax", "pool", "layout", "eltwise"]
     batch: int
     in_channels: int
     out_channels: int
@@ -127,8 +138,13 @@ class KernelSpec:
         return "|".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))
 
     @property
+    def is_layer(self) -> bool:
+        """A conv / dense / quantize task, timed on its own in calibration (else a graph op)."""
+        return self.op not in GRAPH_OPS
+
+    @property
     def out_hw(self) -> tuple[int, int]:
-        if self.op == "dense":
+        if self.op == "dense" or not self.is_layer:
             return (1, 1)
         oh = (self.height + 2 * self.padding - self.kernel_size) // self.stride + 1
         ow = (self.width + 2 * self.padding - self.kernel_size) // self.stride + 1
@@ -136,7 +152,9 @@ class KernelSpec:
 
     @property
     def macs(self) -> int:
-        if self.op == "quantize":
+        if self.op == "bmm":
+            return self.batch * self.height * self.in_channels * self.width
+        if self.op == "quantize" or not self.is_layer:
             return 0
         oh, ow = self.out_hw
         per_out = (self.in_channels // self.groups) * self.kernel_size * self.kernel_size
@@ -147,6 +165,10 @@ class KernelSpec:
         """Bytes read and written once: input, weights, output (roofline numerator)."""
         elem = 1 if self.dtype == "int8" else (2 if self.dtype == "float16" else 4)
         oh, ow = self.out_hw
+        if self.op == "bmm":
+            return 4 * self.batch * (self.height * self.in_channels + self.in_channels * self.width + self.height * self.width)
+        if not self.is_layer:
+            return 4 * (self.in_channels + self.out_channels)
         inp = self.batch * self.in_channels * self.height * self.width * elem
         if self.op == "quantize":
             return inp * 4 // elem + inp // elem
@@ -160,6 +182,17 @@ class KernelSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "KernelSpec":
         return cls(**data)
+
+    @classmethod
+    def from_key(cls, key: str) -> "KernelSpec":
+        """The spec whose ``key`` this is."""
+        types = {f.name: f.type for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for item in key.split("|"):
+            name, value = item.split("=", 1)
+            kind = types[name]
+            values[name] = (value == "True") if kind in (bool, "bool") else int(value) if kind in (int, "int") else value
+        return cls(**values)
 
 
 @dataclass(frozen=True)

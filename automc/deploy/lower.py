@@ -24,7 +24,7 @@ from automc.types import FP32_BITS, KernelSpec
 
 # Bumped whenever the code a KernelSpec compiles to changes (schedules, layouts, intrinsics):
 # stored measurements of another version describe code that no longer deploys and are ignored.
-LOWERING_VERSION = 1
+LOWERING_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,15 @@ def deploy_module(compressed: nn.Module, profile: HardwareProfile) -> tuple[nn.M
 
 _ACTS = {"hardtanh": "relu6", "relu6": "relu6", "relu": "relu"}
 _ADDS = {"add", "__add__", "__radd__"}
+# torch calls by the graph-op family they are priced in (see KernelSpec); others are "eltwise"
+_FAMILIES = {
+    **dict.fromkeys(("matmul", "bmm", "__matmul__", "baddbmm", "einsum", "scaled_dot_product_attention"), "bmm"),
+    **dict.fromkeys(("layer_norm", "group_norm", "batch_norm", "instance_norm", "rms_norm"), "norm"),
+    **dict.fromkeys(("softmax", "log_softmax", "_softmax"), "softmax"),
+    **dict.fromkeys(("adaptive_avg_pool2d", "avg_pool2d", "max_pool2d", "mean", "sum", "amax"), "pool"),
+    **dict.fromkeys(("reshape", "view", "flatten", "permute", "transpose", "contiguous", "__getitem__", "unsqueeze",
+                     "squeeze", "expand", "cat", "stack", "chunk", "split", "t", "unflatten", "narrow"), "layout"),
+}
 
 
 class _Dataflow(TorchFunctionMode):
@@ -143,13 +152,25 @@ def _float_dtype_of(layer: IntegerLayer | None) -> str:
     return layer.a_dtype if layer is not None else "float32"
 
 
+def _graph_op(name: str, tensors: tuple, out: torch.Tensor) -> KernelSpec:
+    family = _FAMILIES.get(name, "eltwise")
+    if family == "bmm" and len(tensors) >= 2 and tensors[0].dim() >= 2 and tensors[1].dim() >= 2:
+        a, b = tensors[0], tensors[1]
+        return KernelSpec(op="bmm", batch=int(np.prod(out.shape[:-2])) if out.dim() > 2 else 1,
+                          in_channels=a.shape[-1], out_channels=out.numel(), height=a.shape[-2], width=b.shape[-1])
+    return KernelSpec(op=family, batch=1, in_channels=sum(t.numel() for t in tensors), out_channels=out.numel())
+
+
 def kernel_specs(compressed: nn.Module, example_input: torch.Tensor, profile: HardwareProfile) -> list[KernelSpec]:
-    """The fused tasks the deployed model runs (conv / dense with their fused epilogues, and
-    quantizations left on their own), in execution order, with deployed shapes and dtypes.
+    """The fused tasks the deployed model runs, in execution order, with deployed shapes and
+    dtypes: conv / dense with their fused epilogues, quantizations left on their own, and a
+    graph op (see ``KernelSpec``) for every other torch call that does work.
 
     One forward pass of the deploy module under a recording torch-function mode; the epilogue
-    follows TVM's FuseOps: a conv absorbs its activation and a residual add while each has
-    one consumer, and the quantization of its output when its one consumer is an integer layer.
+    follows TVM's FuseOps: a conv (or a dense on 2-D rows) absorbs its activation and a
+    residual add while each has one consumer, and the quantization of its output when its one
+    consumer is an integer layer. A dense on 3-D tokens is reshaped around its matmul in
+    Relax, which stops fusion there: its epilogue and the next quantization stay apart.
     """
     model, integer = deploy_module(compressed, profile)
     layers = {id(m.weight): (path, m) for path, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
@@ -169,31 +190,39 @@ def kernel_specs(compressed: nn.Module, example_input: torch.Tensor, profile: Ha
         return None
 
     fused_quantize: set[int] = set()  # tensors whose quantization a producer's epilogue absorbed
+    absorbed: set[int] = set()  # calls fused into a layer's epilogue
     specs: list[KernelSpec] = []
     for i, (name, tensors, out) in enumerate(calls):
         found = layer_of(i)
         if found is None:
+            if i not in absorbed and not any(out is t for t in tensors):
+                specs.append(_graph_op(name, tensors, out))
             continue
         path, mod = found
         layer = integer.get(path)
         x = tensors[0]
         if layer is not None and id(x) not in fused_quantize:
-            specs.append(KernelSpec(op="quantize", batch=x.shape[0], in_channels=x.shape[1],
-                                    out_channels=x.shape[1], height=x.shape[2] if x.dim() == 4 else 1,
+            rows = x.shape[0] if x.dim() == 4 else int(np.prod(x.shape[:-1]))
+            channels = x.shape[1] if x.dim() == 4 else x.shape[-1]
+            specs.append(KernelSpec(op="quantize", batch=rows, in_channels=channels, out_channels=channels,
+                                    height=x.shape[2] if x.dim() == 4 else 1,
                                     width=x.shape[3] if x.dim() == 4 else 1, out_dtype=layer.a_dtype))
         act, residual, t = "none", False, out
-        while len(consumers.get(id(t), ())) == 1:
-            nxt_name, nxt_tensors, nxt_out = calls[consumers[id(t)][0]]
+        fuses = isinstance(mod, nn.Conv2d) or x.dim() == 2
+        while fuses and len(consumers.get(id(t), ())) == 1:
+            j = consumers[id(t)][0]
+            nxt_name, nxt_tensors, nxt_out = calls[j]
             if nxt_name in _ACTS and act == "none" and not residual:
                 act = _ACTS[nxt_name]
             elif nxt_name in _ADDS and not residual and len(nxt_tensors) == 2 and nxt_tensors[0].shape == nxt_tensors[1].shape:
                 residual = True
             else:
                 break
+            absorbed.add(j)
             t = nxt_out
         users = consumers.get(id(t), [])
         out_dtype = "float32"
-        if len(users) == 1 and layer_of(users[0]) is not None and calls[users[0]][1][0] is t:
+        if fuses and len(users) == 1 and layer_of(users[0]) is not None and calls[users[0]][1][0] is t:
             out_dtype = _float_dtype_of(integer.get(layer_of(users[0])[0]))
             if out_dtype != "float32":
                 fused_quantize.add(id(t))

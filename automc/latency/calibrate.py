@@ -28,7 +28,7 @@ from automc.deploy.lower import kernel_specs
 from automc.deploy.relax_lowering import lower_to_relax
 from automc.errors import UserInputError
 from automc.latency.measure import TaskCall, Timing, task_calls, time_executable, time_tasks
-from automc.latency.predictor import CalibratedPredictor, LatencyPredictor, RooflinePredictor, fit_overhead
+from automc.latency.predictor import CalibratedPredictor, LatencyPredictor, RooflinePredictor, fit_graph_pricing
 from automc.latency.store import MeasurementStore
 from automc.profiles import HardwareProfile
 from automc.types import Candidate, KernelSpec
@@ -37,7 +37,7 @@ from automc.types import Candidate, KernelSpec
 @dataclass(frozen=True)
 class CalibrationReport:
     """What a calibration run did: candidate models measured now / skipped (all their kernels
-    stored), distinct kernels measured now, seconds, and the fitted per-model overhead (ms)."""
+    stored), distinct kernels measured now, seconds, and the fitted per-model overhead (ms)."""  # noqa
 
     models_wanted: int
     models_measured: int
@@ -49,8 +49,9 @@ class CalibrationReport:
 
 @dataclass(frozen=True)
 class ModelMeasurement:
-    """A whole model compiled and timed: its kernels, the timing of each kernel's task inside
-    it (None when its task could not be told apart, see ``match_tasks``) and of the whole."""
+    """A whole model compiled and timed: its kernels, the timing of each layer kernel's task
+    inside it (None for graph ops, and for all when the tasks could not be told apart, see
+    ``match_tasks``) and of the whole."""
 
     kernels: tuple[KernelSpec, ...]
     kernel_timings: tuple[Timing | None, ...]
@@ -70,32 +71,42 @@ def _task_of(spec: KernelSpec, call: TaskCall) -> bool:
     (in_shape, in_dtype), (out_shape, out_dtype) = call.args[0], call.output
     if spec.op == "quantize":
         return ("conv2d" not in name and "matmul" not in name and "round" in name
-                and in_shape[:2] == (spec.batch, spec.in_channels) and out_dtype == spec.out_dtype)
+                and int(np.prod(out_shape)) == spec.batch * spec.in_channels * spec.height * spec.width
+                and out_dtype == spec.out_dtype)
     integer_in = in_dtype in ("int8", "uint8")
     if integer_in != (spec.dtype == "int8") or out_dtype != spec.out_dtype:
         return False
     residual = any(shape == out_shape for shape, _ in call.args[2:-1])
     if spec.op == "dense":
-        return "matmul" in name and in_shape[-1] == spec.in_channels and out_shape[-1] == spec.out_channels
+        return ("matmul" in name and in_shape[-1] == spec.in_channels and out_shape[-1] == spec.out_channels
+                and int(np.prod(in_shape[:-1])) == spec.batch and len(call.args) > 2)
     return ("conv2d" in name and in_shape == (spec.batch, spec.in_channels, spec.height, spec.width)
             and out_shape[1] == spec.out_channels and residual == spec.residual)
 
 
-def match_tasks(kernels: Sequence[KernelSpec], calls: Sequence[TaskCall]) -> list[int] | None:
-    """Index into ``calls`` of each kernel's task, or None when the model's tasks do not line up
-    with the kernels ``kernel_specs`` predicts (then none of its kernels are stored)."""
-    wanted = [i for i, c in enumerate(calls) if "conv2d" in c.name or "matmul" in c.name or "round" in c.name]
-    if len(wanted) != len(kernels):
-        return None
-    if not all(_task_of(k, calls[i]) for k, i in zip(kernels, wanted)):
-        return None
-    return wanted
+def match_tasks(kernels: Sequence[KernelSpec], calls: Sequence[TaskCall]) -> list[int | None] | None:
+    """For each kernel, the index into ``calls`` of its task (None for a graph op, which is
+    priced from whole models, not timed alone), matched in order; None when a layer kernel
+    finds no task (the model's tasks do not line up with ``kernel_specs``; nothing is stored)."""
+    index: list[int | None] = []
+    at = 0
+    for k in kernels:
+        if not k.is_layer:
+            index.append(None)
+            continue
+        while at < len(calls) and not _task_of(k, calls[at]):
+            at += 1
+        if at == len(calls):
+            return None
+        index.append(at)
+        at += 1
+    return index
 
 
 def measure_model(compressed: nn.Module, example_input: torch.Tensor, profile: HardwareProfile,
                   database=None) -> ModelMeasurement:
     """Lower, tune the tasks not yet in the database, compile, then time the whole model and
-    each of its kernels' tasks where the profile measures."""
+    each of its layer kernels' tasks where the profile measures."""
     database = database if database is not None else open_database(profile)
     kernels = tuple(kernel_specs(compressed, example_input, profile))
     mod = lower_to_relax(compressed, example_input, profile)
@@ -106,8 +117,8 @@ def measure_model(compressed: nn.Module, example_input: torch.Tensor, profile: H
     index = match_tasks(kernels, calls)
     if index is None:
         return ModelMeasurement(kernels, (None,) * len(kernels), whole)
-    timings = time_tasks(executable, [calls[i] for i in index], profile)
-    return ModelMeasurement(kernels, tuple(timings), whole)
+    timed = iter(time_tasks(executable, [calls[i] for i in index if i is not None], profile))
+    return ModelMeasurement(kernels, tuple(next(timed) if i is not None else None for i in index), whole)
 
 
 def store_measurement(m: ModelMeasurement, example_input: torch.Tensor, profile: HardwareProfile,
@@ -175,7 +186,7 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
         candidate, compressed, kernels = pool[i]
         if on_progress:
             on_progress(measured + reused, len(pool), candidate)
-        if model_key(kernels, example_input) in store and all(k.key in store for k in kernels):
+        if model_key(kernels, example_input) in store and all(k.key in store for k in kernels if k.is_layer):
             reused += 1
             continue
         if time.perf_counter() - start > budget_s:
@@ -187,7 +198,7 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
         on_progress(len(pool), len(pool), None)
     fp32 = kernel_specs(model, example_input, profile)
     return CalibrationReport(len(pool), measured, reused, new_kernels, time.perf_counter() - start,
-                             fit_overhead(store)(len(fp32)))
+                             fit_graph_pricing(store).overhead_ms)
 
 
 def _most_unknown(indices: list[int], pool: list, store: MeasurementStore, profile: HardwareProfile) -> int:
@@ -207,7 +218,7 @@ def is_calibrated(model: nn.Module, example_input: torch.Tensor, profile: Hardwa
                   store: MeasurementStore) -> bool:
     """Has the uncompressed model been measured whole with all its kernels?"""
     kernels = kernel_specs(model, example_input, profile)
-    return model_key(kernels, example_input) in store and all(k.key in store for k in kernels)
+    return model_key(kernels, example_input) in store and all(k.key in store for k in kernels if k.is_layer)
 
 
 def predictor_for(model: nn.Module, example_input: torch.Tensor, profile: HardwareProfile,

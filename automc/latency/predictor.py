@@ -1,9 +1,11 @@
 """Latency predictors, one protocol: kernels in, milliseconds out.
 
-``CalibratedPredictor``: Σ kernels + overhead. A kernel is a fused task timed inside a whole
-model (see ``calibrate``): an exact hit from the measurement store, else a gradient-boosted
-regressor on kernel features. The overhead is what whole models measured beyond their tasks
-(the VM's calls and allocations, pooling and reshapes), fitted as a + b·(number of kernels).
+``CalibratedPredictor``: Σ layer kernels + Σ graph ops + overhead. A layer kernel is a fused
+task timed inside a whole model (see ``calibrate``): an exact hit from the measurement store,
+else a gradient-boosted regressor on kernel features. Graph ops (attention matmuls, norms,
+softmax, pooling, reshapes, unfused adds: see ``KernelSpec``) and the per-model overhead are
+what whole models measured beyond their layer tasks, priced per family by non-negative least
+squares (``fit_graph_pricing``).
 ``RooflinePredictor``: the labelled fallback for profiles not calibrated on this host.
 """
 
@@ -17,7 +19,7 @@ import numpy as np
 
 from automc.latency.store import Measurement, MeasurementStore
 from automc.profiles import HardwareProfile
-from automc.types import KernelSpec
+from automc.types import GRAPH_OPS, KernelSpec
 
 
 class LatencyPredictor(Protocol):
@@ -55,21 +57,51 @@ def _current_key(spec: dict) -> str | None:
         return None
 
 
-def fit_overhead(store: MeasurementStore) -> Callable[[int], float]:
-    """Per-model overhead (ms) as a function of the number of kernels: a + b·n, least squares
-    over the whole models stored with all their kernels (b ≥ 0; a constant when n never varies)."""
+@dataclass(frozen=True)
+class GraphPricing:
+    """What whole models take beyond their layer kernels: ``overhead_ms`` per model (the VM's
+    calls and allocations) plus, per graph-op family, ms per million elements read and
+    written (``bmm``: per million MACs). Fitted by ``fit_graph_pricing``."""
+
+    overhead_ms: float
+    ms_per_unit: dict[str, float]
+
+    def graph_op_ms(self, spec: KernelSpec) -> float:
+        return self.ms_per_unit.get(spec.op, 0.0) * _graph_units(spec)
+
+
+def _graph_units(spec: KernelSpec) -> float:
+    return (spec.macs if spec.op == "bmm" else spec.in_channels + spec.out_channels) * 1e-6
+
+
+def fit_graph_pricing(store: MeasurementStore) -> GraphPricing:
+    """Non-negative least squares over the stored whole models whose layer kernels are all
+    stored: whole − Σ layer kernels = overhead + Σ_family rate × units of its graph ops.
+
+    Families no stored model has keep rate 0: a model full of them (a transformer's softmax,
+    say, when only CNNs were calibrated) is under-predicted, which is why the validation
+    reports held-out architectures apart.
+    """
+    from scipy.optimize import nnls
+
     kernel_ms = {r.key: r.median_ms for r in kernel_records(store)}
-    points = [(len(r.kernels), r.median_ms - sum(kernel_ms[k] for k in r.kernels))
-              for r in store.records() if r.kernels and all(k in kernel_ms for k in r.kernels)]
-    if not points:
-        return lambda n: 0.0
-    n, y = np.array(points, dtype=float).T
-    a, b = float(np.median(y)), 0.0
-    if len(points) >= 3 and n.std() > 0:
-        b, a = (float(v) for v in np.polyfit(n, y, 1))
-        if b < 0:
-            a, b = float(np.median(y)), 0.0
-    return lambda k: max(0.0, a + b * k)
+    rows, ys = [], []
+    for r in store.records():
+        if not r.kernels:
+            continue
+        specs = [KernelSpec.from_key(k) for k in r.kernels]
+        if not all(k.key in kernel_ms for k in specs if k.is_layer):
+            continue
+        units = dict.fromkeys(GRAPH_OPS, 0.0)
+        for k in specs:
+            if not k.is_layer:
+                units[k.op] += _graph_units(k)
+        rows.append([1.0] + [units[f] for f in GRAPH_OPS])
+        ys.append(r.median_ms - sum(kernel_ms[k.key] for k in specs if k.is_layer))
+    if not rows:
+        return GraphPricing(0.0, {})
+    coef, _ = nnls(np.array(rows), np.array(ys))
+    return GraphPricing(float(coef[0]), {f: float(c) for f, c in zip(GRAPH_OPS, coef[1:])})
 
 
 @dataclass
@@ -90,7 +122,8 @@ class RooflinePredictor:
 
 
 class CalibratedPredictor:
-    """Store hits + regression on the store, plus the per-model overhead (``fit_overhead``)."""
+    """Store hits + regression on the store for layer kernels; graph ops and the per-model
+    overhead from ``fit_graph_pricing``."""
 
     source = "calibrated"
 
@@ -98,7 +131,7 @@ class CalibratedPredictor:
         from sklearn.ensemble import GradientBoostingRegressor
 
         self.store = store
-        self.overhead = fit_overhead(store)
+        self.pricing = fit_graph_pricing(store)
         recs = kernel_records(store)
         if len(recs) < 2:
             raise ValueError(f"only {len(recs)} kernel measurements stored; run `automc calibrate` first")
@@ -115,13 +148,16 @@ class CalibratedPredictor:
         return self._kernels_ms([spec])[0]
 
     def predict(self, kernels: Sequence[KernelSpec]) -> float:
-        return sum(self._kernels_ms(kernels)) + self.overhead(len(kernels))
+        return sum(self._kernels_ms(kernels)) + self.pricing.overhead_ms
 
     def _kernels_ms(self, kernels: Sequence[KernelSpec]) -> list[float]:
         # Looked up by the (hashable, frozen) spec first: building its string key costs ~5 µs,
         # which over ~20 kernels would take the whole per-candidate budget (DESIGN §7: 100 µs).
         unseen = [k for k in kernels if k not in self._by_spec]
         if unseen:
+            for k in unseen:
+                if not k.is_layer:  # priced per family, never looked up or regressed
+                    self._cache[k.key] = self.pricing.graph_op_ms(k)
             misses = [k for k in unseen if k.key not in self._cache]
             if misses:
                 # one regressor call per candidate, not per kernel: sklearn's per-call

@@ -68,10 +68,54 @@ def test_kernel_specs_are_the_fused_tasks_tvm_runs(demo, host_profile, name):
         assert all(k.dtype == k.out_dtype == "float32" for k in kernels)
 
 
+@pytest.mark.parametrize("bits", [32, 8])
+def test_transformer_layers_match_tasks_and_the_rest_are_graph_ops(host_profile, bits):
+    """A transformer's Linear layers on 3-D tokens are matched to their TVM tasks (TVM reshapes
+    around the matmul, so nothing fuses into them); attention, norms and softmax are graph ops."""
+    import torch
+
+    from automc.model.introspect import introspect
+    from automc.model.tiny_transformer import TinyTransformer
+
+    torch.manual_seed(0)
+    model, x = TinyTransformer().eval(), torch.randn(1, 1, 32, 32)
+    names = [layer.name for layer in introspect(model, x).layers]
+    cand = Candidate(layers={n: LayerChoice(bits, bits) for n in names}) if bits < 32 else Candidate()
+    compressed = apply_candidate(model, cand, x, (x,)).eval()
+    kernels = kernel_specs(compressed, x, host_profile)
+    assert match_tasks(kernels, task_calls(lower_to_relax(compressed, x, host_profile))) is not None
+    dense = [k for k in kernels if k.op == "dense"]
+    assert len(dense) == len(names) and not any(k.residual or k.act != "none" for k in dense if k.batch > 1)
+    ops = [k.op for k in kernels if not k.is_layer]
+    assert ops.count("bmm") == 4 and ops.count("softmax") == 2 and ops.count("norm") == 5
+
+
+def test_graph_pricing_recovers_overhead_and_family_rates(tmp_path, host_profile):
+    """Whole models = layer kernels + 0.05 ms + 2 ms per million norm elements: the fit finds both."""
+    from automc.latency.measure import Timing
+    from automc.latency.predictor import fit_graph_pricing
+
+    store = MeasurementStore(host_profile, root=tmp_path)
+    conv = KernelSpec(op="conv2d", batch=1, in_channels=8, out_channels=8, height=8, width=8)
+    other = KernelSpec(op="dense", batch=1, in_channels=8, out_channels=8)  # the regressor needs two
+    for k in (conv, other):
+        store.add(k.key, Timing(0.3, 0.3, 0.3, 3), 0, k.to_dict())
+    for n in (1, 2, 4, 8):
+        norm = KernelSpec(op="norm", batch=1, in_channels=n * 100_000, out_channels=n * 100_000)
+        ms = 0.3 + 0.05 + 2 * n * 0.2
+        store.add(f"model:{n}", Timing(ms, ms, ms, 3), 0, kernels=[conv.key, norm.key])
+    pricing = fit_graph_pricing(store)
+    assert pricing.overhead_ms == pytest.approx(0.05, abs=1e-6)
+    assert pricing.ms_per_unit["norm"] == pytest.approx(2.0, rel=1e-6)
+    assert CalibratedPredictor(store).predict([conv, KernelSpec(op="norm", batch=1, in_channels=500_000,
+                                                                out_channels=500_000)]) == pytest.approx(0.3 + 0.05 + 2.0)
+
+
 def test_tasks_timed_alone_add_up_to_the_whole_model(demo, quick_profile):
     m = measure_model(demo.model, demo.example_input, quick_profile)
-    assert all(t is not None for t in m.kernel_timings)
-    total = sum(t.median_ms for t in m.kernel_timings)
+    assert all((t is not None) == k.is_layer for k, t in zip(m.kernels, m.kernel_timings))
+    assert [k.op for k in m.kernels if not k.is_layer] == ["pool", "layout"]  # global pooling, flatten
+    total = sum(t.median_ms for t in m.kernel_timings if t is not None)
     # untuned code, 2 shared cores: the tasks alone come within a third of the whole
     assert 0.67 < total / m.whole.median_ms < 1.33, (total, m.whole.median_ms)
 
