@@ -1,0 +1,142 @@
+"""VNNI int8 kernels (x86-vnni): real TVM builds that must execute ``vpdpbusd`` and be exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from automc._host import host_cpu_flags
+from automc.accuracy import recalibrate_bn
+from automc.compress import apply_candidate
+from automc.deploy import _vnni
+from automc.deploy.build import compile_module, fused_module
+from automc.deploy.relax_lowering import lower_to_relax, relax_from_deploy
+from automc.profiles import load_profile
+from automc.types import Candidate, LayerChoice
+
+TARGET = {"kind": "llvm", "mcpu": "cascadelake", "num-cores": 2}
+
+
+@pytest.fixture(autouse=True)
+def _vnni_host(require_in_ci):
+    require_in_ci("avx512_vnni" in host_cpu_flags(), "this host's CPU lacks avx512_vnni: VNNI kernels cannot run here")
+
+
+def _build(func, name: str):
+    import tvm
+
+    lib = tvm.compile(tvm.IRModule({name: _vnni.schedule_fused(func)}), tvm.target.Target(TARGET))
+    return lib.mod
+
+
+def _conv_reference(x: np.ndarray, w: np.ndarray, stride: int, pad: int) -> np.ndarray:
+    """int64 NCHW conv (groups 1) in numpy: the exact integer result."""
+    x = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    n, _, h, wd = x.shape
+    oc, _, k, _ = w.shape
+    oh, ow = (h - k) // stride + 1, (wd - k) // stride + 1
+    out = np.zeros((n, oc, oh, ow), np.int64)
+    for dy in range(k):
+        for dx in range(k):
+            patch = x[:, :, dy:dy + stride * oh:stride, dx:dx + stride * ow:stride]
+            out += np.einsum("nchw,oc->nohw", patch, w[:, :, dy, dx].astype(np.int64))
+    return out
+
+
+def _data(rng, shape, signed: bool) -> np.ndarray:
+    if signed:
+        return rng.integers(-127, 128, shape).astype(np.int8)
+    return rng.integers(0, 256, shape).astype(np.uint8)
+
+
+@pytest.mark.parametrize("n,c,hw,oc,k,stride,pad,signed", [
+    (1, 64, 14, 64, 3, 1, 1, False),   # the 3x3 workhorse
+    (1, 12, 17, 24, 3, 2, 1, False),   # stride 2, channels not multiples of 16 / 4, odd size
+    (2, 40, 9, 40, 1, 1, 0, True),     # s8 activations, batch 2
+    (1, 24, 8, 96, 1, 2, 0, True),     # stride-2 1x1
+    (1, 3, 15, 20, 3, 2, 0, False),    # 3 input channels (a stem), no padding
+])
+def test_conv_runs_vpdpbusd_and_is_exact(n, c, hw, oc, k, stride, pad, signed):
+    import tvm
+
+    rng = np.random.default_rng(0)
+    x, w = _data(rng, (n, c, hw, hw), signed), rng.integers(-127, 128, (oc, c, k, k)).astype(np.int8)
+    lib = _build(_vnni.conv2d_func((n, c, hw, hw), oc, (k, k), (stride, stride), (pad,) * 4, signed, "conv"), "conv")
+    assert "vpdpbusd" in lib.inspect_source("asm")
+    want = _conv_reference(x, w, stride, pad)
+    args = [x, _vnni.pack_conv_weight(w)] + ([_vnni.shift_compensation(w)] if signed else [])
+    out = tvm.runtime.tensor(np.zeros(want.shape, np.int32))
+    lib["conv"](*[tvm.runtime.tensor(a) for a in args], out)
+    np.testing.assert_array_equal(out.numpy(), want)
+
+
+@pytest.mark.parametrize("m,k,n,signed", [(16, 256, 64, False), (3, 37, 50, True), (1, 64, 10, False)])
+def test_dense_runs_vpdpbusd_and_is_exact(m, k, n, signed):
+    import tvm
+
+    rng = np.random.default_rng(1)
+    x, w = _data(rng, (m, k), signed), rng.integers(-127, 128, (n, k)).astype(np.int8)
+    lib = _build(_vnni.dense_func(m, k, n, signed, "dense"), "dense")
+    assert "vpdpbusd" in lib.inspect_source("asm")
+    args = [x, _vnni.pack_dense_weight(w)] + ([_vnni.shift_compensation(w)] if signed else [])
+    out = tvm.runtime.tensor(np.zeros((m, n), np.int32))
+    lib["dense"](*[tvm.runtime.tensor(a) for a in args], out)
+    np.testing.assert_array_equal(out.numpy(), x.astype(np.int64) @ w.T.astype(np.int64))
+
+
+def test_only_vnni_targets_take_the_path():
+    assert _vnni.has_vnni(TARGET) and _vnni.has_vnni({"kind": "llvm", "mcpu": "skylake-avx512", "mattr": ["+avx512vnni"]})
+    for name in ("x86-avx2", "arm-cpu", "cuda-gpu"):
+        assert not _vnni.has_vnni(load_profile(name).target), name
+
+
+@pytest.fixture(scope="module")
+def quantized(demo):
+    int8 = LayerChoice(w_bits=8, a_bits=8)
+    layers = {"stem.0": int8, "blocks.0.project.0": int8, "blocks.1.expand.0": LayerChoice(8, 8, prune=0.5),
+              "blocks.1.dw.0": int8, "blocks.2.expand.0": LayerChoice(8, 8, prune=0.75),
+              "blocks.3.expand.0": LayerChoice(4, 8), "head_conv.0": int8, "classifier": int8}
+    model = apply_candidate(demo.model, Candidate(layers=layers), demo.example_input, demo.calib_batches[:2])
+    recalibrate_bn(model, demo.calib_batches[:2])
+    return model.eval()
+
+
+def test_quantized_demo_runs_vnni_and_matches_torch(quantized, demo):
+    import tvm
+    from tvm import relax
+
+    profile = load_profile("x86-vnni").model_copy(update={"target": TARGET})
+    mod = lower_to_relax(quantized, demo.example_input, profile)
+    vnni = [gv.name_hint for gv, f in mod.functions.items() if _vnni.is_vnni_func(f)]
+    assert sum(name.startswith("conv2d_vnni") for name in vnni) >= 6 and any(n.startswith("matmul") for n in vnni)
+    assert 'out_dtype="int32"' in mod.script()  # the int8 depthwise conv stays on the generic path
+    # fused tasks keep the names calibration matches on; one takes s8 input via the u8 shift
+    fused = [gv.name_hint for gv, f in fused_module(mod).functions.items() if _vnni.is_vnni_func(f)]
+    assert any(n.startswith("fused_conv2d_vnni") for n in fused) and any(n.startswith("fused_matmul_vnni") for n in fused)
+    assert any(len(f.params) == 4 for f in mod.functions.values() if _vnni.is_vnni_func(f))  # s8: compensation
+
+    executable = compile_module(mod, profile, database=_empty_database())
+    assert executable.mod.imports[0].inspect_source("asm").count("vpdpbusd") >= 7
+    x = demo.calib_batches[0][:1]
+    got = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(x.numpy()))[0].numpy()
+    with torch.no_grad():
+        want = quantized(x).numpy()
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max(), (got, want)
+    assert got.argmax() == want.argmax()
+    # the same integer arithmetic as the generic int32 path, up to float rounding in the epilogue
+    generic = tvm.compile(relax_from_deploy(*_deploy(quantized, profile), demo.example_input), tvm.target.Target(TARGET))
+    ref = relax.VirtualMachine(generic, tvm.cpu())["main"](tvm.runtime.tensor(x.numpy()))[0].numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def _deploy(model, profile):
+    from automc.deploy.lower import deploy_module
+
+    return deploy_module(model, profile)
+
+
+def _empty_database():
+    from automc.deploy._fast_tvm_import import import_meta_schedule
+
+    return import_meta_schedule().database.MemoryDatabase()
