@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-all sysdeps clean
+.PHONY: venv demo test test-all sysdeps bench-deps bench clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,14 @@ test: venv sysdeps
 
 test-all: venv sysdeps
 	$(BIN)/python -m pytest -q -m ""
+
+# Extra packages of experiments/backends.py (ONNX Runtime, torchao); torch stays pinned.
+bench-deps: venv
+	$(BIN)/pip install -q -e '.[dev,bench]' torch==2.13.0
+
+# What users pick instead of automc, measured here (experiments/README.md).
+bench: bench-deps
+	$(BIN)/python experiments/backends.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

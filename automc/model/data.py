@@ -6,6 +6,7 @@ Nothing is downloaded: the 1,797 8×8 images ship inside scikit-learn.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -44,11 +45,23 @@ def load_digits_split(size: int = DIGITS_SIZE, seed: int = 0, n_calib: int = 256
     )
 
 
+def upsample_rgb(x: torch.Tensor, size: int) -> torch.Tensor:
+    """N×1×h×w digits → N×3×``size``×``size`` (bilinear; the 3 channels are one expanded view,
+    so a batch costs the memory of one channel until a layer copies it)."""
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return x.expand(-1, 3, -1, -1)
+
+
 @torch.no_grad()
-def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
-    """Top-1 accuracy (fraction 0–1) of ``model`` in eval mode."""
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256,
+             transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
+    """Top-1 accuracy (fraction 0–1) of ``model`` in eval mode; ``transform`` maps each batch of
+    ``x`` to the model's input (e.g. ``upsample_rgb``) so large inputs are made batch by batch."""
     model.eval()
     correct = 0
     for i in range(0, len(y), batch_size):
-        correct += int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
+        xb = x[i:i + batch_size]
+        if transform is not None:
+            xb = transform(xb)
+        correct += int((model(xb).argmax(1) == y[i:i + batch_size]).sum())
     return correct / len(y)

@@ -1,0 +1,317 @@
+"""What a user would pick instead of automc, measured in one run on this host (DESIGN §7: "What
+users pick instead").
+
+For each model (default: demo-cnn and mobilenetv2), batch 1, 2 threads, the median latency of:
+torch eager fp32; torch.compile fp32 (inductor, default settings); torch int8 through PT2E
+(torchao's X86InductorQuantizer, calibrated on the model's calibration batches, then
+torch.compile with inductor freezing); ONNX Runtime fp32 and int8 (static QDQ quantization:
+QUInt8 activations, per-channel QInt8 weights, MinMax calibration on the same images); TVM
+fp32 untuned (an empty database: default schedules); automc's uniform-int8 baseline (the
+``int8`` candidate of the search's baselines) lowered, tuned into the profile's database at
+``--trials`` per task and compiled; optionally TVM fp32 tuned the same way (``--fp32-tuned``)
+and a candidate exported by ``automc export`` (``--candidate DIR/config.json``).
+
+Latency: each figure is the median of ``repeat`` runs of at least ``min_repeat_ms`` ms each,
+the same settings for every backend (TVM through ``automc.latency.measure.time_executable``).
+Accuracy (fraction) of the int8 variants where the model is trained: every variant is run
+exactly as timed (batch-1 artifacts, one validation image at a time).
+
+Needs the bench extras: ``make bench-deps`` (onnx, onnxruntime, onnxscript, torchao).
+
+    AUTOMC_CACHE=… .venv/bin/python experiments/backends.py [--models demo-cnn mobilenetv2]
+        [--trials 4] [--profile x86-vnni] [--candidate runs/…/export/config.json --candidate-model demo-cnn]
+
+Prints a table per model; writes experiments/backends.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+THREADS = 2
+Runner = Callable[[torch.Tensor], torch.Tensor]
+
+
+def median_ms(run: Callable[[], object], repeat: int, min_repeat_ms: float) -> float:
+    """Median over ``repeat`` runs, each averaging as many calls as fill ``min_repeat_ms`` ms
+    (10 warm-up calls first)."""
+    for _ in range(10):
+        run()
+    t = time.perf_counter()
+    run()
+    per_call = max(time.perf_counter() - t, 1e-6)
+    number = max(1, int(min_repeat_ms / 1e3 / per_call))
+    runs = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        for _ in range(number):
+            run()
+        runs.append((time.perf_counter() - t) / number * 1e3)
+    return float(np.median(runs))
+
+
+class PerSample(nn.Module):
+    """A batch-1 artifact (compiled torch, ORT session, TVM VM) as a module the model's
+    ``evaluate`` can call on batches: one image at a time, outputs concatenated."""
+
+    def __init__(self, run: Runner):
+        super().__init__()
+        self._run = (run,)  # in a tuple: not a submodule, so evaluate's .eval() leaves it alone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self._run[0](x[i:i + 1].contiguous()) for i in range(x.shape[0])])
+
+
+# --- torch -------------------------------------------------------------------------------------
+
+def torch_compiled(model: nn.Module, x: torch.Tensor) -> Runner:
+    compiled = torch.compile(model)
+    with torch.inference_mode():
+        compiled(x)
+    return compiled
+
+
+def torch_pt2e_int8(model: nn.Module, x: torch.Tensor, calib: tuple[torch.Tensor, ...]) -> Runner:
+    """PT2E static int8 for x86 inductor: export → prepare → calibrate → convert → compile (freezing)."""
+    import torch._inductor.config as inductor_config
+    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    exported = torch.export.export(model, (x,)).module()
+    quantizer = xiq.X86InductorQuantizer()
+    quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+    prepared = prepare_pt2e(exported, quantizer)
+    with torch.no_grad():
+        for batch in calib:  # the artifact is batch 1 (static shapes): calibrate image by image
+            for i in range(batch.shape[0]):
+                prepared(batch[i:i + 1].contiguous())
+    converted = convert_pt2e(prepared)
+    # Left on for the rest of the process (torch.compile fp32 is built and timed before): a
+    # call in another grad mode recompiles, and without freezing the int8 graph runs its weight
+    # quantization at every call (measured: 913 ms for MobileNetV2). Compiled in inference
+    # mode, as it is timed and evaluated.
+    inductor_config.freezing = True
+    compiled = torch.compile(converted)
+    with torch.inference_mode():
+        compiled(x)
+    return compiled
+
+
+# --- ONNX Runtime ------------------------------------------------------------------------------
+
+def onnx_export(model: nn.Module, x: torch.Tensor, path: Path) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(path), input_names=["input"], output_names=["logits"], dynamo=True,
+                          verbose=False)
+    return path
+
+
+def ort_quantize(fp32_path: Path, out_path: Path, calib: tuple[torch.Tensor, ...]) -> Path:
+    """Static QDQ int8: QUInt8 activations, per-channel QInt8 weights, MinMax calibration."""
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter([{"input": b[i:i + 1].contiguous().numpy()} for b in calib for i in range(b.shape[0])])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    pre = out_path.with_name(out_path.stem + "_pre.onnx")
+    quant_pre_process(str(fp32_path), str(pre))
+    quantize_static(str(pre), str(out_path), Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
+    return out_path
+
+
+def ort_runner(path: Path) -> Runner:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = THREADS
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+
+    return run
+
+
+# --- TVM / automc ------------------------------------------------------------------------------
+
+def tvm_runner(executable) -> Runner:
+    import tvm
+    from tvm import relax
+
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        out = vm["main"](tvm.runtime.tensor(x.numpy()))
+        return torch.from_numpy((out if hasattr(out, "numpy") else out[0]).numpy())
+
+    return run
+
+
+def automc_candidate(builtin, candidate) -> nn.Module:
+    """The compressed model as ``automc export`` builds it: applied, BatchNorm recalibrated."""
+    from automc.accuracy import recalibrate_bn
+    from automc.compress import apply_candidate
+
+    compressed = apply_candidate(builtin.model, candidate, builtin.example_input, builtin.calib_batches)
+    recalibrate_bn(compressed, builtin.calib_batches)
+    return compressed.eval()
+
+
+def tvm_compiled(model: nn.Module, x: torch.Tensor, profile, trials: int | None, database=None):
+    """Lower with automc, tune missing tasks at ``trials`` per task (None: untuned, with the
+    given database), compile. Returns (executable, seconds spent tuning and compiling)."""
+    from automc.deploy.build import compile_module, open_database, tune
+    from automc.deploy.relax_lowering import lower_to_relax
+
+    start = time.perf_counter()
+    mod = lower_to_relax(model, x, profile)
+    db = database if database is not None else open_database(profile)
+    if trials:
+        tune(mod, profile, trials_per_task=trials, database=db)
+    return compile_module(mod, profile, db), time.perf_counter() - start
+
+
+def empty_database(tmp: Path):
+    from automc.deploy._fast_tvm_import import import_meta_schedule
+
+    ms = import_meta_schedule()
+    return ms.database.JSONDatabase(str(tmp / "w.json"), str(tmp / "r.json"), allow_missing=True)
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+def bench_model(name: str, args, profile, candidate=None) -> dict:
+    from automc.api import prepare
+    from automc.latency.measure import time_executable
+    from automc.model.zoo import load_builtin
+    from automc.search.runner import baseline_params
+    from automc.search.space import candidate_from_params
+
+    builtin = load_builtin(name, verbose=True)
+    model, x = builtin.model.eval(), builtin.example_input.contiguous()
+    trained = name != "mobilenetv2"  # the benchmark MobileNetV2 is untrained (see automc.model.zoo)
+    rows: dict[str, dict] = {}
+
+    def record(label: str, run: Runner | None, ms: float | None = None, acc_of: nn.Module | None = None,
+               build_s: float | None = None) -> None:
+        if ms is None:
+            with torch.inference_mode():
+                ms = median_ms(lambda: run(x), args.repeat, args.min_repeat_ms)
+        acc = None
+        if trained and acc_of is not None:
+            with torch.inference_mode():
+                acc = builtin.evaluate(acc_of)
+        rows[label] = {"ms": ms, "accuracy": acc, "build_s": build_s}
+        extra = f", accuracy {acc:.4f}" if acc is not None else ""
+        print(f"  {label}: {ms:.3f} ms{extra}", flush=True)
+
+    print(f"{name} {tuple(x.shape)}", flush=True)
+    record("torch eager fp32", model, acc_of=model)
+    t = time.perf_counter()
+    compiled = torch_compiled(model, x)
+    record("torch.compile fp32", compiled, build_s=time.perf_counter() - t)
+    t = time.perf_counter()
+    pt2e = torch_pt2e_int8(model, x, builtin.calib_batches)
+    record("torch PT2E int8 (x86 inductor, freezing)", pt2e, acc_of=PerSample(pt2e), build_s=time.perf_counter() - t)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32_path = onnx_export(model, x, Path(tmp) / "model.onnx")
+        ort_fp32 = ort_runner(fp32_path)
+        record("ONNX Runtime fp32", ort_fp32)
+        t = time.perf_counter()
+        ort_int8 = ort_runner(ort_quantize(fp32_path, Path(tmp) / "model_int8.onnx", builtin.calib_batches))
+        record("ONNX Runtime int8 (QDQ, per-channel)", ort_int8, acc_of=PerSample(ort_int8), build_s=time.perf_counter() - t)
+
+    tvm_profile = profile.model_copy(update={"tuning": profile.tuning.model_copy(
+        update={"repeat": args.repeat, "min_repeat_ms": args.min_repeat_ms})})
+    with tempfile.TemporaryDirectory() as tmp:
+        ex, build_s = tvm_compiled(model, x, profile, None, empty_database(Path(tmp)))
+    record("TVM fp32 untuned (default schedules)", None, time_executable(ex, [x.numpy()], tvm_profile).median_ms,
+           build_s=build_s)
+    if args.fp32_tuned:
+        ex, build_s = tvm_compiled(model, x, profile, args.trials)
+        record(f"TVM fp32 tuned ({args.trials} trials/task)", None,
+               time_executable(ex, [x.numpy()], tvm_profile).median_ms, build_s=build_s)
+
+    ctx = prepare(model, x, builtin.evaluate, profile, "default", builtin.calib_batches)
+    int8 = automc_candidate(builtin, candidate_from_params(ctx.space, baseline_params(ctx.space)["int8"]))
+    ex, build_s = tvm_compiled(int8, x, profile, args.trials)
+    record(f"automc uniform int8, TVM ({args.trials} trials/task)", None,
+           time_executable(ex, [x.numpy()], tvm_profile).median_ms, acc_of=PerSample(tvm_runner(ex)), build_s=build_s)
+    if trained:
+        rows[f"automc uniform int8, TVM ({args.trials} trials/task)"]["accuracy_torch_simulated"] = builtin.evaluate(int8)
+    if candidate is not None:
+        chosen = automc_candidate(builtin, candidate)
+        ex, build_s = tvm_compiled(chosen, x, profile, args.trials)
+        record(f"automc candidate {args.candidate}", None, time_executable(ex, [x.numpy()], tvm_profile).median_ms,
+               acc_of=PerSample(tvm_runner(ex)), build_s=build_s)
+    record("torch eager fp32 (again, at the end)", model)
+    return {"input_shape": list(x.shape), "trained": trained, "rows": rows}
+
+
+def main() -> None:
+    from automc.api import default_profile_name
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["demo-cnn", "mobilenetv2"])
+    parser.add_argument("--profile", default=None, help="default: x86-vnni where measurable here, else x86-avx2")
+    parser.add_argument("--trials", type=int, default=4, help="MetaSchedule trials per tuned task (default 4)")
+    parser.add_argument("--fp32-tuned", action="store_true", help="also tune and time TVM fp32")
+    parser.add_argument("--candidate", default=None, help="config.json written by `automc export`")
+    parser.add_argument("--candidate-model", default="demo-cnn")
+    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--min-repeat-ms", type=float, default=200.0)
+    parser.add_argument("--out", default=str(Path(__file__).with_name("backends.json")))
+    args = parser.parse_args()
+    torch.set_num_threads(THREADS)
+
+    import onnxruntime
+    import torchao
+    import tvm
+
+    from automc.profiles import load_profile
+    from automc.types import Candidate
+
+    profile_name = args.profile or default_profile_name()
+    profile = load_profile(profile_name)
+    candidate = Candidate.from_dict(json.loads(Path(args.candidate).read_text())["candidate"]) if args.candidate else None
+    result = {"profile": profile_name, "threads": THREADS, "batch": 1, "repeat": args.repeat,
+              "min_repeat_ms": args.min_repeat_ms, "trials_per_task": args.trials, "host": platform.processor() or platform.machine(),
+              "versions": {"torch": torch.__version__, "torchao": torchao.__version__, "onnxruntime": onnxruntime.__version__,
+                           "tvm": tvm.__version__}, "models": {}}
+    started = time.perf_counter()
+    for name in args.models:
+        result["models"][name] = bench_model(name, args, profile, candidate if name == args.candidate_model else None)
+    result["wall_s"] = time.perf_counter() - started
+
+    print(f"\nprofile {profile_name}, batch 1, {THREADS} threads, median of {args.repeat} runs ≥ {args.min_repeat_ms:g} ms each")
+    for name, res in result["models"].items():
+        base = res["rows"]["torch eager fp32"]["ms"]
+        print(f"\n{name} {tuple(res['input_shape'])}\n| backend | median ms | ÷ torch eager | accuracy |\n|---|---|---|---|")
+        for label, row in res["rows"].items():
+            acc = f"{row['accuracy']:.2%}" if row["accuracy"] is not None else "–"
+            print(f"| {label} | {row['ms']:.3f} | {row['ms'] / base:.2f} | {acc} |")
+    Path(args.out).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
