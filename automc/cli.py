@@ -171,12 +171,14 @@ def profiles() -> None:
 def calibrate(profile: Optional[str] = typer.Option(None, help="profile name or YAML path"),
               model: str = typer.Option("demo-cnn", help="built-in model whose space to calibrate"),
               space: str = typer.Option("default"),
-              budget: str = typer.Option("30m", help="time budget: seconds, or e.g. 30m, 1h")) -> None:
+              budget: str = typer.Option("30m", help="time budget: seconds, or e.g. 30m, 1h"),
+              probes: int = typer.Option(16, min=0, help="random probe networks measured first, so kernels "
+                                         "outside this model's space are predicted well too")) -> None:
     """Tune and measure the kernels a model's space can produce (resumes; never measures twice).
 
     An rpc profile is tuned and measured on the device behind its TVM RPC tracker."""
     import automc.api as api
-    from automc.latency.calibrate import calibrate_model
+    from automc.latency.calibrate import calibrate_model, calibrate_probes
     from automc.search.runner import calibration_candidates
     from automc.model.zoo import load_builtin
 
@@ -184,9 +186,15 @@ def calibrate(profile: Optional[str] = typer.Option(None, help="profile name or 
     builtin = load_builtin(model, verbose=True)
     ctx = api.prepare(builtin.model, builtin.example_input, builtin.evaluate, profile or api.default_profile_name(),
                       space, builtin.calib_batches)
+    start = time.perf_counter()
     with _progress() as progress:
+        probed = calibrate_probes(ctx.profile, n=probes, budget_s=budget_s / 3,
+                                  on_progress=_calibration_progress(progress, budget_s / 3))
+        left = max(0.0, budget_s - (time.perf_counter() - start))
         report = calibrate_model(ctx.model, builtin.example_input, *calibration_candidates(ctx.space), ctx.profile,
-                                 budget_s=budget_s, on_progress=_calibration_progress(progress, budget_s))
+                                 budget_s=left, on_progress=_calibration_progress(progress, left))
+    console.print(f"{ctx.profile.name}: {probed.models_measured} of {probes} probe networks measured now "
+                  f"({probed.kernels_measured} new kernels), {probed.models_reused} already stored")
     console.print(f"{ctx.profile.name}: {report.models_measured} of {report.models_wanted} candidate models measured "
                   f"now ({report.kernels_measured} new kernels), {report.models_reused} already stored, "
                   f"{report.seconds:.0f} s; per-model overhead {report.overhead_ms:.3f} ms")

@@ -1,13 +1,15 @@
 """Deployed fp32 code against torch eager on the same host, in one run (issue #3: tuned TVM fp32
 within 1.5× of torch eager).
 
-For the demo model: torch eager fp32 (2 threads), TVM untuned (default schedules: an empty
+For a built-in model (demo-cnn, mobilenetv2, ...): torch eager fp32 (2 threads), TVM untuned (default schedules: an empty
 database) and TVM tuned with the profile's database (tasks missing from it are tuned at the
 profile's trials per kernel first, as calibration and export do). Medians of `repeat` runs of at
 least `min_repeat_ms` each, the same settings for all. Prints a table; writes
 experiments/fp32_vs_torch.json.
 
-    .venv/bin/python experiments/fp32_vs_torch.py [--profile x86-avx2]
+    .venv/bin/python experiments/fp32_vs_torch.py [--model mobilenetv2] [--profile x86-vnni]
+
+The JSON file keeps one entry per model (a run replaces its model's entry).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def torch_eager_ms(model: torch.nn.Module, x: torch.Tensor, repeat: int, min_rep
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--profile", default="x86-avx2")
+    parser.add_argument("--profile", default=None, help="default: this host's x86 profile")
+    parser.add_argument("--model", default="demo-cnn")
     args = parser.parse_args()
     torch.set_num_threads(2)
 
@@ -54,9 +57,11 @@ def main() -> None:
     from automc.model.zoo import load_builtin
     from automc.profiles import load_profile
 
-    profile = load_profile(args.profile)
+    from automc.api import default_profile_name
+
+    profile = load_profile(args.profile or default_profile_name())
     require_measurable(profile)
-    builtin = load_builtin("demo-cnn")
+    builtin = load_builtin(args.model, verbose=True)
     model, x = builtin.model.eval(), builtin.example_input
     repeat, min_ms = max(profile.tuning.repeat, 9), max(profile.tuning.min_repeat_ms, 200)
     profile = profile.model_copy(update={"tuning": profile.tuning.model_copy(update={"repeat": repeat, "min_repeat_ms": min_ms})})
@@ -73,12 +78,18 @@ def main() -> None:
     rows["torch eager fp32 (again, after TVM)"] = torch_eager_ms(model, x, repeat, min_ms)
 
     base = rows["torch eager fp32"]
-    print(f"demo-cnn 1×1×32×32, profile {args.profile}, 2 threads, median of {repeat} runs ≥ {min_ms:g} ms each")
+    shape = "×".join(map(str, x.shape))
+    print(f"{args.model} {shape}, profile {profile.name}, 2 threads, median of {repeat} runs ≥ {min_ms:g} ms each")
     print("| code | median ms | ÷ torch eager |\n|---|---|---|")
     for name, value in rows.items():
         print(f"| {name} | {value:.3f} | {value / base:.2f} |")
-    Path(__file__).with_name("fp32_vs_torch.json").write_text(json.dumps(
-        {"profile": args.profile, "model": "demo-cnn", "repeat": repeat, "min_repeat_ms": min_ms, "ms": rows}, indent=1))
+    out = Path(__file__).with_name("fp32_vs_torch.json")
+    results = json.loads(out.read_text()) if out.exists() else {}
+    if "model" in results:  # the older single-model layout
+        results = {results["model"]: results}
+    results[args.model] = {"profile": profile.name, "model": args.model, "repeat": repeat, "min_repeat_ms": min_ms,
+                           "measured_at": time.strftime("%Y-%m-%d %H:%M"), "ms": rows}
+    out.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

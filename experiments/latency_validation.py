@@ -1,7 +1,8 @@
 """Latency predictor vs end-to-end measurement on models it never saw (issue #3, DESIGN §7).
 
-For each *calibrated* architecture, the profile is calibrated on its uniform baselines and
-``--calib-random`` random candidates (seed 0), exactly as ``automc calibrate`` does. Then
+The profile is calibrated on ``--probes`` random probe networks (``latency.probes``), then for
+each *calibrated* architecture on its uniform baselines and ``--calib-random`` random
+candidates (seed 0), exactly as ``automc calibrate`` does. Then
 ``--per-model`` fresh random candidates (seed 1, never measured before) of every architecture,
 including the *held-out* ones whose candidates calibration never sampled, are compressed,
 compiled end to end with the profile's tuning database and measured whole on this host; the
@@ -35,7 +36,7 @@ import automc.api as api
 from automc.compress import apply_candidate
 from automc.deploy.build import open_database
 from automc.deploy.lower import kernel_specs
-from automc.latency.calibrate import calibrate_model, measure_model, predictor_for
+from automc.latency.calibrate import calibrate_model, calibrate_probes, measure_model, predictor_for
 from automc.latency.store import MeasurementStore
 from automc.model.zoo import load_builtin
 from automc.profiles import load_profile
@@ -76,6 +77,7 @@ def main() -> None:
     ap.add_argument("--profile", default=None)
     ap.add_argument("--space", default="default")
     ap.add_argument("--calib-random", type=int, default=24)
+    ap.add_argument("--probes", type=int, default=24, help="random probe networks calibrated first (0: none)")
     ap.add_argument("--per-model", type=int, default=16)
     ap.add_argument("--budget", type=float, default=1800.0, help="calibration budget per model, s")
     args = ap.parse_args()
@@ -89,6 +91,11 @@ def main() -> None:
     for name in calibrated + held_out:
         b = load_builtin(name, verbose=True)
         contexts[name] = (b, api.prepare(b.model, b.example_input, b.evaluate, profile, args.space, b.calib_batches))
+    if args.probes:
+        t = time.perf_counter()
+        rep = calibrate_probes(profile, n=args.probes, budget_s=args.budget, store=store)
+        calib_report["probes"] = {**rep.__dict__, "wall_s": time.perf_counter() - t}
+        print(f"calibrated probes: {rep}")
     for name in calibrated:
         b, ctx = contexts[name]
         first, sampled = calibration_candidates(ctx.space, n_random=args.calib_random, seed=0)

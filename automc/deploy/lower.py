@@ -191,12 +191,14 @@ def kernel_specs(compressed: nn.Module, example_input: torch.Tensor, profile: Ha
 
     fused_quantize: set[int] = set()  # tensors whose quantization a producer's epilogue absorbed
     absorbed: set[int] = set()  # calls fused into a layer's epilogue
-    specs: list[KernelSpec] = []
+    # (position, spec): a fused task runs where its last fused call stood, so a conv that takes
+    # a residual add runs after the add's other producer (a ResNet shortcut), as in TVM
+    placed: list[tuple[float, KernelSpec]] = []
     for i, (name, tensors, out) in enumerate(calls):
         found = layer_of(i)
         if found is None:
             if i not in absorbed and not any(out is t for t in tensors):
-                specs.append(_graph_op(name, tensors, out))
+                placed.append((i, _graph_op(name, tensors, out)))
             continue
         path, mod = found
         layer = integer.get(path)
@@ -204,37 +206,42 @@ def kernel_specs(compressed: nn.Module, example_input: torch.Tensor, profile: Ha
         if layer is not None and id(x) not in fused_quantize:
             rows = x.shape[0] if x.dim() == 4 else int(np.prod(x.shape[:-1]))
             channels = x.shape[1] if x.dim() == 4 else x.shape[-1]
-            specs.append(KernelSpec(op="quantize", batch=rows, in_channels=channels, out_channels=channels,
-                                    height=x.shape[2] if x.dim() == 4 else 1,
-                                    width=x.shape[3] if x.dim() == 4 else 1, out_dtype=layer.a_dtype))
-        act, residual, t = "none", False, out
+            placed.append((i - 0.5, KernelSpec(op="quantize", batch=rows, in_channels=channels, out_channels=channels,
+                                               height=x.shape[2] if x.dim() == 4 else 1,
+                                               width=x.shape[3] if x.dim() == 4 else 1, out_dtype=layer.a_dtype)))
+        act, residual, t, last = "none", False, out, i
         fuses = isinstance(mod, nn.Conv2d) or x.dim() == 2
         while fuses and len(consumers.get(id(t), ())) == 1:
             j = consumers[id(t)][0]
             nxt_name, nxt_tensors, nxt_out = calls[j]
-            if nxt_name in _ACTS and act == "none" and not residual:
+            if nxt_name in _ACTS and act == "none":  # before the add (MobileNet) or after it (ResNet)
                 act = _ACTS[nxt_name]
-            elif nxt_name in _ADDS and not residual and len(nxt_tensors) == 2 and nxt_tensors[0].shape == nxt_tensors[1].shape:
-                residual = True
+            elif (nxt_name in _ADDS and not residual and j not in absorbed and len(nxt_tensors) == 2
+                  and nxt_tensors[0].shape == nxt_tensors[1].shape):
+                residual = True  # the add's first producer takes it; the other stays plain
             else:
                 break
             absorbed.add(j)
-            t = nxt_out
+            t, last = nxt_out, j
         users = consumers.get(id(t), [])
         out_dtype = "float32"
-        if fuses and len(users) == 1 and layer_of(users[0]) is not None and calls[users[0]][1][0] is t:
-            out_dtype = _float_dtype_of(integer.get(layer_of(users[0])[0]))
-            if out_dtype != "float32":
-                fused_quantize.add(id(t))
+        # the output's quantization joins the epilogue when every consumer is an integer layer
+        # quantizing it alike (TVM merges identical quantizations, e.g. a ResNet block's conv
+        # and its shortcut conv reading one tensor)
+        quantized = {integer.get(layer_of(u)[0]) if layer_of(u) is not None and calls[u][1][0] is t else None
+                     for u in users}
+        if fuses and users and len(quantized) == 1 and None not in quantized:
+            out_dtype = _float_dtype_of(quantized.pop())
+            fused_quantize.add(id(t))
         dtype = "int8" if layer is not None else "float32"
         if isinstance(mod, nn.Linear):
-            specs.append(KernelSpec(op="dense", batch=int(np.prod(x.shape[:-1])), in_channels=mod.in_features,
+            placed.append((last, KernelSpec(op="dense", batch=int(np.prod(x.shape[:-1])), in_channels=mod.in_features,
                                     out_channels=mod.out_features, dtype=dtype, act=act, residual=residual,
-                                    out_dtype=out_dtype))
+                                    out_dtype=out_dtype)))
         else:
-            specs.append(KernelSpec(op="conv2d", batch=x.shape[0], in_channels=mod.in_channels,
+            placed.append((last, KernelSpec(op="conv2d", batch=x.shape[0], in_channels=mod.in_channels,
                                     out_channels=mod.out_channels, height=x.shape[2], width=x.shape[3],
                                     kernel_size=mod.kernel_size[0], stride=mod.stride[0],
                                     padding=mod.padding[0], groups=mod.groups, dtype=dtype, act=act,
-                                    residual=residual, out_dtype=out_dtype))
-    return specs
+                                    residual=residual, out_dtype=out_dtype)))
+    return [spec for _, spec in sorted(placed, key=lambda p: p[0])]

@@ -186,7 +186,7 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
         candidate, compressed, kernels = pool[i]
         if on_progress:
             on_progress(measured + reused, len(pool), candidate)
-        if model_key(kernels, example_input) in store and all(k.key in store for k in kernels if k.is_layer):
+        if _is_stored(kernels, example_input, store):
             reused += 1
             continue
         if time.perf_counter() - start > budget_s:
@@ -199,6 +199,42 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
     fp32 = kernel_specs(model, example_input, profile)
     return CalibrationReport(len(pool), measured, reused, new_kernels, time.perf_counter() - start,
                              fit_graph_pricing(store).overhead_ms)
+
+
+def calibrate_probes(profile: HardwareProfile, n: int = 16, budget_s: float = 600.0, seed: int = 0,
+                     on_progress: Callable[[int, int, Candidate | None], None] | None = None,
+                     store: MeasurementStore | None = None) -> CalibrationReport:
+    """Measure ``n`` probe networks (``probes.probe_networks``: random small CNNs covering the
+    kernel space beyond any one model's search space) until ``budget_s`` seconds have passed;
+    stored probes are skipped, so this resumes too."""
+    from automc.latency.probes import probe_networks
+
+    require_measurable(profile)
+    store = store if store is not None else MeasurementStore(profile)
+    start = time.perf_counter()
+    database = open_database(profile)
+    measured = reused = new_kernels = 0
+    for i, probe in enumerate(probe_networks(n, seed)):
+        if on_progress:
+            on_progress(i, n, probe.candidate)
+        x = probe.example_input
+        compressed = apply_candidate(probe.model, probe.candidate, x, (x,)).eval()
+        if _is_stored(kernel_specs(compressed, x, profile), x, store):
+            reused += 1
+            continue
+        if time.perf_counter() - start > budget_s:
+            break
+        new_kernels += store_measurement(measure_model(compressed, x, profile, database), x, profile, store)
+        measured += 1
+    if on_progress:
+        on_progress(n, n, None)
+    return CalibrationReport(n, measured, reused, new_kernels, time.perf_counter() - start,
+                             fit_graph_pricing(store).overhead_ms)
+
+
+def _is_stored(kernels: Sequence[KernelSpec], example_input: torch.Tensor, store: MeasurementStore) -> bool:
+    """Is this model measured whole, with every layer kernel? (Then it is never measured again.)"""
+    return model_key(kernels, example_input) in store and all(k.key in store for k in kernels if k.is_layer)
 
 
 def _most_unknown(indices: list[int], pool: list, store: MeasurementStore, profile: HardwareProfile) -> int:
@@ -217,8 +253,7 @@ def _most_unknown(indices: list[int], pool: list, store: MeasurementStore, profi
 def is_calibrated(model: nn.Module, example_input: torch.Tensor, profile: HardwareProfile,
                   store: MeasurementStore) -> bool:
     """Has the uncompressed model been measured whole with all its kernels?"""
-    kernels = kernel_specs(model, example_input, profile)
-    return model_key(kernels, example_input) in store and all(k.key in store for k in kernels if k.is_layer)
+    return _is_stored(kernel_specs(model, example_input, profile), example_input, store)
 
 
 def predictor_for(model: nn.Module, example_input: torch.Tensor, profile: HardwareProfile,

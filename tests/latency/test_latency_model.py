@@ -90,6 +90,41 @@ def test_transformer_layers_match_tasks_and_the_rest_are_graph_ops(host_profile,
     assert ops.count("bmm") == 4 and ops.count("softmax") == 2 and ops.count("norm") == 5
 
 
+@pytest.mark.parametrize("bits", [32, 8])
+def test_resnet_blocks_match_tasks(host_profile, bits):
+    """ResNet basic blocks: relu after the residual add fuses into the conv that takes the add,
+    and that conv runs after the shortcut conv (TVM places a fused task at its last op)."""
+    import torch
+
+    from automc.model.introspect import introspect
+    from automc.model.resnet_small import ResNetSmall
+
+    torch.manual_seed(0)
+    model, x = ResNetSmall().eval(), torch.randn(1, 1, 32, 32)
+    names = [layer.name for layer in introspect(model, x).layers]
+    # every other layer int8: quantizations both fused into epilogues and on their own
+    cand = Candidate(layers={n: LayerChoice(bits, bits) for n in names[::2]}) if bits < 32 else Candidate()
+    compressed = apply_candidate(model, cand, x, (x,)).eval()
+    kernels = kernel_specs(compressed, x, host_profile)
+    assert match_tasks(kernels, task_calls(lower_to_relax(compressed, x, host_profile))) is not None
+    assert not any(k.op == "eltwise" for k in kernels)  # every add and relu fused into a conv
+    convs = [k for k in kernels if k.op == "conv2d"]
+    assert sum(k.residual for k in convs) == sum(k.residual and k.act == "relu" for k in convs) >= 4
+
+
+def test_probe_networks_calibrate_once(quick_profile, tmp_path):
+    from automc.latency.calibrate import calibrate_probes
+    from automc.latency.probes import probe_networks
+
+    a, b = probe_networks(3, seed=1), probe_networks(3, seed=1)
+    assert [repr(p.model) for p in a] == [repr(p.model) for p in b] and a[0].candidate == b[0].candidate
+    store = MeasurementStore(quick_profile, root=tmp_path)
+    first = calibrate_probes(quick_profile, n=3, seed=1, store=store)
+    assert first.models_measured == 3 and first.kernels_measured >= 6
+    again = calibrate_probes(quick_profile, n=3, seed=1, store=MeasurementStore(quick_profile, root=tmp_path))
+    assert again.models_measured == 0 and again.models_reused == 3
+
+
 def test_graph_pricing_recovers_overhead_and_family_rates(tmp_path, host_profile):
     """Whole models = layer kernels + 0.05 ms + 2 ms per million norm elements: the fit finds both."""
     from automc.latency.measure import Timing
