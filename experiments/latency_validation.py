@@ -15,6 +15,9 @@ Baselines in the same table:
   or graph-op model and no regressor (a kernel missing from the table is priced by the FLOPs
   coefficient).
 
+With ``--measured CSV`` the models are not compiled again: the current predictor is re-scored
+against the measurements a previous run recorded (same seeds, so the same candidates).
+
 Usage (x86-vnni on this host, ~30–60 min cold):
     .venv/bin/python experiments/latency_validation.py --models demo-cnn --held-out resnet-small
 Prints a table; writes experiments/latency_validation.json (+ per-model rows in .csv).
@@ -37,6 +40,7 @@ from automc.compress import apply_candidate
 from automc.deploy.build import open_database
 from automc.deploy.lower import kernel_specs
 from automc.latency.calibrate import calibrate_model, calibrate_probes, measure_model, predictor_for
+from automc.latency.measure import Timing
 from automc.latency.store import MeasurementStore
 from automc.model.zoo import load_builtin
 from automc.profiles import load_profile
@@ -80,6 +84,9 @@ def main() -> None:
     ap.add_argument("--probes", type=int, default=24, help="random probe networks calibrated first (0: none)")
     ap.add_argument("--per-model", type=int, default=16)
     ap.add_argument("--budget", type=float, default=1800.0, help="calibration budget per model, s")
+    ap.add_argument("--measured", default=None,
+                    help="a CSV this script wrote: re-score the current predictor against its measurements "
+                         "(same models and seeds) instead of compiling and measuring again")
     args = ap.parse_args()
     torch.set_num_threads(1)  # torch only compresses here; the 2 cores belong to TVM's timings
     profile = load_profile(args.profile or api.default_profile_name())
@@ -106,6 +113,7 @@ def main() -> None:
     predictor = predictor_for(contexts[calibrated[0]][0].model, contexts[calibrated[0]][0].example_input, profile, store)
     ms_per_mac = flops_coefficient(store)
     database = open_database(profile)
+    recorded = pd.read_csv(args.measured) if args.measured else None
     rows = []
     for name in calibrated + held_out:
         b, ctx = contexts[name]
@@ -116,7 +124,11 @@ def main() -> None:
             t = time.perf_counter()
             predicted = predictor.predict(kernels)
             predict_us = (time.perf_counter() - t) * 1e6
-            whole = measure_model(m, b.example_input, profile, database).whole
+            if recorded is not None:
+                hit = recorded[(recorded.model == name) & (recorded.candidate == i)].iloc[0]
+                whole = Timing(float(hit.measured_ms), float(hit.measured_ms), float(hit.measured_ms) * (1 + hit.spread), 0)
+            else:
+                whole = measure_model(m, b.example_input, profile, database).whole
             rows.append({"model": name, "held_out": name in held_out, "candidate": i, "kernels": len(kernels),
                          "macs": sum(k.macs for k in kernels), "measured_ms": whole.median_ms,
                          "spread": whole.spread, "predicted_ms": predicted, "predict_us": predict_us,
