@@ -14,14 +14,12 @@ Measured on the 2-core host, shared with other jobs (so wall times are upper bou
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
-from automc._paths import cache_dir
 from automc.errors import UserInputError
 from automc.model._training import load_or_train, train_classifier
 from automc.model.data import DigitsSplit, accuracy, load_digits_split, upsample_rgb
@@ -73,34 +71,10 @@ def _train_demo_cnn(data: DigitsSplit, seed: int = 0, epochs: int = 12) -> DemoC
 def demo_cnn(verbose: bool = False) -> BuiltinModel:
     """The embedded default: DemoCNN trained on digits (trained once, then cached)."""
     data = load_digits_split()
-    path = cache_dir() / "models" / "demo-cnn-v3.pt"
-    model = DemoCNN()
-    if path.exists():
-        model.load_state_dict(torch.load(path, weights_only=True))
-    else:
-        start = time.perf_counter()
-        threads = torch.get_num_threads()
-        torch.set_num_threads(2)  # fixed: float sums differ with the thread count, and so would the weights
-        try:
-            model = _train_demo_cnn(data)
-        finally:
-            torch.set_num_threads(threads)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(model.state_dict(), tmp)
-        tmp.replace(path)
-        if verbose:
-            print(f"trained demo-cnn in {time.perf_counter() - start:.1f} s "
-                  f"(val accuracy {accuracy(model, data.val_x, data.val_y):.4f})")
-    model.eval()
-    calib = tuple(data.calib_x[i:i + 64] for i in range(0, len(data.calib_y), 64))
-    return BuiltinModel(
-        name="demo-cnn",
-        model=model,
-        example_input=data.val_x[:1].clone(),
-        calib_batches=calib,
-        evaluate=lambda m: accuracy(m, data.val_x, data.val_y),
-    )
+    # _train_demo_cnn seeds and builds its own model, so these weights equal those cached by
+    # earlier versions (the model load_or_train builds is only used when loading)
+    model = load_or_train("demo-cnn-v3.pt", DemoCNN, lambda _: _train_demo_cnn(data), verbose, _describe(data))
+    return _digits32("demo-cnn", model, data)
 
 
 def _bn_recalibrated(model: nn.Module, batches: tuple[torch.Tensor, ...]) -> nn.Module:
