@@ -35,30 +35,12 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
+from _timing import median_ms
 from torch import nn
 
 THREADS = 2
 Runner = Callable[[torch.Tensor], torch.Tensor]
-
-
-def median_ms(run: Callable[[], object], repeat: int, min_repeat_ms: float) -> float:
-    """Median over ``repeat`` runs, each averaging as many calls as fill ``min_repeat_ms`` ms
-    (10 warm-up calls first)."""
-    for _ in range(10):
-        run()
-    t = time.perf_counter()
-    run()
-    per_call = max(time.perf_counter() - t, 1e-6)
-    number = max(1, int(min_repeat_ms / 1e3 / per_call))
-    runs = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        for _ in range(number):
-            run()
-        runs.append((time.perf_counter() - t) / number * 1e3)
-    return float(np.median(runs))
 
 
 class PerSample(nn.Module):

@@ -20,26 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-
-
-def torch_eager_ms(model: torch.nn.Module, x: torch.Tensor, repeat: int, min_repeat_ms: float) -> float:
-    """Median over ``repeat`` runs, each averaging as many calls as fill ``min_repeat_ms`` ms."""
-    with torch.inference_mode():
-        for _ in range(10):
-            model(x)
-        t = time.perf_counter()
-        model(x)
-        per_call = max(time.perf_counter() - t, 1e-6)
-        number = max(1, int(min_repeat_ms / 1e3 / per_call))
-        runs = []
-        for _ in range(repeat):
-            t = time.perf_counter()
-            for _ in range(number):
-                model(x)
-            runs.append((time.perf_counter() - t) / number * 1e3)
-    return float(np.median(runs))
+from _timing import median_ms
 
 
 def main() -> None:
@@ -67,7 +49,7 @@ def main() -> None:
     profile = profile.model_copy(update={"tuning": profile.tuning.model_copy(update={"repeat": repeat, "min_repeat_ms": min_ms})})
 
     rows: dict[str, float] = {}
-    rows["torch eager fp32"] = torch_eager_ms(model, x, repeat, min_ms)
+    rows["torch eager fp32"] = median_ms(lambda: model(x), repeat, min_ms)
     ms = import_meta_schedule()
     with tempfile.TemporaryDirectory() as tmp:
         empty = ms.database.JSONDatabase(str(Path(tmp) / "w.json"), str(Path(tmp) / "r.json"), allow_missing=True)
@@ -75,7 +57,7 @@ def main() -> None:
         rows["TVM fp32, untuned (default schedules)"] = time_executable(untuned, [x.numpy()], profile).median_ms
     whole = measure_model(model, x, profile, open_database(profile)).whole
     rows[f"TVM fp32, tuned ({profile.tuning.trials_per_kernel} trials/kernel, profile database)"] = whole.median_ms
-    rows["torch eager fp32 (again, after TVM)"] = torch_eager_ms(model, x, repeat, min_ms)
+    rows["torch eager fp32 (again, after TVM)"] = median_ms(lambda: model(x), repeat, min_ms)
 
     base = rows["torch eager fp32"]
     shape = "×".join(map(str, x.shape))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _timing import median_ms
 from torch import nn
 
 TARGET = {"kind": "llvm", "mcpu": "cascadelake", "num-cores": 2}
@@ -31,23 +32,6 @@ LAYERS = [
     ("conv 1x16x32x32->64 1x1 (demo)", lambda: nn.Conv2d(16, 64, 1), (1, 16, 32, 32)),
     ("conv 1x64x16x16->24 1x1 (demo)", lambda: nn.Conv2d(64, 24, 1), (1, 64, 16, 16)),
 ]
-
-
-def torch_us(fn, x, repeat: int, min_repeat_ms: float = 200.0) -> float:
-    """Median µs per call over ``repeat`` runs, each averaging calls that fill ``min_repeat_ms``."""
-    with torch.inference_mode():
-        for _ in range(10):
-            fn(x)
-        t = time.perf_counter()
-        fn(x)
-        number = max(1, int(min_repeat_ms / 1e3 / max(time.perf_counter() - t, 1e-7)))
-        runs = []
-        for _ in range(repeat):
-            t = time.perf_counter()
-            for _ in range(number):
-                fn(x)
-            runs.append((time.perf_counter() - t) / number * 1e6)
-    return float(np.median(runs))
 
 
 def tvm_task_us(executable, call, repeat: int) -> float:
@@ -111,7 +95,7 @@ def torch_quantized_us(layer: nn.Module, shape: tuple[int, ...], engine: str, re
     q.set_weight_bias(qw, layer.bias.detach())
     q.scale, q.zero_point = 0.05, 0
     x = torch.quantize_per_tensor(torch.rand(shape), 1 / 255, 0, torch.quint8)
-    return torch_us(q, x, repeat)
+    return median_ms(lambda: q(x), repeat, 200.0) * 1e3
 
 
 def main() -> None:
@@ -148,7 +132,7 @@ def main() -> None:
             tune(fp32, profile, args.trials, db)
             row["fp32 tuning s"] = time.perf_counter() - start
             row[f"TVM fp32 tuned ({args.trials} trials) us"] = tvm_task_us(compile_module(fp32, profile, db), main_task(fp32, kind), args.repeat)
-        row["torch fp32 eager us"] = torch_us(layer, x, args.repeat)
+        row["torch fp32 eager us"] = median_ms(lambda: layer(x), args.repeat, 200.0) * 1e3
         row["torch fbgemm int8 us"] = torch_quantized_us(layer, shape, "fbgemm", args.repeat)
         try:
             row["torch onednn int8 us"] = torch_quantized_us(layer, shape, "onednn", args.repeat)

@@ -109,7 +109,6 @@ def _write_ptx(cuda_source: str, profile: HardwareProfile, path: Path) -> str:
     it; returns "" on success, else a note for the report saying why there is no PTX."""
     import shutil
 
-    import tvm
     from tvm.support import nvcc
 
     if shutil.which("nvcc") is None:

@@ -196,7 +196,6 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
         measured += 1
     if on_progress:
         on_progress(len(pool), len(pool), None)
-    fp32 = kernel_specs(model, example_input, profile)
     return CalibrationReport(len(pool), measured, reused, new_kernels, time.perf_counter() - start,
                              fit_graph_pricing(store).overhead_ms)
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 
-import pytest
-
 from automc.deploy.export import export_candidate
 from automc.profiles import load_profile
 from automc.types import Candidate, LayerChoice
