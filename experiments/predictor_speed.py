@@ -23,7 +23,8 @@ import torch
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--profile", default="x86-avx2")
+    parser.add_argument("--profile", default=None, help="default: this host's x86 profile")
+    parser.add_argument("--model", default="demo-cnn")
     parser.add_argument("--candidates", type=int, default=100)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -37,7 +38,10 @@ def main() -> None:
     from automc.search.runner import random_params
     from automc.search.space import candidate_from_params
 
-    builtin = load_builtin("demo-cnn")
+    from automc.api import default_profile_name
+
+    args.profile = args.profile or default_profile_name()
+    builtin = load_builtin(args.model)
     ctx = prepare(builtin.model, builtin.example_input, builtin.evaluate, args.profile, "default",
                   builtin.calib_batches)
     predictor = predictor_for(ctx.model, ctx.example_input, ctx.profile)
@@ -66,16 +70,20 @@ def main() -> None:
         "prediction, cold (regressor for unseen kernels)": cold_us,
         "prediction, warm (all kernels cached)": warm_us,
     }
-    print(f"{args.candidates} random candidates of demo-cnn/default, {statistics.median(n_kernels):.0f} kernels "
+    print(f"{args.candidates} random candidates of {args.model}/default, {statistics.median(n_kernels):.0f} kernels "
           f"each (median), profile {args.profile}, {predictor.n_measured} stored kernels")
     print(f"| step | median µs | p90 µs |\n|---|---|---|")
-    out = {"profile": args.profile, "candidates": args.candidates, "kernels_median": statistics.median(n_kernels),
+    out = {"profile": args.profile, "model": args.model, "candidates": args.candidates, "kernels_median": statistics.median(n_kernels),
            "stored_kernels": predictor.n_measured, "steps": {}}
     for name, xs in rows.items():
         p90 = statistics.quantiles(xs, n=10)[-1]
         print(f"| {name} | {statistics.median(xs):.0f} | {p90:.0f} |")
         out["steps"][name] = {"median_us": statistics.median(xs), "p90_us": p90}
-    Path(__file__).with_name("predictor_speed.json").write_text(json.dumps(out, indent=1))
+    path = Path(__file__).with_name("predictor_speed.json")
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results = {k: v for k, v in results.items() if isinstance(v, dict) and "steps" in v}  # one entry per model
+    results[args.model] = out
+    path.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
