@@ -263,11 +263,7 @@ def _schedule_conv(sch, intrin: str, fuse_epilogue: bool) -> None:
     sch.parallel(outer)
     if last is not None:
         _channels_inner(sch, last)
-    _vectorize_inner(sch, local)
-    init = sch.decompose_reduction(conv, rc)
-    sch.vectorize(sch.get_loops(init)[-1])
-    sch.tensorize(o16, intrin)
-    sch.unroll(xi)
+    _tensorize_tile(sch, conv, local, rc, o16, xi, intrin)
 
 
 def _channels_inner(sch, block) -> None:
@@ -294,6 +290,17 @@ def _vectorize_inner(sch, block) -> None:
             pass
 
 
+def _tensorize_tile(sch, block, local, reduction, lanes, columns, intrin: str) -> None:
+    """The end shared by the conv and dense schedules: vectorize the tile's write-back
+    (``local``), split the zeroing of the accumulators off the ``reduction`` loop and vectorize
+    it, tensorize the 16 output ``lanes`` with ``intrin``, unroll the tile's ``columns``."""
+    _vectorize_inner(sch, local)
+    init = sch.decompose_reduction(block, reduction)
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.tensorize(lanes, intrin)
+    sch.unroll(columns)
+
+
 def _schedule_dense(sch, intrin: str, fuse_epilogue: bool) -> None:
     dense = sch.get_sblock(DENSE_BLOCK)
     i, j, j16, rk, r4 = sch.get_loops(dense)
@@ -311,11 +318,7 @@ def _schedule_dense(sch, intrin: str, fuse_epilogue: bool) -> None:
     sch.parallel(outer)
     if last is not None:
         _vectorize_inner(sch, last)
-    _vectorize_inner(sch, local)
-    init = sch.decompose_reduction(dense, rk)
-    sch.vectorize(sch.get_loops(init)[-1])
-    sch.tensorize(j16, intrin)
-    sch.unroll(ii)
+    _tensorize_tile(sch, dense, local, rk, j16, ii, intrin)
 
 
 def schedule_fused(func):

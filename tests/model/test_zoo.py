@@ -110,11 +110,13 @@ def _tvm_outputs(model: torch.nn.Module, x: torch.Tensor, profile) -> np.ndarray
     return (out if hasattr(out, "numpy") else out[0]).numpy()
 
 
-@pytest.mark.parametrize("build", [ResNetSmall, TinyTransformer], ids=["resnet-small", "tiny-transformer"])
-def test_tvm_conversion_matches_torch(build, host_profile):
+@pytest.mark.parametrize("build,shape", [(ResNetSmall, (1, 1, 32, 32)), (TinyTransformer, (1, 1, 32, 32)),
+                                         (MobileNetV2, (1, 3, 224, 224))],
+                         ids=["resnet-small", "tiny-transformer", "mobilenetv2"])
+def test_tvm_conversion_matches_torch(build, shape, host_profile):
     torch.manual_seed(0)
     model = build().eval()
-    x = torch.randn(1, 1, 32, 32)
+    x = torch.randn(*shape)
     with torch.no_grad():
         want = model(x).numpy()
     np.testing.assert_allclose(_tvm_outputs(model, x, host_profile), want, atol=1e-4 * max(1.0, np.abs(want).max()))
@@ -138,12 +140,3 @@ def test_tiny_transformer_int8_lowering_matches_torch(host_profile):
     with torch.no_grad():
         want = compressed(x).numpy()
     np.testing.assert_allclose(_tvm_outputs(compressed, x, host_profile), want, atol=1e-4 * max(1.0, np.abs(want).max()))
-
-
-def test_mobilenetv2_tvm_conversion_matches_torch(host_profile):
-    torch.manual_seed(0)
-    model = MobileNetV2().eval()
-    x = torch.randn(1, 3, 224, 224)
-    with torch.no_grad():
-        want = model(x).numpy()
-    np.testing.assert_allclose(_tvm_outputs(model, x, host_profile), want, atol=1e-4 * max(1.0, np.abs(want).max()))
