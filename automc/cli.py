@@ -172,8 +172,8 @@ def calibrate(profile: Optional[str] = typer.Option(None, help="profile name or 
               model: str = typer.Option("demo-cnn", help="built-in model whose space to calibrate"),
               space: str = typer.Option("default"),
               budget: str = typer.Option("30m", help="time budget: seconds, or e.g. 30m, 1h"),
-              probes: int = typer.Option(16, min=0, help="random probe networks measured first, so kernels "
-                                         "outside this model's space are predicted well too")) -> None:
+              probes: int = typer.Option(16, min=0, help="random probe networks measured first (within a third "
+                                         "of the budget), so kernels outside this model's space are predicted too")) -> None:
     """Tune and measure the kernels a model's space can produce (resumes; never measures twice).
 
     An rpc profile is tuned and measured on the device behind its TVM RPC tracker."""
