@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from automc.compress.quantize import weight_scales
-from automc.deploy import _vnni
+from automc.deploy import _packed
 from automc.deploy.lower import IntegerLayer, deploy_module
 from automc.errors import UserInputError
 from automc.profiles import HardwareProfile
@@ -23,10 +23,15 @@ def _quantize_weight(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     return q, scale
 
 
-def _rewriter(integer_by_param: dict[str, tuple[IntegerLayer, np.ndarray]], vnni_funcs: dict | None = None):
-    """The pattern and rewrite of integer layers. With ``vnni_funcs`` (a dict, VNNI targets)
-    groups=1 convs and dense layers call packed VNNI TIR functions (see ``_vnni``) instead,
-    collected there as ``{GlobalVar: PrimFunc}`` for the caller to add to the module."""
+def _rewriter(by_param: dict[str, tuple[IntegerLayer | None, np.ndarray]], packed_funcs: dict | None, vnni: bool):
+    """The pattern and rewrite of conv2d / dense layers, keyed by their weight parameter's name
+    (``IntegerLayer`` for an integer layer, None for a float one).
+
+    With ``packed_funcs`` (a dict: AVX-512 targets) float convs (groups 1 or depthwise) and
+    dense layers, and integer depthwise convs, call hand-scheduled packed TIR functions
+    (``_packed``); with ``vnni`` integer groups=1 convs and dense layers too. They are
+    collected there as ``{GlobalVar: PrimFunc}`` for the caller to add to the module. Other
+    integer layers run the generic int32 conv2d / matmul; other float layers stay as they are."""
     import tvm
     from tvm import relax
     from tvm.relax.dpl import is_op, wildcard
@@ -45,58 +50,75 @@ def _rewriter(integer_by_param: dict[str, tuple[IntegerLayer, np.ndarray]], vnni
     gvars: dict[tuple, tvm.ir.GlobalVar] = {}
     builder = relax.BlockBuilder()  # gives the GlobalVars the function type call_tir checks
 
-    def call_vnni(kind: str, key: tuple, make, args: list, out_shape: tuple[int, ...]):
+    def call_packed(kind: str, key: tuple, make, args: list, out_shape: tuple[int, ...], out_dtype: str):
         # one PrimFunc per distinct shape; its name is what fused task names start from
         if key not in gvars:
-            name = f"{kind}_vnni{len(gvars)}"
+            name = f"{kind}_packed{len(gvars)}"
             prim = make(name)
             gvars[key] = builder.add_func(prim, name)
-            vnni_funcs[gvars[key]] = prim
-        return relax.call_tir(gvars[key], args, relax.TensorType(out_shape, "int32"))
+            packed_funcs[gvars[key]] = prim
+        return relax.call_tir(gvars[key], args, relax.TensorType(out_shape, out_dtype))
 
-    def vnni_conv(data, wq: np.ndarray, in_shape: tuple[int, ...], a, signed: bool):
-        """The int32 conv as a packed VNNI call, or None when the conv is not one it runs."""
-        if (a.groups != 1 or any(int(d) != 1 for d in a.dilation) or a.data_layout != "NCHW"
-                or a.kernel_layout != "OIHW" or a.out_layout != "NCHW" or len(in_shape) != 4):
+    def packed_conv(data, wt: np.ndarray, in_shape: tuple[int, ...], a, dtype: str):
+        """The conv as a packed call, or None when the conv is not one the kernels run."""
+        if (any(int(d) != 1 for d in a.dilation) or a.data_layout != "NCHW" or a.kernel_layout != "OIHW"
+                or a.out_layout != "NCHW" or len(in_shape) != 4):
+            return None
+        oc, icg, kh, kw = wt.shape
+        depthwise = a.groups == in_shape[1] == oc and icg == 1
+        if not (a.groups == 1 and (dtype == "float32" or vnni)) and not depthwise:
             return None
         strides, padding = tuple(int(v) for v in a.strides), tuple(int(v) for v in a.padding)
         padding = padding * 2 if len(padding) == 2 else padding  # (top, left, bottom, right)
-        oc, _, kh, kw = wq.shape
         n, _, h, wd = in_shape
         out_shape = (n, oc, (h + padding[0] + padding[2] - kh) // strides[0] + 1,
                      (wd + padding[1] + padding[3] - kw) // strides[1] + 1)
-        args = [data, relax.const(_vnni.pack_conv_weight(wq))]
-        args += [relax.const(_vnni.shift_compensation(wq))] if signed else []
-        key = ("conv2d", in_shape, oc, (kh, kw), strides, padding, signed)
-        return call_vnni("conv2d", key, lambda nm: _vnni.conv2d_func(
-            in_shape, oc, (kh, kw), strides, padding, signed, nm), args, out_shape)
+        out_dtype = "float32" if dtype == "float32" else "int32"
+        key = ("conv2d", in_shape, oc, (kh, kw), strides, padding, dtype, depthwise)
+        if depthwise:
+            return call_packed("conv2d_dw", key, lambda nm: _packed.depthwise_func(
+                in_shape, (kh, kw), strides, padding, dtype, nm), [data, relax.const(wt.reshape(oc, kh, kw))],
+                out_shape, out_dtype)
+        args = [data, relax.const(_packed.pack_conv_weight(wt))]
+        args += [relax.const(_packed.shift_compensation(wt))] if dtype == "int8" else []
+        return call_packed("conv2d", key, lambda nm: _packed.conv2d_func(
+            in_shape, oc, (kh, kw), strides, padding, dtype, nm), args, out_shape, out_dtype)
 
-    def vnni_dense(data, wq: np.ndarray, in_shape: tuple[int, ...], signed: bool):
-        """The int32 matmul as a packed VNNI call on ``[M, K]`` (leading dims flattened)."""
-        n, k = wq.shape
+    def packed_dense(data, wt: np.ndarray, in_shape: tuple[int, ...], dtype: str):
+        """The matmul as a packed call on ``[M, K]`` (leading dims flattened)."""
+        if dtype != "float32" and not vnni:
+            return None
+        n, k = wt.shape
         m = int(np.prod(in_shape[:-1]))
         flat = data if len(in_shape) == 2 else relax.op.reshape(data, (m, k))
-        args = [flat, relax.const(_vnni.pack_dense_weight(wq))]
-        args += [relax.const(_vnni.shift_compensation(wq))] if signed else []
-        out = call_vnni("matmul", ("matmul", m, k, n, signed),
-                        lambda nm: _vnni.dense_func(m, k, n, signed, nm), args, (m, n))
+        args = [flat, relax.const(_packed.pack_dense_weight(wt))]
+        args += [relax.const(_packed.shift_compensation(wt))] if dtype == "int8" else []
+        out = call_packed("matmul", ("matmul", m, k, n, dtype), lambda nm: _packed.dense_func(m, k, n, dtype, nm),
+                          args, (m, n), "float32" if dtype == "float32" else "int32")
         return out if len(in_shape) == 2 else relax.op.reshape(out, (*in_shape[:-1], n))
 
     def rewrite(expr, matches):
         is_conv = conv in matches
         weight = matches[w] if is_conv else matches[mw]
         name = getattr(weight, "name", None)
-        if name not in integer_by_param:
+        if name not in by_param:
             return expr
-        layer, wdata = integer_by_param[name]
-        wq, wscale = _quantize_weight(wdata, layer.w_bits)
+        layer, wdata = by_param[name]
         source = matches[x] if is_conv else matches[mx]
-        data = quantize_input(source, layer)
         in_shape = tuple(int(d) for d in source.ty.shape.values)
+        if layer is None:  # a float layer
+            if packed_funcs is None or str(source.ty.dtype) != "float32":
+                return expr
+            wt = np.ascontiguousarray(wdata, np.float32)
+            out = (packed_conv(source, wt, in_shape, expr.attrs, "float32") if is_conv
+                   else packed_dense(source, wt, in_shape, "float32"))
+            return expr if out is None else out
+        wq, wscale = _quantize_weight(wdata, layer.w_bits)
+        data = quantize_input(source, layer)
         acc = None
-        if vnni_funcs is not None:
-            acc = (vnni_conv(data, wq, in_shape, expr.attrs, layer.a_signed) if is_conv
-                   else vnni_dense(data, wq, in_shape, layer.a_signed))
+        if packed_funcs is not None:
+            acc = (packed_conv(data, wq, in_shape, expr.attrs, layer.a_dtype) if is_conv
+                   else packed_dense(data, wq, in_shape, layer.a_dtype))
         if acc is not None:
             scale = (wscale * layer.a_scale).reshape((1, -1, 1, 1) if is_conv else (-1,))
         elif is_conv:
@@ -116,7 +138,7 @@ def lower_to_relax(compressed: nn.Module, example_input: torch.Tensor, profile: 
     """The deployed model as a Relax IRModule with weights bound as constants.
 
     On a VNNI profile the integer convs (groups=1) and dense layers call packed VNNI kernels
-    (``_vnni``); compile such a module with ``build.compile_module``, which schedules them
+    (``_packed``); compile such a module with ``build.compile_module``, which schedules them
     (``tvm.compile`` alone runs them correctly but with naive loops).
     Raises UserInputError when torch.export or the Relax frontend cannot take the model.
     """
@@ -125,8 +147,9 @@ def lower_to_relax(compressed: nn.Module, example_input: torch.Tensor, profile: 
 
 def relax_from_deploy(model: nn.Module, integer: dict[str, IntegerLayer], example_input: torch.Tensor,
                       profile: HardwareProfile | None = None):
-    """Export a deploy module (see ``deploy_module``) and rewrite its integer layers; with a
-    VNNI ``profile`` into VNNI kernels (without one, the generic int32 conv2d/matmul)."""
+    """Export a deploy module (see ``deploy_module``) and rewrite its integer layers (without a
+    ``profile``, into the generic int32 conv2d/matmul) and, on an AVX-512 ``profile``, its conv
+    and dense layers into packed kernels (see ``_rewriter``)."""
     from tvm import relax
     from tvm.relax.dpl import rewrite_call
     from tvm.relax.frontend.torch import from_exported_program
@@ -141,19 +164,21 @@ def relax_from_deploy(model: nn.Module, integer: dict[str, IntegerLayer], exampl
                              "use layers torch.export and TVM's frontend support") from exc
     mod, params = relax.frontend.detach_params(mod)
     state = dict(model.state_dict())
-    by_param: dict[str, tuple[IntegerLayer, np.ndarray]] = {}
+    # every weight: the pattern only matches conv2d / dense ones (norm and embedding weights
+    # never reach the rewrite)
+    by_param: dict[str, tuple[IntegerLayer | None, np.ndarray]] = {}
     for spec in exported.graph_signature.input_specs:
         target = spec.target or ""
-        owner = target.rsplit(".", 1)[0]
-        if target.endswith(".weight") and owner in integer:
-            by_param[spec.arg.name] = (integer[owner], state[target].detach().numpy())
+        if target.endswith(".weight") and target in state:
+            by_param[spec.arg.name] = (integer.get(target.rsplit(".", 1)[0]), state[target].detach().numpy())
     func = mod["main"]
-    vnni_funcs = {} if profile is not None and _vnni.has_vnni(profile.target) else None
-    if by_param:
-        pattern, rewrite = _rewriter(by_param, vnni_funcs)
+    packed_funcs = {} if profile is not None and _packed.has_avx512(profile.target) else None
+    vnni = profile is not None and _packed.has_vnni(profile.target)
+    if integer or packed_funcs is not None:
+        pattern, rewrite = _rewriter(by_param, packed_funcs, vnni)
         func = rewrite_call(pattern, rewrite, func)
     mod["main"] = func
-    for gvar, prim in (vnni_funcs or {}).items():
+    for gvar, prim in (packed_funcs or {}).items():
         mod[gvar] = prim
     n_inputs = len(func.params) - len(params["main"])
     bound = {var.name: value for var, value in zip(func.params[n_inputs:], params["main"])}

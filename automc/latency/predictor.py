@@ -2,7 +2,10 @@
 
 ``CalibratedPredictor``: Σ layer kernels + Σ graph ops + overhead. A layer kernel is a fused
 task timed inside a whole model (see ``calibrate``): an exact hit from the measurement store,
-else a gradient-boosted regressor on kernel features. Graph ops (attention matmuls, norms,
+else a work model × a learned correction: per kernel family (op, shape class, dtype) a
+non-negative linear fit of time on the work the packed kernels do (padded MACs, staged input,
+written output: it extrapolates to sizes calibration never saw, which trees cannot), times a
+gradient-boosted correction on kernel features (bounded by the corrections it saw). Graph ops (attention matmuls, norms,
 softmax, pooling, reshapes, unfused adds: see ``KernelSpec``) and the per-model overhead are
 what whole models measured beyond their layer tasks, priced per family by non-negative least
 squares (``fit_graph_pricing``).
@@ -42,6 +45,72 @@ def kernel_features(spec: KernelSpec) -> list[float]:
         float(spec.kernel_size), float(spec.stride),
         math.log2(spec.in_channels), math.log2(spec.out_channels), math.log2(oh * ow),
     ]
+
+
+def kernel_family(spec: KernelSpec) -> str:
+    """The family a layer kernel's work model is fitted on: op, shape class and dtype."""
+    if spec.op == "conv2d":
+        shape = "dw" if spec.groups > 1 else ("1x1" if spec.kernel_size == 1 else "kxk")
+        return f"conv2d-{shape}-{spec.dtype}"
+    return f"{spec.op}-{spec.dtype}"
+
+
+def work_terms(spec: KernelSpec) -> tuple[float, float, float]:
+    """The work of a layer kernel as the packed kernels run it (``deploy._packed``), in
+    millions: MACs with channels padded to 16 output lanes (and 4 input channels for int8) and
+    columns to the register tile, input elements staged (padded), output elements written."""
+    from automc.deploy._packed import _width_tile
+
+    oh, ow = spec.out_hw
+    n, ic, oc, k = spec.batch, spec.in_channels, spec.out_channels, spec.kernel_size
+    g = 1 if spec.dtype == "float32" else 4
+    lanes = -(-oc // 16) * 16
+    if spec.op == "quantize":
+        macs = 0
+    elif spec.op == "dense":
+        macs = n * lanes * -(-ic // g) * g
+    elif spec.groups > 1:  # depthwise: 16 output columns a vector
+        macs = n * oc * oh * -(-ow // 16) * 16 * k * k * (ic // spec.groups)
+    else:
+        wt = _width_tile(ow)
+        macs = n * lanes * oh * -(-ow // wt) * wt * -(-ic // g) * g * k * k
+    staged = n * ic * (spec.height + 2 * spec.padding) * (spec.width + 2 * spec.padding)
+    out = n * oc * oh * ow * (2 if spec.residual else 1)
+    return macs * 1e-6, staged * 1e-6, out * 1e-6
+
+
+def _fit_work(specs: Sequence[KernelSpec], ms: np.ndarray) -> np.ndarray:
+    """ms ≈ c0 + c1·MACs + c2·staged + c3·out (``work_terms``), c ≥ 0, relative errors least
+    squares (each row divided by its time: a 20 µs kernel counts as much as a 2 ms one)."""
+    from scipy.optimize import nnls
+
+    rows = np.array([[1.0, *work_terms(k)] for k in specs]) / ms[:, None]
+    coef, _ = nnls(rows, np.ones(len(ms)))
+    return coef
+
+
+@dataclass(frozen=True)
+class WorkModel:
+    """Per-family linear work models (``_fit_work``); a family with too few measurements uses
+    the fit over all layer kernels."""
+
+    coef: dict[str, np.ndarray]
+    pooled: np.ndarray
+
+    def ms(self, spec: KernelSpec) -> float:
+        c = self.coef.get(kernel_family(spec), self.pooled)
+        return float(c[0] + np.dot(c[1:], work_terms(spec)))
+
+
+_MIN_FAMILY = 5  # measurements before a family gets a fit of its own (4 coefficients)
+
+
+def fit_work_model(specs: Sequence[KernelSpec], ms: np.ndarray) -> WorkModel:
+    by_family: dict[str, list[int]] = {}
+    for i, k in enumerate(specs):
+        by_family.setdefault(kernel_family(k), []).append(i)
+    coef = {f: _fit_work([specs[i] for i in idx], ms[idx]) for f, idx in by_family.items() if len(idx) >= _MIN_FAMILY}
+    return WorkModel(coef, _fit_work(specs, ms))
 
 
 def kernel_records(store: MeasurementStore) -> list[Measurement]:
@@ -135,16 +204,23 @@ class CalibratedPredictor:
         recs = kernel_records(store)
         if len(recs) < 2:
             raise ValueError(f"only {len(recs)} kernel measurements stored; run `automc calibrate` first")
-        x = np.array([kernel_features(KernelSpec.from_dict(r.spec)) for r in recs])
-        y = np.log(np.array([r.median_ms for r in recs]))
+        specs = [KernelSpec.from_dict(r.spec) for r in recs]
+        ms = np.array([r.median_ms for r in recs])
+        self.work = fit_work_model(specs, ms)
+        base = np.array([self._base_ms(k) for k in specs])
+        # the trees learn what the work model misses (log ratio): bounded by what they saw
         self._model = GradientBoostingRegressor(n_estimators=150, max_depth=3, learning_rate=0.1,
-                                                subsample=1.0, random_state=0).fit(x, y)
+                                                subsample=1.0, random_state=0).fit(
+            np.array([kernel_features(k) for k in specs]), np.log(ms / base))
         self._cache: dict[str, float] = {r.key: r.median_ms for r in recs}
         self._by_spec: dict[KernelSpec, float] = {}
         self.n_measured = len(recs)
 
+    def _base_ms(self, spec: KernelSpec) -> float:
+        return max(self.work.ms(spec), 1e-4)  # a floor: a degenerate fit must not give 0 ms
+
     def kernel_ms(self, spec: KernelSpec) -> float:
-        """One kernel alone (ms): the stored measurement, else the regressor's estimate."""
+        """One kernel alone (ms): the stored measurement, else the work model × correction."""
         return self._kernels_ms([spec])[0]
 
     def predict(self, kernels: Sequence[KernelSpec]) -> float:
@@ -162,7 +238,8 @@ class CalibratedPredictor:
             if misses:
                 # one regressor call per candidate, not per kernel: sklearn's per-call
                 # overhead (~0.7 ms) would otherwise be paid for every unseen kernel
-                estimates = np.exp(self._model.predict(np.array([kernel_features(k) for k in misses])))
+                base = np.array([self._base_ms(k) for k in misses])
+                estimates = base * np.exp(self._model.predict(np.array([kernel_features(k) for k in misses])))
                 self._cache.update((k.key, float(e)) for k, e in zip(misses, estimates))
             self._by_spec.update((k, self._cache[k.key]) for k in unseen)
         return [self._by_spec[k] for k in kernels]

@@ -1,4 +1,5 @@
-"""VNNI int8 kernels (x86-vnni): real TVM builds that must execute ``vpdpbusd`` and be exact."""
+"""Packed AVX-512 kernels (x86-vnni): real TVM builds; int8 must execute ``vpdpbusd`` and be exact,
+fp32 must match torch, depthwise int8 must be exact."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 from automc._host import host_cpu_flags
 from automc.accuracy import recalibrate_bn
 from automc.compress import apply_candidate
-from automc.deploy import _vnni
+from automc.deploy import _packed
 from automc.deploy.build import compile_module, fused_module
 from automc.deploy.relax_lowering import lower_to_relax, relax_from_deploy
 from automc.profiles import load_profile
@@ -26,7 +27,7 @@ def _vnni_host(require_in_ci):
 def _build(func, name: str):
     import tvm
 
-    lib = tvm.compile(tvm.IRModule({name: _vnni.schedule_fused(func)}), tvm.target.Target(TARGET))
+    lib = tvm.compile(tvm.IRModule({name: _packed.schedule_fused(func)}), tvm.target.Target(TARGET))
     return lib.mod
 
 
@@ -42,6 +43,10 @@ def _conv_reference(x: np.ndarray, w: np.ndarray, stride: int, pad: int) -> np.n
             patch = x[:, :, dy:dy + stride * oh:stride, dx:dx + stride * ow:stride]
             out += np.einsum("nchw,oc->nohw", patch, w[:, :, dy, dx].astype(np.int64))
     return out
+
+
+def _dtype(signed: bool) -> str:
+    return "int8" if signed else "uint8"
 
 
 def _data(rng, shape, signed: bool) -> np.ndarray:
@@ -62,10 +67,10 @@ def test_conv_runs_vpdpbusd_and_is_exact(n, c, hw, oc, k, stride, pad, signed):
 
     rng = np.random.default_rng(0)
     x, w = _data(rng, (n, c, hw, hw), signed), rng.integers(-127, 128, (oc, c, k, k)).astype(np.int8)
-    lib = _build(_vnni.conv2d_func((n, c, hw, hw), oc, (k, k), (stride, stride), (pad,) * 4, signed, "conv"), "conv")
+    lib = _build(_packed.conv2d_func((n, c, hw, hw), oc, (k, k), (stride, stride), (pad,) * 4, _dtype(signed), "conv"), "conv")
     assert "vpdpbusd" in lib.inspect_source("asm")
     want = _conv_reference(x, w, stride, pad)
-    args = [x, _vnni.pack_conv_weight(w)] + ([_vnni.shift_compensation(w)] if signed else [])
+    args = [x, _packed.pack_conv_weight(w)] + ([_packed.shift_compensation(w)] if signed else [])
     out = tvm.runtime.tensor(np.zeros(want.shape, np.int32))
     lib["conv"](*[tvm.runtime.tensor(a) for a in args], out)
     np.testing.assert_array_equal(out.numpy(), want)
@@ -77,18 +82,70 @@ def test_dense_runs_vpdpbusd_and_is_exact(m, k, n, signed):
 
     rng = np.random.default_rng(1)
     x, w = _data(rng, (m, k), signed), rng.integers(-127, 128, (n, k)).astype(np.int8)
-    lib = _build(_vnni.dense_func(m, k, n, signed, "dense"), "dense")
+    lib = _build(_packed.dense_func(m, k, n, _dtype(signed), "dense"), "dense")
     assert "vpdpbusd" in lib.inspect_source("asm")
-    args = [x, _vnni.pack_dense_weight(w)] + ([_vnni.shift_compensation(w)] if signed else [])
+    args = [x, _packed.pack_dense_weight(w)] + ([_packed.shift_compensation(w)] if signed else [])
     out = tvm.runtime.tensor(np.zeros((m, n), np.int32))
     lib["dense"](*[tvm.runtime.tensor(a) for a in args], out)
     np.testing.assert_array_equal(out.numpy(), x.astype(np.int64) @ w.T.astype(np.int64))
 
 
 def test_only_vnni_targets_take_the_path():
-    assert _vnni.has_vnni(TARGET) and _vnni.has_vnni({"kind": "llvm", "mcpu": "skylake-avx512", "mattr": ["+avx512vnni"]})
+    assert _packed.has_vnni(TARGET) and _packed.has_vnni({"kind": "llvm", "mcpu": "skylake-avx512", "mattr": ["+avx512vnni"]})
+    assert _packed.has_avx512({"kind": "llvm", "mcpu": "skylake-avx512"})
+    assert not _packed.has_vnni({"kind": "llvm", "mcpu": "skylake-avx512"})
     for name in ("x86-avx2", "arm-cpu", "cuda-gpu"):
-        assert not _vnni.has_vnni(load_profile(name).target), name
+        assert not _packed.has_vnni(load_profile(name).target), name
+        assert not _packed.has_avx512(load_profile(name).target), name
+
+
+def _run(func, name: str, args: list[np.ndarray], out_shape, out_dtype) -> np.ndarray:
+    import tvm
+
+    lib = _build(func, name)
+    out = tvm.runtime.tensor(np.zeros(out_shape, out_dtype))
+    lib[name](*[tvm.runtime.tensor(a) for a in args], out)
+    return out.numpy()
+
+
+@pytest.mark.parametrize("n,c,hw,oc,k,stride,pad", [
+    (1, 16, 14, 24, 1, 1, 0),   # 1x1: reads the data as it is (no padding stage)
+    (1, 3, 17, 20, 3, 2, 1),    # a stem: stride 2, odd size, channels not multiples of 16
+    (2, 8, 9, 32, 3, 1, 1),     # batch 2, two 16-channel blocks per tile
+])
+def test_fp32_conv_matches_torch(n, c, hw, oc, k, stride, pad):
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal((n, c, hw, hw), np.float32), rng.standard_normal((oc, c, k, k), np.float32)
+    want = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), stride=stride, padding=pad).numpy()
+    func = _packed.conv2d_func((n, c, hw, hw), oc, (k, k), (stride, stride), (pad,) * 4, "float32", "conv")
+    got = _run(func, "conv", [x, _packed.pack_conv_weight(w)], want.shape, np.float32)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_fp32_dense_matches_numpy():
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((5, 70), np.float32), rng.standard_normal((40, 70), np.float32)
+    got = _run(_packed.dense_func(5, 70, 40, "float32", "dense"), "dense", [x, _packed.pack_dense_weight(w)],
+               (5, 40), np.float32)
+    np.testing.assert_allclose(got, x @ w.T, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "uint8", "int8"])
+@pytest.mark.parametrize("c,hw,k,stride,pad", [(24, 14, 3, 1, 1), (8, 15, 3, 2, 1), (4, 9, 5, 2, 2)])
+def test_depthwise_matches_torch_and_is_exact_in_int8(dtype, c, hw, k, stride, pad):
+    rng = np.random.default_rng(4)
+    if dtype == "float32":
+        x, w = rng.standard_normal((1, c, hw, hw), np.float32), rng.standard_normal((c, 1, k, k), np.float32)
+    else:
+        x, w = _data(rng, (1, c, hw, hw), dtype == "int8"), rng.integers(-127, 128, (c, 1, k, k)).astype(np.int8)
+    want = torch.nn.functional.conv2d(torch.from_numpy(x.astype(np.float64)), torch.from_numpy(w.astype(np.float64)),
+                                      stride=stride, padding=pad, groups=c).numpy()
+    func = _packed.depthwise_func((1, c, hw, hw), (k, k), (stride, stride), (pad,) * 4, dtype, "dw")
+    got = _run(func, "dw", [x, w.reshape(c, k, k)], want.shape, np.float32 if dtype == "float32" else np.int32)
+    if dtype == "float32":
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    else:
+        np.testing.assert_array_equal(got, want.astype(np.int64))
 
 
 @pytest.fixture(scope="module")
@@ -108,13 +165,13 @@ def test_quantized_demo_runs_vnni_and_matches_torch(quantized, demo):
 
     profile = load_profile("x86-vnni").model_copy(update={"target": TARGET})
     mod = lower_to_relax(quantized, demo.example_input, profile)
-    vnni = [gv.name_hint for gv, f in mod.functions.items() if _vnni.is_vnni_func(f)]
-    assert sum(name.startswith("conv2d_vnni") for name in vnni) >= 6 and any(n.startswith("matmul") for n in vnni)
-    assert 'out_dtype="int32"' in mod.script()  # the int8 depthwise conv stays on the generic path
+    vnni = [gv.name_hint for gv, f in mod.functions.items() if _packed.is_packed_func(f)]
+    assert sum(name.startswith("conv2d_packed") for name in vnni) >= 6 and any(n.startswith("matmul") for n in vnni)
+    assert any(name.startswith("conv2d_dw_packed") for name in vnni)  # the int8 depthwise conv
     # fused tasks keep the names calibration matches on; one takes s8 input via the u8 shift
-    fused = [gv.name_hint for gv, f in fused_module(mod).functions.items() if _vnni.is_vnni_func(f)]
-    assert any(n.startswith("fused_conv2d_vnni") for n in fused) and any(n.startswith("fused_matmul_vnni") for n in fused)
-    assert any(len(f.params) == 4 for f in mod.functions.values() if _vnni.is_vnni_func(f))  # s8: compensation
+    fused = [gv.name_hint for gv, f in fused_module(mod).functions.items() if _packed.is_packed_func(f)]
+    assert any(n.startswith("fused_conv2d_packed") for n in fused) and any(n.startswith("fused_matmul_packed") for n in fused)
+    assert any(len(f.params) == 4 for f in mod.functions.values() if _packed.is_packed_func(f))  # s8: compensation
 
     executable = compile_module(mod, profile, database=_empty_database())
     assert executable.mod.imports[0].inspect_source("asm").count("vpdpbusd") >= 7
