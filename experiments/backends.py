@@ -227,7 +227,7 @@ def bench_model(name: str, args, profile, candidate=None) -> dict:
         update={"repeat": args.repeat, "min_repeat_ms": args.min_repeat_ms})})
     with tempfile.TemporaryDirectory() as tmp:
         ex, build_s = tvm_compiled(model, x, profile, None, empty_database(Path(tmp)))
-    record("TVM fp32 untuned (default schedules)", None, time_executable(ex, [x.numpy()], tvm_profile).median_ms,
+    record("TVM fp32, empty database (packed kernels, other tasks default schedules)", None, time_executable(ex, [x.numpy()], tvm_profile).median_ms,
            build_s=build_s)
     if args.fp32_tuned:
         ex, build_s = tvm_compiled(model, x, profile, args.trials)

@@ -5,8 +5,9 @@ each *calibrated* architecture on its uniform baselines and ``--calib-random`` r
 candidates (seed 0), exactly as ``automc calibrate`` does. Then
 ``--per-model`` fresh random candidates (seed 1, never measured before) of every architecture,
 including the *held-out* ones whose candidates calibration never sampled, are compressed,
-compiled end to end with the profile's tuning database and measured whole on this host; the
-predictor's estimate is compared with the measurement. Nothing measured here feeds the store.
+compiled end to end with the profile's tuning database and measured whole on this host,
+interleaved (``--rounds`` rounds, every model once a round: the host's noise comes in bursts);
+the predictor's estimate is compared with the measurement. Nothing measured here feeds the store.
 
 Baselines in the same table:
 - FLOPs: latency = c · MACs, c fitted (least squares) on the calibration's whole-model
@@ -37,10 +38,11 @@ from scipy.stats import kendalltau, spearmanr
 
 import automc.api as api
 from automc.compress import apply_candidate
-from automc.deploy.build import open_database
+from automc.deploy.build import compile_module, open_database, tune
+from automc.deploy.relax_lowering import lower_to_relax
 from automc.deploy.lower import kernel_specs
-from automc.latency.calibrate import calibrate_model, calibrate_probes, measure_model, predictor_for
-from automc.latency.measure import Timing
+from automc.latency.calibrate import calibrate_model, calibrate_probes, predictor_for
+from automc.latency.measure import time_executable
 from automc.latency.store import MeasurementStore
 from automc.model.zoo import load_builtin
 from automc.profiles import load_profile
@@ -74,6 +76,39 @@ def metrics(pred: np.ndarray, meas: np.ndarray) -> dict[str, float]:
             "spearman_rho": float(spearmanr(pred, meas).statistic), "n": int(len(meas))}
 
 
+def time_interleaved(compiled: list, rows: list[dict], profile, rounds: int, repeat: int, min_repeat_ms: float) -> None:
+    """Time every compiled model in ``rounds`` rounds, each model once a round (``repeat`` runs of
+    ≥ ``min_repeat_ms`` ms); a model's latency is the median of its round medians. Interleaved
+    because this host's noise comes in bursts of seconds (other tenants of the VM host): timed
+    back to back, a model caught in a burst was off by up to 50%, whatever its repeats."""
+    import tvm
+    from tvm import relax
+
+    from automc.latency.measure import time_vm
+
+    if profile.runner.kind != "local":  # one at a time on the device
+        for idx, ex, x in compiled:
+            whole = time_executable(ex, [x], profile)
+            rows[idx].update(measured_ms=whole.median_ms, spread=whole.spread)
+        return
+    tuning = profile.tuning.model_copy(update={"repeat": repeat, "min_repeat_ms": min_repeat_ms})
+    timed = profile.model_copy(update={"tuning": tuning})
+    dev = tvm.cpu()
+    runs = []
+    for idx, ex, x in compiled:
+        vm = relax.VirtualMachine(ex, dev)
+        args = [tvm.runtime.tensor(x, dev)]
+        vm["main"](*args)  # warm-up: allocation and page faults
+        runs.append((idx, vm, args))
+    samples: dict[int, list[float]] = {idx: [] for idx, _, _ in runs}
+    for _ in range(rounds):
+        for idx, vm, args in runs:
+            samples[idx].append(time_vm(vm, dev, args, timed).median_ms)
+    for idx, values in samples.items():
+        med = float(np.median(values))
+        rows[idx].update(measured_ms=med, spread=(max(values) - min(values)) / med)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="demo-cnn", help="calibrated architectures, comma-separated")
@@ -84,6 +119,9 @@ def main() -> None:
     ap.add_argument("--probes", type=int, default=24, help="random probe networks calibrated first (0: none)")
     ap.add_argument("--per-model", type=int, default=16)
     ap.add_argument("--budget", type=float, default=1800.0, help="calibration budget per model, s")
+    ap.add_argument("--rounds", type=int, default=7, help="rounds of timing, each model once a round (interleaved)")
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs of a model in one round (median)")
+    ap.add_argument("--min-repeat-ms", type=float, default=50.0, help="minimum length of one timed run, ms")
     ap.add_argument("--measured", default=None,
                     help="a CSV this script wrote: re-score the current predictor against its measurements "
                          "(same models and seeds) instead of compiling and measuring again")
@@ -114,7 +152,7 @@ def main() -> None:
     ms_per_mac = flops_coefficient(store)
     database = open_database(profile)
     recorded = pd.read_csv(args.measured) if args.measured else None
-    rows = []
+    rows, compiled = [], []
     for name in calibrated + held_out:
         b, ctx = contexts[name]
         _, fresh = calibration_candidates(ctx.space, n_random=args.per_model, seed=1)
@@ -124,20 +162,24 @@ def main() -> None:
             t = time.perf_counter()
             predicted = predictor.predict(kernels)
             predict_us = (time.perf_counter() - t) * 1e6
+            row = {"model": name, "held_out": name in held_out, "candidate": i, "kernels": len(kernels),
+                   "macs": sum(k.macs for k in kernels), "predicted_ms": predicted, "predict_us": predict_us,
+                   "flops_ms": ms_per_mac * sum(k.macs for k in kernels),
+                   "lookup_ms": lookup_ms(kernels, store, ms_per_mac)}
             if recorded is not None:
                 hit = recorded[(recorded.model == name) & (recorded.candidate == i)].iloc[0]
-                whole = Timing(float(hit.measured_ms), float(hit.measured_ms), float(hit.measured_ms) * (1 + hit.spread), 0)
+                row.update(measured_ms=float(hit.measured_ms), spread=float(hit.spread))
             else:
-                whole = measure_model(m, b.example_input, profile, database).whole
-            rows.append({"model": name, "held_out": name in held_out, "candidate": i, "kernels": len(kernels),
-                         "macs": sum(k.macs for k in kernels), "measured_ms": whole.median_ms,
-                         "spread": whole.spread, "predicted_ms": predicted, "predict_us": predict_us,
-                         "flops_ms": ms_per_mac * sum(k.macs for k in kernels),
-                         "lookup_ms": lookup_ms(kernels, store, ms_per_mac)})
-            r = rows[-1]
-            print(f"{name:>16} #{i:<3} measured {r['measured_ms']:.3f} ms  predicted {predicted:.3f} "
-                  f"({(predicted / r['measured_ms'] - 1) * 100:+.1f}%)  FLOPs {r['flops_ms']:.3f}  lookup {r['lookup_ms']:.3f}",
-                  flush=True)
+                mod = lower_to_relax(m, b.example_input, profile)
+                tune(mod, profile, database=database)
+                compiled.append((len(rows), compile_module(mod, profile, database), b.example_input.numpy()))
+            rows.append(row)
+    if compiled:
+        time_interleaved(compiled, rows, profile, args.rounds, args.repeat, args.min_repeat_ms)
+    for r in rows:
+        print(f"{r['model']:>16} #{r['candidate']:<3} measured {r['measured_ms']:.3f} ms  predicted {r['predicted_ms']:.3f} "
+              f"({(r['predicted_ms'] / r['measured_ms'] - 1) * 100:+.1f}%)  FLOPs {r['flops_ms']:.3f}  "
+              f"lookup {r['lookup_ms']:.3f}", flush=True)
     df = pd.DataFrame(rows)
     df.to_csv(OUT.with_suffix(".csv"), index=False)
     table = {}

@@ -173,8 +173,10 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
     start = time.perf_counter()
     calib = (example_input,)  # shapes only: activation ranges do not change a kernel's time
     database = open_database(profile)  # opened once: a JSON file that grows with every task
-    pool = [(c, apply_candidate(model, c, example_input, calib)) for c in list(first) + list(sampled)]
-    pool = [(c, m, kernel_specs(m, example_input, profile)) for c, m in pool]
+    # kernel lists only (the adaptive order needs them all); a model is compressed again when
+    # measured, so memory holds one compressed model, not the whole pool (69 MobileNetV2s)
+    pool = [(c, kernel_specs(apply_candidate(model, c, example_input, calib), example_input, profile))
+            for c in list(first) + list(sampled)]
     measured = reused = new_kernels = 0
     pending = list(range(len(first)))  # the baselines, in order
     left = list(range(len(first), len(pool)))
@@ -183,7 +185,7 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
             pending.append(_most_unknown(left, pool, store, profile))
             left.remove(pending[0])
         i = pending.pop(0)
-        candidate, compressed, kernels = pool[i]
+        candidate, kernels = pool[i]
         if on_progress:
             on_progress(measured + reused, len(pool), candidate)
         if _is_stored(kernels, example_input, store):
@@ -191,6 +193,7 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
             continue
         if time.perf_counter() - start > budget_s:
             break
+        compressed = apply_candidate(model, candidate, example_input, calib)
         new_kernels += store_measurement(measure_model(compressed, example_input, profile, database),
                                          example_input, profile, store)
         measured += 1
@@ -244,7 +247,7 @@ def _most_unknown(indices: list[int], pool: list, store: MeasurementStore, profi
         price = RooflinePredictor(profile).kernel_ms
 
     def unknown_ms(i: int) -> float:
-        return sum(price(k) for k in set(pool[i][2]) if k.key not in store)
+        return sum(price(k) for k in set(pool[i][1]) if k.key not in store)
 
     return max(indices, key=unknown_ms)
 

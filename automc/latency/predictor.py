@@ -106,6 +106,7 @@ _MIN_FAMILY = 5  # measurements before a family gets a fit of its own (4 coeffic
 
 
 def fit_work_model(specs: Sequence[KernelSpec], ms: np.ndarray) -> WorkModel:
+    """The ``WorkModel`` of layer kernels ``specs`` measured at ``ms`` (ms each)."""
     by_family: dict[str, list[int]] = {}
     for i, k in enumerate(specs):
         by_family.setdefault(kernel_family(k), []).append(i)
@@ -128,11 +129,13 @@ def _current_key(spec: dict) -> str | None:
 
 @dataclass(frozen=True)
 class GraphPricing:
-    """What whole models take beyond their layer kernels: ``overhead_ms`` per model (the VM's
-    calls and allocations) plus, per graph-op family, ms per million elements read and
-    written (``bmm``: per million MACs). Fitted by ``fit_graph_pricing``."""
+    """What whole models take beyond their layer kernels timed alone: ``overhead_ms`` per
+    model, ``ms_per_layer`` per layer task (the VM's call, argument and allocation work around
+    each task) plus, per graph-op family, ms per million elements read and written (``bmm``:
+    per million MACs). Fitted by ``fit_graph_pricing``."""
 
     overhead_ms: float
+    ms_per_layer: float
     ms_per_unit: dict[str, float]
 
     def graph_op_ms(self, spec: KernelSpec) -> float:
@@ -145,7 +148,8 @@ def _graph_units(spec: KernelSpec) -> float:
 
 def fit_graph_pricing(store: MeasurementStore) -> GraphPricing:
     """Non-negative least squares over the stored whole models whose layer kernels are all
-    stored: whole − Σ layer kernels = overhead + Σ_family rate × units of its graph ops.
+    stored: whole − Σ layer kernels = overhead + per-layer cost × layers + Σ_family rate ×
+    units of its graph ops.
 
     Families no stored model has keep rate 0: a model full of them (a transformer's softmax,
     say, when only CNNs were calibrated) is under-predicted, which is why the validation
@@ -165,12 +169,13 @@ def fit_graph_pricing(store: MeasurementStore) -> GraphPricing:
         for k in specs:
             if not k.is_layer:
                 units[k.op] += _graph_units(k)
-        rows.append([1.0] + [units[f] for f in GRAPH_OPS])
-        ys.append(r.median_ms - sum(kernel_ms[k.key] for k in specs if k.is_layer))
+        layers = [k for k in specs if k.is_layer]
+        rows.append([1.0, float(len(layers))] + [units[f] for f in GRAPH_OPS])
+        ys.append(r.median_ms - sum(kernel_ms[k.key] for k in layers))
     if not rows:
-        return GraphPricing(0.0, {})
+        return GraphPricing(0.0, 0.0, {})
     coef, _ = nnls(np.array(rows), np.array(ys))
-    return GraphPricing(float(coef[0]), {f: float(c) for f, c in zip(GRAPH_OPS, coef[1:])})
+    return GraphPricing(float(coef[0]), float(coef[1]), {f: float(c) for f, c in zip(GRAPH_OPS, coef[2:])})
 
 
 @dataclass
@@ -221,12 +226,14 @@ class CalibratedPredictor:
 
     def kernel_ms(self, spec: KernelSpec) -> float:
         """One kernel alone (ms): the stored measurement, else the work model × correction."""
-        return self._kernels_ms([spec])[0]
+        self._in_model_ms([spec])
+        return self._cache[spec.key]
 
     def predict(self, kernels: Sequence[KernelSpec]) -> float:
-        return sum(self._kernels_ms(kernels)) + self.pricing.overhead_ms
+        return sum(self._in_model_ms(kernels)) + self.pricing.overhead_ms
 
-    def _kernels_ms(self, kernels: Sequence[KernelSpec]) -> list[float]:
+    def _in_model_ms(self, kernels: Sequence[KernelSpec]) -> list[float]:
+        """What each kernel adds to a model's time: alone, plus the per-layer call cost."""
         # Looked up by the (hashable, frozen) spec first: building its string key costs ~5 µs,
         # which over ~20 kernels would take the whole per-candidate budget (DESIGN §7: 100 µs).
         unseen = [k for k in kernels if k not in self._by_spec]
@@ -241,5 +248,6 @@ class CalibratedPredictor:
                 base = np.array([self._base_ms(k) for k in misses])
                 estimates = base * np.exp(self._model.predict(np.array([kernel_features(k) for k in misses])))
                 self._cache.update((k.key, float(e)) for k, e in zip(misses, estimates))
-            self._by_spec.update((k, self._cache[k.key]) for k in unseen)
+            per_layer = self.pricing.ms_per_layer
+            self._by_spec.update((k, self._cache[k.key] + (per_layer if k.is_layer else 0.0)) for k in unseen)
         return [self._by_spec[k] for k in kernels]

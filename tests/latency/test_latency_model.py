@@ -126,7 +126,8 @@ def test_probe_networks_calibrate_once(quick_profile, tmp_path):
 
 
 def test_graph_pricing_recovers_overhead_and_family_rates(tmp_path, host_profile):
-    """Whole models = layer kernels + 0.05 ms + 2 ms per million norm elements: the fit finds both."""
+    """Whole models = layer kernels + 0.05 ms + 0.01 ms a layer + 2 ms per million norm
+    elements: the fit finds all three."""
     from automc.latency.measure import Timing
     from automc.latency.predictor import fit_graph_pricing
 
@@ -136,14 +137,34 @@ def test_graph_pricing_recovers_overhead_and_family_rates(tmp_path, host_profile
     for k in (conv, other):
         store.add(k.key, Timing(0.3, 0.3, 0.3, 3), 0, k.to_dict())
     for n in (1, 2, 4, 8):
-        norm = KernelSpec(op="norm", batch=1, in_channels=n * 100_000, out_channels=n * 100_000)
-        ms = 0.3 + 0.05 + 2 * n * 0.2
-        store.add(f"model:{n}", Timing(ms, ms, ms, 3), 0, kernels=[conv.key, norm.key])
+        for layers in (1, 3):
+            norm = KernelSpec(op="norm", batch=1, in_channels=n * 100_000, out_channels=n * 100_000)
+            ms = 0.3 * layers + 0.05 + 0.01 * layers + 2 * n * 0.2
+            store.add(f"model:{n}-{layers}", Timing(ms, ms, ms, 3), 0, kernels=[conv.key] * layers + [norm.key])
     pricing = fit_graph_pricing(store)
     assert pricing.overhead_ms == pytest.approx(0.05, abs=1e-6)
+    assert pricing.ms_per_layer == pytest.approx(0.01, abs=1e-6)
     assert pricing.ms_per_unit["norm"] == pytest.approx(2.0, rel=1e-6)
-    assert CalibratedPredictor(store).predict([conv, KernelSpec(op="norm", batch=1, in_channels=500_000,
-                                                                out_channels=500_000)]) == pytest.approx(0.3 + 0.05 + 2.0)
+    predictor = CalibratedPredictor(store)
+    norm = KernelSpec(op="norm", batch=1, in_channels=500_000, out_channels=500_000)
+    assert predictor.predict([conv, norm]) == pytest.approx(0.3 + 0.01 + 0.05 + 2.0)
+    assert predictor.kernel_ms(conv) == pytest.approx(0.3)  # alone: without the call cost
+
+
+def test_work_model_extrapolates_linearly_beyond_its_measurements(tmp_path, host_profile):
+    """Kernels timed at 2 µs per padded kMAC + 5 µs: a conv 16× larger than any measured one is
+    predicted within 10% (gradient-boosted trees alone would return the largest one's time)."""
+    from automc.latency.measure import Timing
+    from automc.latency.predictor import work_terms
+
+    store = MeasurementStore(host_profile, root=tmp_path)
+    for c in (16, 32, 48, 64, 80, 96):
+        k = KernelSpec(op="conv2d", batch=1, in_channels=c, out_channels=c, height=8, width=8)
+        ms = 0.005 + 2.0 * work_terms(k)[0]
+        store.add(k.key, Timing(ms, ms, ms, 3), 0, k.to_dict())
+    big = KernelSpec(op="conv2d", batch=1, in_channels=384, out_channels=384, height=8, width=8)
+    want = 0.005 + 2.0 * work_terms(big)[0]
+    assert CalibratedPredictor(store).kernel_ms(big) == pytest.approx(want, rel=0.1)
 
 
 def test_tasks_timed_alone_add_up_to_the_whole_model(demo, quick_profile):
