@@ -127,7 +127,7 @@ def tune_modules(mods: Sequence, profile: HardwareProfile, trials_per_task: int 
     for mod in mods:
         for task in ms.relax_integration.extract_tasks(fused_module(mod), target):
             prim = task.dispatched[0]
-            if db.has_workload(prim) or _packed.is_packed_func(prim):  # VNNI tasks: hand-scheduled
+            if db.has_workload(prim) or _packed.is_packed_func(prim):  # packed tasks: hand-scheduled
                 continue
             same = seen.setdefault(structural_hash(prim), [])
             if any(structural_equal(prim, other) for other in same):
@@ -197,6 +197,6 @@ def compile_module(mod, profile: HardwareProfile, database=None):
     db = database if database is not None else open_database(profile)
     with _quiet_tvm():
         if any(_packed.is_packed_func(f) for f in mod.functions.values()):
-            # VNNI kernels (x86-vnni lowering) are hand-scheduled between fusion and the database
+            # packed kernels (AVX-512 lowering) are hand-scheduled between fusion and the database
             return _packed.compile_relax(db, mod, tvm_target(profile))
         return ms.relax_integration.compile_relax(db, mod, tvm_target(profile), None)

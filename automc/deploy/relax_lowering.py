@@ -137,9 +137,10 @@ def _rewriter(by_param: dict[str, tuple[IntegerLayer | None, np.ndarray]], packe
 def lower_to_relax(compressed: nn.Module, example_input: torch.Tensor, profile: HardwareProfile):
     """The deployed model as a Relax IRModule with weights bound as constants.
 
-    On a VNNI profile the integer convs (groups=1) and dense layers call packed VNNI kernels
-    (``_packed``); compile such a module with ``build.compile_module``, which schedules them
-    (``tvm.compile`` alone runs them correctly but with naive loops).
+    On an AVX-512 profile convs (groups 1, depthwise) and dense layers call hand-scheduled packed
+    kernels (``_packed``; integer groups=1 convs and dense layers on VNNI profiles only);
+    compile such a module with ``build.compile_module``, which schedules them (``tvm.compile``
+    alone runs them correctly but with naive loops).
     Raises UserInputError when torch.export or the Relax frontend cannot take the model.
     """
     return relax_from_deploy(*deploy_module(compressed, profile), example_input, profile=profile)
