@@ -192,7 +192,7 @@ def conv2d_func(data_shape: tuple[int, int, int, int], out_channels: int, kernel
     kh, kw = kernel
     sh, sw = strides
     top, left, bottom, right = padding
-    g, acc_dtype = _group(dtype), _acc_dtype(dtype)
+    g = _group(dtype)
     ib, ob = _ceil(c, g), _ceil(out_channels, 16)
     oh, ow = (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1
     owp = _ceil(ow, _width_tile(ow)) * _width_tile(ow)
