@@ -2,7 +2,7 @@
 
 Random candidates of the demo's default space are compressed once; then, per candidate, we time
 (a) extracting its kernels from the deployed graph (`kernel_specs`, a recorded forward pass) and
-(b) predicting from those kernels with a fresh predictor (cold: regressor calls for unseen
+(b) predicting from those kernels with a fresh predictor (cold: work-model estimates for unseen
 kernels) and again (warm: every kernel cached). Needs the profile calibrated on this host
 (`automc calibrate --profile x86-avx2`). Prints a table; writes experiments/predictor_speed.json.
 
@@ -67,7 +67,7 @@ def main() -> None:
 
     rows = {
         "kernel extraction (recorded forward of the deploy module)": extract_us,
-        "prediction, cold (regressor for unseen kernels)": cold_us,
+        "prediction, cold (work model for unseen kernels)": cold_us,
         "prediction, warm (all kernels cached)": warm_us,
     }
     print(f"{args.candidates} random candidates of {args.model}/default, {statistics.median(n_kernels):.0f} kernels "

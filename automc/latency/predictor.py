@@ -20,6 +20,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from automc.deploy._packed import _width_tile
 from automc.latency.store import Measurement, MeasurementStore
 from automc.profiles import HardwareProfile
 from automc.types import GRAPH_OPS, KernelSpec
@@ -44,8 +45,6 @@ def work_terms(spec: KernelSpec) -> tuple[float, float, float]:
     """The work of a layer kernel as the packed kernels run it (``deploy._packed``), in
     millions: MACs with channels padded to 16 output lanes (and 4 input channels for int8) and
     columns to the register tile, input elements staged (padded), output elements written."""
-    from automc.deploy._packed import _width_tile
-
     oh, ow = spec.out_hw
     n, ic, oc, k = spec.batch, spec.in_channels, spec.out_channels, spec.kernel_size
     g = 1 if spec.dtype == "float32" else 4
@@ -195,9 +194,12 @@ class CalibratedPredictor:
         if len(recs) < 2:
             raise ValueError(f"only {len(recs)} kernel measurements stored; run `automc calibrate` first")
         specs = [KernelSpec.from_dict(r.spec) for r in recs]
-        self.work = fit_work_model(specs, np.array([r.median_ms for r in recs]))
-        self._cache: dict[str, float] = {r.key: r.median_ms for r in recs}
-        self._by_spec: dict[KernelSpec, float] = {}
+        ms = [r.median_ms for r in recs]
+        self.work = fit_work_model(specs, np.array(ms))
+        # keyed by the (hashable, frozen) spec, never its string key: building that costs ~5 µs,
+        # which over ~20-50 kernels would take the whole per-candidate budget (DESIGN §7: 100 µs)
+        self._alone: dict[KernelSpec, float] = dict(zip(specs, ms))  # stored hits, then estimates
+        self._in_model: dict[KernelSpec, float] = {}
         self.n_measured = len(recs)
 
     def _base_ms(self, spec: KernelSpec) -> float:
@@ -206,22 +208,22 @@ class CalibratedPredictor:
     def kernel_ms(self, spec: KernelSpec) -> float:
         """One kernel alone (ms): the stored measurement, else the work model's estimate."""
         self._in_model_ms([spec])
-        return self._cache[spec.key]
+        return self._alone[spec]
 
     def predict(self, kernels: Sequence[KernelSpec]) -> float:
         return sum(self._in_model_ms(kernels)) + self.pricing.overhead_ms
 
     def _in_model_ms(self, kernels: Sequence[KernelSpec]) -> list[float]:
         """What each kernel adds to a model's time: alone, plus the per-layer call cost."""
-        # Looked up by the (hashable, frozen) spec first: building its string key costs ~5 µs,
-        # which over ~20 kernels would take the whole per-candidate budget (DESIGN §7: 100 µs).
-        unseen = [k for k in kernels if k not in self._by_spec]
-        if unseen:
-            for k in unseen:
-                if not k.is_layer:  # priced per family, never looked up or regressed
-                    self._cache[k.key] = self.pricing.graph_op_ms(k)
-                elif k.key not in self._cache:
-                    self._cache[k.key] = self._base_ms(k)
-            per_layer = self.pricing.ms_per_layer
-            self._by_spec.update((k, self._cache[k.key] + (per_layer if k.is_layer else 0.0)) for k in unseen)
-        return [self._by_spec[k] for k in kernels]
+        in_model = self._in_model
+        for k in kernels:
+            if k in in_model:
+                continue
+            if not k.is_layer:  # priced per family, never looked up or estimated
+                self._alone[k] = self.pricing.graph_op_ms(k)
+                in_model[k] = self._alone[k]
+            else:
+                if k not in self._alone:
+                    self._alone[k] = self._base_ms(k)
+                in_model[k] = self._alone[k] + self.pricing.ms_per_layer
+        return [in_model[k] for k in kernels]
