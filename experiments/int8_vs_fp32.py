@@ -61,7 +61,7 @@ def vnni_kernel_us(layer: nn.Module, shape: tuple[int, ...], repeat: int) -> flo
     """The bare VNNI kernel (pack + u8·s8 reduction + unpack to int32), scheduled as deployed."""
     import tvm
 
-    from automc.deploy import _packed
+    from automc.deploy import _packed, _packed_schedule
 
     if isinstance(layer, nn.Linear):
         func = _packed.dense_func(shape[0], layer.in_features, layer.out_features, "uint8", "k")
@@ -73,7 +73,7 @@ def vnni_kernel_us(layer: nn.Module, shape: tuple[int, ...], repeat: int) -> flo
         oh, ow = (shape[2] + 2 * p - k) // s + 1, (shape[3] + 2 * p - k) // s + 1
         w = np.zeros((layer.out_channels, shape[1], k, k), np.int8)
         args = [(shape, "uint8"), (_packed.pack_conv_weight(w).shape, "int8"), ((shape[0], layer.out_channels, oh, ow), "int32")]
-    lib = tvm.compile(tvm.IRModule({"k": _packed.schedule_fused(func)}), tvm.target.Target(TARGET))
+    lib = tvm.compile(tvm.IRModule({"k": _packed_schedule.schedule_fused(func)}), tvm.target.Target(TARGET))
     rng = np.random.default_rng(0)
     tensors = [tvm.runtime.tensor(rng.integers(0, 100, s).astype(d)) for s, d in args]
     evaluator = lib.mod.time_evaluator("k", tvm.cpu(), number=1, repeat=repeat, min_repeat_ms=200)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from automc._paths import cache_dir
-from automc.deploy import _packed
+from automc.deploy import _packed_schedule
 from automc.deploy._transfer import structure_of, transfer_traces
 from automc.deploy._fast_tvm_import import import_meta_schedule, worker_initializer
 from automc.profiles import HardwareProfile
@@ -127,7 +127,7 @@ def tune_modules(mods: Sequence, profile: HardwareProfile, trials_per_task: int 
     for mod in mods:
         for task in ms.relax_integration.extract_tasks(fused_module(mod), target):
             prim = task.dispatched[0]
-            if db.has_workload(prim) or _packed.is_packed_func(prim):  # packed tasks: hand-scheduled
+            if db.has_workload(prim) or _packed_schedule.is_packed_func(prim):  # packed tasks: hand-scheduled
                 continue
             same = seen.setdefault(structural_hash(prim), [])
             if any(structural_equal(prim, other) for other in same):
@@ -196,7 +196,7 @@ def compile_module(mod, profile: HardwareProfile, database=None):
 
     db = database if database is not None else open_database(profile)
     with _quiet_tvm():
-        if any(_packed.is_packed_func(f) for f in mod.functions.values()):
+        if any(_packed_schedule.is_packed_func(f) for f in mod.functions.values()):
             # packed kernels (AVX-512 lowering) are hand-scheduled between fusion and the database
-            return _packed.compile_relax(db, mod, tvm_target(profile))
+            return _packed_schedule.compile_relax(db, mod, tvm_target(profile))
         return ms.relax_integration.compile_relax(db, mod, tvm_target(profile), None)

@@ -10,7 +10,7 @@ import torch
 from automc._host import host_cpu_flags
 from automc.accuracy import recalibrate_bn
 from automc.compress import apply_candidate
-from automc.deploy import _packed
+from automc.deploy import _packed, _packed_schedule
 from automc.deploy.build import compile_module, fused_module
 from automc.deploy.relax_lowering import lower_to_relax, relax_from_deploy
 from automc.profiles import load_profile
@@ -27,7 +27,7 @@ def _vnni_host(require_in_ci):
 def _build(func, name: str):
     import tvm
 
-    lib = tvm.compile(tvm.IRModule({name: _packed.schedule_fused(func)}), tvm.target.Target(TARGET))
+    lib = tvm.compile(tvm.IRModule({name: _packed_schedule.schedule_fused(func)}), tvm.target.Target(TARGET))
     return lib.mod
 
 
@@ -165,13 +165,13 @@ def test_quantized_demo_runs_vnni_and_matches_torch(quantized, demo):
 
     profile = load_profile("x86-vnni").model_copy(update={"target": TARGET})
     mod = lower_to_relax(quantized, demo.example_input, profile)
-    vnni = [gv.name_hint for gv, f in mod.functions.items() if _packed.is_packed_func(f)]
+    vnni = [gv.name_hint for gv, f in mod.functions.items() if _packed_schedule.is_packed_func(f)]
     assert sum(name.startswith("conv2d_packed") for name in vnni) >= 6 and any(n.startswith("matmul") for n in vnni)
     assert any(name.startswith("conv2d_dw_packed") for name in vnni)  # the int8 depthwise conv
     # fused tasks keep the names calibration matches on; one takes s8 input via the u8 shift
-    fused = [gv.name_hint for gv, f in fused_module(mod).functions.items() if _packed.is_packed_func(f)]
+    fused = [gv.name_hint for gv, f in fused_module(mod).functions.items() if _packed_schedule.is_packed_func(f)]
     assert any(n.startswith("fused_conv2d_packed") for n in fused) and any(n.startswith("fused_matmul_packed") for n in fused)
-    assert any(len(f.params) == 4 for f in mod.functions.values() if _packed.is_packed_func(f))  # s8: compensation
+    assert any(len(f.params) == 4 for f in mod.functions.values() if _packed_schedule.is_packed_func(f))  # s8: compensation
 
     executable = compile_module(mod, profile, database=_empty_database())
     assert executable.mod.imports[0].inspect_source("asm").count("vpdpbusd") >= 7
