@@ -77,6 +77,9 @@ def _task_of(spec: KernelSpec, call: TaskCall) -> bool:
     if integer_in != (spec.dtype == "int8") or out_dtype != spec.out_dtype:
         return False
     residual = any(shape == out_shape for shape, _ in call.args[2:-1])
+    # a residual that is the conv's own input (a same-shape block with an identity shortcut)
+    # reaches the fused task once, as its data: no separate argument shows it
+    residual = residual or (spec.residual and in_shape == out_shape)
     if spec.op == "dense":
         return ("matmul" in name and in_shape[-1] == spec.in_channels and out_shape[-1] == spec.out_channels
                 and int(np.prod(in_shape[:-1])) == spec.batch and len(call.args) > 2)

@@ -90,6 +90,26 @@ def test_transformer_layers_match_tasks_and_the_rest_are_graph_ops(host_profile,
     assert ops.count("bmm") == 4 and ops.count("softmax") == 2 and ops.count("norm") == 5
 
 
+def test_a_conv_whose_residual_is_its_own_input_matches_its_task(host_profile):
+    """y = relu(conv(x)) + x: FuseOps passes x to the fused task once (as its data), so the task
+    shows no residual argument; it must still match (probe networks build such blocks)."""
+    import torch
+    from torch import nn
+
+    class SelfResidual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+
+        def forward(self, x):
+            return self.conv(x) + x
+
+    model, x = SelfResidual().eval(), torch.randn(1, 8, 8, 8)
+    kernels = kernel_specs(model, x, host_profile)
+    assert [k.residual for k in kernels if k.op == "conv2d"] == [True]
+    assert match_tasks(kernels, task_calls(lower_to_relax(model, x, host_profile))) is not None
+
+
 @pytest.mark.parametrize("bits", [32, 8])
 def test_resnet_blocks_match_tasks(host_profile, bits):
     """ResNet basic blocks: relu after the residual add fuses into the conv that takes the add,
