@@ -26,6 +26,23 @@ import torch
 from _timing import median_ms
 
 
+def task_table(measured) -> dict[str, dict]:
+    """Per kernel family (``latency.predictor.kernel_family``): how many layer tasks, their
+    summed time alone (ms) and their range of throughput (GMAC/s)."""
+    from automc.latency.predictor import kernel_family
+
+    table: dict[str, dict] = {}
+    for spec, timing in zip(measured.kernels, measured.kernel_timings):
+        if timing is None or not spec.macs:
+            continue
+        rate = spec.macs / timing.median_ms / 1e6
+        t = table.setdefault(kernel_family(spec), {"tasks": 0, "total_ms": 0.0, "gmacs_min": rate, "gmacs_max": rate})
+        t["tasks"] += 1
+        t["total_ms"] += timing.median_ms
+        t["gmacs_min"], t["gmacs_max"] = min(t["gmacs_min"], rate), max(t["gmacs_max"], rate)
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--profile", default=None, help="default: this host's x86 profile")
@@ -57,8 +74,8 @@ def main() -> None:
         empty = ms.database.JSONDatabase(str(Path(tmp) / "w.json"), str(Path(tmp) / "r.json"), allow_missing=True)
         untuned = compile_module(lower_to_relax(model, x, profile), profile, empty)
         rows["TVM fp32, empty database (packed kernels where the profile has them, else default schedules)"] = time_executable(untuned, [x.numpy()], profile).median_ms
-    whole = measure_model(model, x, profile, open_database(profile)).whole
-    rows[f"TVM fp32, profile database ({profile.tuning.trials_per_kernel} trials/task)"] = whole.median_ms
+    measured = measure_model(model, x, profile, open_database(profile))
+    rows[f"TVM fp32, profile database ({profile.tuning.trials_per_kernel} trials/task)"] = measured.whole.median_ms
     rows["torch eager fp32 (again, after TVM)"] = median_ms(lambda: model(x), repeat, min_ms)
 
     base = rows["torch eager fp32"]
@@ -67,12 +84,17 @@ def main() -> None:
     print("| code | median ms | ÷ torch eager |\n|---|---|---|")
     for name, value in rows.items():
         print(f"| {name} | {value:.3f} | {value / base:.2f} |")
+    tasks = task_table(measured)
+    print(f"\nper task kind (the profile-database build, each task timed alone; whole {measured.whole.median_ms:.3f} ms)")
+    print("| kind | tasks | total ms | GMAC/s (min–max) |\n|---|---|---|---|")
+    for kind, t in tasks.items():
+        print(f"| {kind} | {t['tasks']} | {t['total_ms']:.3f} | {t['gmacs_min']:.1f}–{t['gmacs_max']:.1f} |")
     out = Path(__file__).with_name("fp32_vs_torch.json")
     results = json.loads(out.read_text()) if out.exists() else {}
     if "model" in results:  # the older single-model layout
         results = {results["model"]: results}
     results[args.model] = {"profile": profile.name, "model": args.model, "repeat": repeat, "min_repeat_ms": min_ms,
-                           "measured_at": time.strftime("%Y-%m-%d %H:%M"), "ms": rows}
+                           "measured_at": time.strftime("%Y-%m-%d %H:%M"), "ms": rows, "tasks": tasks}
     out.write_text(json.dumps(results, indent=1))
 
 

@@ -24,10 +24,11 @@ requantize, the next layer's quantize); ``_packed_schedule.schedule_fused`` then
 MetaSchedule never tunes it: zero tuning cost for every shape, and timings that do not depend on
 how lucky a search was. ``build.tune_modules`` skips these tasks; ``build.compile_module``
 compiles through ``_packed_schedule.compile_relax``. This module defines the functions and packs
-the weights; ``_packed_schedule`` schedules them. Measured here (2 threads) against torch eager, fp32:
-1×1 convs of MobileNetV2 0.07–0.63 ms at 30–76 GMAC/s, on par with or faster than torch (oneDNN);
-depthwise 3×3 faster than torch at stride 1, on par at stride 2; int8 3×3 conv 1×64×56×56→64
-≈390 µs vs 2310 µs MetaSchedule-tuned fp32. Grouped (non-depthwise) and dilated convs stay on
+the weights; ``_packed_schedule`` schedules them. Measured here (2 threads; commands and tables
+in experiments/README.md): MobileNetV2 fp32 8.6 ms vs torch eager 14.7–18.2 ms, its 1×1 convs at
+26–76 GMAC/s and depthwise convs at 3–12 (``fp32_vs_torch.py``); the int8 3×3 conv
+1×64×56×56→64 394 µs vs 1477 µs for its packed fp32 twin and 425 µs for fbgemm
+(``int8_vs_fp32.py``). Grouped (non-depthwise) and dilated convs stay on
 the generic path (MetaSchedule).
 """
 
@@ -117,7 +118,7 @@ def shift_compensation(wq: np.ndarray) -> np.ndarray:
     return (_SHIFT * wq.reshape(wq.shape[0], -1).astype(np.int64).sum(axis=1)).astype(np.int32)
 
 
-def _width_tile(width: int) -> int:
+def width_tile(width: int) -> int:
     """Output columns one tile accumulates in registers: a divisor of ``width`` up to 8, or 8
     (then the kernel computes a few padded columns) when the best divisor is below 4."""
     best = max(d for d in range(1, 9) if width % d == 0)
@@ -162,7 +163,7 @@ def conv2d_func(data_shape: tuple[int, int, int, int], out_channels: int, kernel
     g = _group(dtype)
     ib, ob = _ceil(c, g), _ceil(out_channels, 16)
     oh, ow = (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1
-    owp = _ceil(ow, _width_tile(ow)) * _width_tile(ow)
+    owp = _ceil(ow, width_tile(ow)) * width_tile(ow)
     # the padded input rows/columns the kernel reads (padded output columns read zeros)
     hp, wp = (oh - 1) * sh + kh, (owp - 1) * sw + kw
     data = te.placeholder((n, c, h, w), dtype, "data")
@@ -221,7 +222,7 @@ def depthwise_func(data_shape: tuple[int, int, int, int], kernel: tuple[int, int
 
     Vectorized along output columns: the padded input is stored phase-split by the stride
     (``[N, C, HP, stride, WP/stride]``), so a stride-2 conv reads contiguous vectors too
-    (measured 0.67 vs 1.39 ms on 96×112² with strided reads). Arguments: data, weight
+    (a throwaway prototype measured 0.67 vs 1.39 ms on 96×112² against strided reads). Arguments: data, weight
     ``[C, KH, KW]``."""
     from tvm import te, tirx
 

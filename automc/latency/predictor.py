@@ -20,7 +20,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from automc.deploy._packed import _width_tile
+from automc.deploy._packed import width_tile
 from automc.latency.store import Measurement, MeasurementStore
 from automc.profiles import HardwareProfile
 from automc.types import GRAPH_OPS, KernelSpec
@@ -56,7 +56,7 @@ def work_terms(spec: KernelSpec) -> tuple[float, float, float]:
     elif spec.groups > 1:  # depthwise: 16 output columns a vector
         macs = n * oc * oh * -(-ow // 16) * 16 * k * k * (ic // spec.groups)
     else:
-        wt = _width_tile(ow)
+        wt = width_tile(ow)
         macs = n * lanes * oh * -(-ow // wt) * wt * -(-ic // g) * g * k * k
     staged = n * ic * (spec.height + 2 * spec.padding) * (spec.width + 2 * spec.padding)
     out = n * oc * oh * ow * (2 if spec.residual else 1)
