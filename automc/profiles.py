@@ -80,6 +80,11 @@ class HardwareProfile(BaseModel):
         return str(self.target["kind"])
 
     @property
+    def threads(self) -> int:
+        """CPU threads the deployed code runs on: the target's ``num-cores`` (1 when absent)."""
+        return int(self.target.get("num-cores", 1))
+
+    @property
     def measurable_here(self) -> bool:
         """True when this host runs and times the profile's kernels itself: a local runner, an
         LLVM target for this host, and every CPU feature the target's code uses. No I/O (cheap

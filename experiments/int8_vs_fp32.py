@@ -108,11 +108,13 @@ def main() -> None:
     from automc.deploy.build import compile_module
     from automc.deploy.lower import IntegerLayer
     from automc.deploy.relax_lowering import relax_from_deploy
+    from automc.latency.measure import use_profile_threads
     from automc.profiles import load_profile
 
     ms = import_meta_schedule()
     base = load_profile("x86-vnni")
     profile = base.model_copy(update={"target": TARGET})
+    use_profile_threads(profile)  # TVM on the profile's cores, as torch has 2 threads
     rows = []
     for name, make, shape in LAYERS:
         torch.manual_seed(0)

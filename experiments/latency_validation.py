@@ -84,7 +84,7 @@ def time_interleaved(compiled: list, rows: list[dict], profile, rounds: int, rep
     import tvm
     from tvm import relax
 
-    from automc.latency.measure import time_vm
+    from automc.latency.measure import time_vm, use_profile_threads
 
     if profile.runner.kind != "local":  # one at a time on the device
         for idx, ex, x in compiled:
@@ -93,6 +93,7 @@ def time_interleaved(compiled: list, rows: list[dict], profile, rounds: int, rep
         return
     tuning = profile.tuning.model_copy(update={"repeat": repeat, "min_repeat_ms": min_repeat_ms})
     timed = profile.model_copy(update={"tuning": tuning})
+    use_profile_threads(profile)
     dev = tvm.cpu()
     runs = []
     for idx, ex, x in compiled:

@@ -175,6 +175,9 @@ def _builder_and_runner(ms, profile: HardwareProfile):
     for an rpc runner, libraries exported for the device and timed on it through its tracker."""
     evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=20)
     if profile.runner.kind == "local":
+        from automc.latency.measure import use_profile_threads
+
+        use_profile_threads(profile)  # the runner's worker processes inherit it
         # one build worker: on 2 cores more workers time out every build
         return (ms.builder.LocalBuilder(max_workers=1, timeout_sec=60, initializer=worker_initializer),
                 ms.runner.LocalRunner(evaluator, initializer=worker_initializer))

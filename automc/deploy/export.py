@@ -61,7 +61,10 @@ def export_candidate(model: nn.Module, example_input: torch.Tensor, calib_batche
     compressed.eval()
     config = {"profile": profile.name, "target": dict(profile.target), "candidate": candidate.to_dict(),
               "predicted_latency_ms": predicted_ms, "latency_source": latency_source,
-              "input_shape": list(example_input.shape), **(extra_config or {})}
+              "input_shape": list(example_input.shape),
+              # the predicted and checked latency is for this many TVM CPU threads: run the
+              # library with TVM_NUM_THREADS set to it (TVM's default on a small VM is slower)
+              "tvm_num_threads": profile.threads, **(extra_config or {})}
     (out_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=True))
     torch.save(compressed, out_dir / "model.pt")

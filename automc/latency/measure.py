@@ -3,6 +3,7 @@ device through a TVM RPC tracker when its runner is ``rpc`` (see ``remote``)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,20 @@ class TaskCall:
     @property
     def output(self) -> tuple[tuple[int, ...], str]:
         return self.args[-1]
+
+
+def use_profile_threads(profile: HardwareProfile) -> int:
+    """Make this process's TVM CPU kernels, and the tuning workers it starts from now on, run on
+    the profile's ``num-cores`` threads (``HardwareProfile.threads``); returns that count.
+
+    TVM's thread pool takes its size from ``TVM_NUM_THREADS`` when kernels launch. Left unset on
+    this 2-vCPU host it reported 1 thread yet ran slower than an explicit 1 (the tiny
+    transformer 250 µs vs 98 µs; 127 µs on 2 threads, the profile's cores): every latency
+    automc stores, predicts and checks is for the profile's thread count, so it is set, never
+    left to that default. An RPC device's server sets its own (start it with
+    ``TVM_NUM_THREADS``)."""
+    os.environ["TVM_NUM_THREADS"] = str(profile.threads)
+    return profile.threads
 
 
 def task_calls(mod) -> list[TaskCall]:
@@ -89,6 +104,7 @@ def time_tasks(executable, calls: list[TaskCall], profile: HardwareProfile) -> l
     else:
         import tvm
 
+        use_profile_threads(profile)
         times = iter(time_library_tasks(library, tvm.cpu(), present, profile))
     return [next(times) if library.implements_function(c.name) else None for c in calls]
 
@@ -147,6 +163,7 @@ def _run_local(module, input_arrays: list[np.ndarray], profile: HardwareProfile)
     import tvm
     from tvm import relax
 
+    use_profile_threads(profile)
     dev = tvm.cpu()
     vm = relax.VirtualMachine(module, dev)
     args = [tvm.runtime.tensor(a, dev) for a in input_arrays]

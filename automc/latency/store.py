@@ -30,6 +30,7 @@ class Measurement:
     spec: dict | None = None  # a kernel's KernelSpec
     kernels: list[str] | None = None  # a whole model's kernel keys, in order
     lowering: int = 0  # deploy.lower.LOWERING_VERSION of the code that was timed
+    threads: int = 0  # CPU threads the code ran on (0: recorded before the count was set)
 
 
 def measured_on(profile: HardwareProfile) -> str:
@@ -47,14 +48,15 @@ class MeasurementStore:
         self.path = (root or cache_dir() / "measurements") / f"{profile.name}.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.device = measured_on(profile)
+        self.threads = profile.threads
         self._records: dict[str, Measurement] = {}
         if self.path.exists():
             for line in self.path.read_text().splitlines():
                 if line.strip():
                     rec = Measurement(**json.loads(line))
-                    # only this device's measurements of the current lowering describe the
-                    # code that would deploy now
-                    if rec.host == self.device and rec.lowering == LOWERING_VERSION:
+                    # only this device's measurements of the current lowering, on the profile's
+                    # thread count, describe the code that would deploy now
+                    if (rec.host, rec.lowering, rec.threads) == (self.device, LOWERING_VERSION, self.threads):
                         self._records[rec.key] = rec
 
     def __contains__(self, key: str) -> bool:
@@ -76,7 +78,7 @@ class MeasurementStore:
         rec = Measurement(key=key, median_ms=timing.median_ms, min_ms=timing.min_ms, max_ms=timing.max_ms,
                           repeats=timing.repeats, trials=trials, host=self.device,
                           tvm_version=tvm.__version__, measured_at=time.time(), spec=spec, kernels=kernels,
-                          lowering=LOWERING_VERSION)
+                          lowering=LOWERING_VERSION, threads=self.threads)
         with self.path.open("a") as f:
             f.write(json.dumps(rec.__dict__) + "\n")
         self._records[key] = rec

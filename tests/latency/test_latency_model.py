@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
+import tvm
 
 from automc.compress import apply_candidate
 from automc.deploy.build import open_database
@@ -192,8 +194,13 @@ def test_tasks_timed_alone_add_up_to_the_whole_model(demo, quick_profile):
     assert all((t is not None) == k.is_layer for k, t in zip(m.kernels, m.kernel_timings))
     assert [k.op for k in m.kernels if not k.is_layer] == ["pool", "layout"]  # global pooling, flatten
     total = sum(t.median_ms for t in m.kernel_timings if t is not None)
-    # untuned code, 2 shared cores: the tasks alone come within a third of the whole
-    assert 0.67 < total / m.whole.median_ms < 1.33, (total, m.whole.median_ms)
+    # untuned code, 2 shared cores; on the profile's 2 threads the VM's work between tasks
+    # (~3 µs a call on the demo, which is what graph pricing's per-layer cost fits) is a third
+    # of this tiny model's time, so the tasks alone make up half of the whole or more
+    assert 0.5 < total / m.whole.median_ms < 1.33, (total, m.whole.median_ms)
+    # timed on the profile's cores, never TVM's default thread count
+    assert os.environ["TVM_NUM_THREADS"] == str(quick_profile.threads)
+    assert tvm.get_global_func("runtime.NumThreads")() == quick_profile.threads
 
 
 def test_int8_kernel_module_is_integer():

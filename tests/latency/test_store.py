@@ -35,3 +35,17 @@ def test_measurements_of_another_lowering_are_ignored(tmp_path, host_profile):
         f.write(json.dumps(rec) + "\n")
     reopened = MeasurementStore(host_profile, root=tmp_path)
     assert "k1" in reopened and "old" not in reopened
+
+
+def test_measurements_on_another_thread_count_are_ignored(tmp_path, host_profile):
+    store = MeasurementStore(host_profile, root=tmp_path)
+    rec = store.add("k1", T, trials=4)
+    assert rec.threads == host_profile.threads == int(host_profile.target["num-cores"])
+    old = {**rec.__dict__, "key": "untold"}
+    del old["threads"]  # recorded before the thread count was set: TVM's default, not the profile's
+    with store.path.open("a") as f:
+        f.write(json.dumps(old) + "\n")
+    two = host_profile.model_copy(update={"target": {**host_profile.target, "num-cores": host_profile.threads + 1}})
+    assert "k1" in MeasurementStore(host_profile, root=tmp_path)
+    assert "untold" not in MeasurementStore(host_profile, root=tmp_path)
+    assert "k1" not in MeasurementStore(two, root=tmp_path)
