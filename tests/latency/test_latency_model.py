@@ -148,29 +148,36 @@ def test_probe_networks_calibrate_once(quick_profile, tmp_path):
 
 
 def test_graph_pricing_recovers_overhead_and_family_rates(tmp_path, host_profile):
-    """Whole models = layer kernels + 0.05 ms + 0.01 ms a layer + 2 ms per million norm
-    elements: the fit finds all three."""
+    """Whole models = layer kernels + 0.05 ms + 0.01 ms a layer + 0.1 ms per million layer
+    input elements + 0.002 ms a graph op + 2 ms per million norm elements: the fit finds all."""
     from automc.latency.measure import Timing
     from automc.latency.predictor import fit_graph_pricing
 
     store = MeasurementStore(host_profile, root=tmp_path)
-    conv = KernelSpec(op="conv2d", batch=1, in_channels=8, out_channels=8, height=8, width=8)
-    other = KernelSpec(op="dense", batch=1, in_channels=8, out_channels=8)  # the regressor needs two
-    for k in (conv, other):
+    small = KernelSpec(op="conv2d", batch=1, in_channels=8, out_channels=8, height=8, width=8)
+    big = KernelSpec(op="conv2d", batch=1, in_channels=100, out_channels=8, height=100, width=100)  # 1 M inputs
+    for k in (small, big):
         store.add(k.key, Timing(0.3, 0.3, 0.3, 3), 0, k.to_dict())
+
+    def extra(k: KernelSpec) -> float:
+        return 0.01 + 0.1 * k.in_channels * k.height * k.width * 1e-6
+
     for n in (1, 2, 4, 8):
-        for layers in (1, 3):
-            norm = KernelSpec(op="norm", batch=1, in_channels=n * 100_000, out_channels=n * 100_000)
-            ms = 0.3 * layers + 0.05 + 0.01 * layers + 2 * n * 0.2
-            store.add(f"model:{n}-{layers}", Timing(ms, ms, ms, 3), 0, kernels=[conv.key] * layers + [norm.key])
+        for layers in ([small], [small, big, small], [big, big]):
+            for norms in (1, 2):
+                norm = KernelSpec(op="norm", batch=1, in_channels=n * 100_000, out_channels=n * 100_000)
+                ms = sum(0.3 + extra(k) for k in layers) + 0.05 + norms * (0.002 + 2 * n * 0.2)
+                store.add(f"model:{n}-{len(layers)}-{layers[0].in_channels}-{norms}", Timing(ms, ms, ms, 3), 0,
+                          kernels=[k.key for k in layers] + [norm.key] * norms)
     pricing = fit_graph_pricing(store)
     assert pricing.overhead_ms == pytest.approx(0.05, abs=1e-6)
     assert pricing.ms_per_layer == pytest.approx(0.01, abs=1e-6)
+    assert pricing.ms_per_layer_input == pytest.approx(0.1, rel=1e-5)
+    assert pricing.ms_per_graph_op == pytest.approx(0.002, abs=1e-6)
     assert pricing.ms_per_unit["norm"] == pytest.approx(2.0, rel=1e-6)
     predictor = CalibratedPredictor(store)
     norm = KernelSpec(op="norm", batch=1, in_channels=500_000, out_channels=500_000)
-    assert predictor.predict([conv, norm]) == pytest.approx(0.3 + 0.01 + 0.05 + 2.0)
-    assert predictor.kernel_ms(conv) == pytest.approx(0.3)  # alone: without the call cost
+    assert predictor.predict([big, norm]) == pytest.approx(0.3 + extra(big) + 0.05 + 0.002 + 2.0)
 
 
 def test_work_model_extrapolates_linearly_beyond_its_measurements(tmp_path, host_profile):
