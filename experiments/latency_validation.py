@@ -121,8 +121,8 @@ def main() -> None:
     ap.add_argument("--per-model", type=int, default=16)
     ap.add_argument("--budget", type=float, default=1800.0, help="calibration budget per model, s")
     ap.add_argument("--rounds", type=int, default=7, help="rounds of timing, each model once a round (interleaved)")
-    ap.add_argument("--repeat", type=int, default=3, help="timed runs of a model in one round (median)")
-    ap.add_argument("--min-repeat-ms", type=float, default=50.0, help="minimum length of one timed run, ms")
+    ap.add_argument("--repeat", type=int, default=10, help="timed runs of a model in one round (median)")
+    ap.add_argument("--min-repeat-ms", type=float, default=10.0, help="minimum length of one timed run, ms")
     ap.add_argument("--measured", default=None,
                     help="a CSV this script wrote: re-score the current predictor against its measurements "
                          "(same models and seeds) instead of compiling and measuring again")

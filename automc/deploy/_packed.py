@@ -217,8 +217,14 @@ def _unpack(args: list, acc, out_shape: tuple[int, ...], shifted: bool, read, na
 def depthwise_func(data_shape: tuple[int, int, int, int], kernel: tuple[int, int], strides: tuple[int, int],
                    padding: tuple[int, int, int, int], dtype: str, name: str):
     """TIR of a depthwise NCHW conv (groups = channels, multiplier 1, dilation 1) → NCHW:
-    float32 → float32, or u8 / s8 data × s8 weights → int32 (no shift: a depthwise conv has no
-    channel reduction for ``vpdpbusd``; plain 16-lane int32 arithmetic).
+    float32 → float32, or u8 / s8 data × s8 weights → int32, exactly.
+
+    A depthwise conv has no channel reduction for ``vpdpbusd``, so integer data is staged as
+    float32 and multiplied by the float32 copy of the s8 weights (``depthwise_weight``) with
+    FMAs: every product and partial sum is an integer below 2^24 (|255 · 128| per tap, at most
+    ``_DW_MAX_TAPS`` taps), which float32 holds exactly, and the sum is cast to int32 at the
+    end. 16-lane int32 multiplies (``vpmulld``) with a widening load per tap ran the int8
+    depthwise convs of MobileNetV2 at 4.3 ms against 2.7 ms for their fp32 twins.
 
     Vectorized along output columns: the padded input is stored phase-split by the stride
     (``[N, C, HP, stride, WP/stride]``), so a stride-2 conv reads contiguous vectors too
@@ -233,16 +239,30 @@ def depthwise_func(data_shape: tuple[int, int, int, int], kernel: tuple[int, int
     oh, ow = (h + top + bottom - kh) // sh + 1, (w + padding[1] + padding[3] - kw) // sw + 1
     owp = _ceil(ow, _DW_LANES) * _DW_LANES
     hp, wq = (oh - 1) * sh + kh, owp + (kw - 1) // sw
-    acc_dtype = _acc_dtype(dtype)
+    if kh * kw > _DW_MAX_TAPS:
+        raise ValueError(f"a {kh}x{kw} depthwise kernel has more than {_DW_MAX_TAPS} taps: its integer sums "
+                         "could exceed what float32 holds exactly")
     data = te.placeholder((n, c, h, w), dtype, "data")
-    weight = te.placeholder((c, kh, kw), "float32" if dtype == "float32" else "int8", "weight")
+    weight = te.placeholder((c, kh, kw), "float32", "weight")
     read = _padded_reader(data, top, padding[1], tirx.const(0, dtype))
-    packed = te.compute((n, c, hp, sw, wq), lambda b, ch, y, ph, j: read(b, ch, y, j * sw + ph), name=PACK_BLOCK)
+    packed = te.compute((n, c, hp, sw, wq), lambda b, ch, y, ph, j: read(b, ch, y, j * sw + ph).astype("float32"),
+                        name=PACK_BLOCK)
     ry, rx = te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
     acc = te.compute((n, c, oh, owp), lambda b, ch, y, x: te.sum(
-        packed[b, ch, y * sh + ry, rx % sw, x + rx // sw].astype(acc_dtype) * weight[ch, ry, rx].astype(acc_dtype),
-        axis=[ry, rx]), name=DW_BLOCK)
-    return _unpack([data, weight], acc, (n, c, oh, ow), False, lambda acc, b, ch, y, x: acc[b, ch, y, x], name)
+        packed[b, ch, y * sh + ry, rx % sw, x + rx // sw] * weight[ch, ry, rx], axis=[ry, rx]), name=DW_BLOCK)
+    out_dtype = _acc_dtype(dtype)
+    return _unpack([data, weight], acc, (n, c, oh, ow), False,
+                   lambda acc, b, ch, y, x: acc[b, ch, y, x].astype(out_dtype), name)
+
+
+_DW_MAX_TAPS = (1 << 24) // (255 * 128)  # integer sums stay exact in float32 (514 taps)
+
+
+def depthwise_weight(wt: np.ndarray) -> np.ndarray:
+    """A depthwise conv's ``[C, 1, KH, KW]`` weights (float32, or s8 for an integer layer) as
+    ``depthwise_func`` takes them: ``[C, KH, KW]`` float32 (s8 values are exact in it)."""
+    c, _, kh, kw = wt.shape
+    return wt.reshape(c, kh, kw).astype(np.float32)
 
 
 def dense_func(m: int, k: int, n: int, dtype: str, name: str):

@@ -77,7 +77,7 @@ def _rewriter(by_param: dict[str, tuple[IntegerLayer | None, np.ndarray]], packe
         key = ("conv2d", in_shape, oc, (kh, kw), strides, padding, dtype, depthwise)
         if depthwise:
             return call_packed("conv2d_dw", key, lambda nm: _packed.depthwise_func(
-                in_shape, (kh, kw), strides, padding, dtype, nm), [data, relax.const(wt.reshape(oc, kh, kw))],
+                in_shape, (kh, kw), strides, padding, dtype, nm), [data, relax.const(_packed.depthwise_weight(wt))],
                 out_shape, out_dtype)
         args = [data, relax.const(_packed.pack_conv_weight(wt))]
         args += [relax.const(_packed.shift_compensation(wt))] if dtype == "int8" else []

@@ -141,11 +141,26 @@ def test_depthwise_matches_torch_and_is_exact_in_int8(dtype, c, hw, k, stride, p
     want = torch.nn.functional.conv2d(torch.from_numpy(x.astype(np.float64)), torch.from_numpy(w.astype(np.float64)),
                                       stride=stride, padding=pad, groups=c).numpy()
     func = _packed.depthwise_func((1, c, hw, hw), (k, k), (stride, stride), (pad,) * 4, dtype, "dw")
-    got = _run(func, "dw", [x, w.reshape(c, k, k)], want.shape, np.float32 if dtype == "float32" else np.int32)
+    got = _run(func, "dw", [x, _packed.depthwise_weight(w)], want.shape, np.float32 if dtype == "float32" else np.int32)
     if dtype == "float32":
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     else:
         np.testing.assert_array_equal(got, want.astype(np.int64))
+
+
+@pytest.mark.parametrize("dtype,extreme", [("uint8", 255), ("int8", -128)])
+def test_integer_depthwise_is_exact_at_the_largest_sums(dtype, extreme):
+    """Summed in float32, the largest integer sums (every input and weight at its extreme, a
+    7x7 kernel: 49 · 255 · 127) come out exactly."""
+    c, hw, k = 16, 9, 7
+    x = np.full((1, c, hw, hw), extreme, dtype)
+    w = np.full((c, 1, k, k), -127 if extreme > 0 else 127, np.int8)
+    want = torch.nn.functional.conv2d(torch.from_numpy(x.astype(np.float64)), torch.from_numpy(w.astype(np.float64)),
+                                      padding=3, groups=c).numpy()
+    func = _packed.depthwise_func((1, c, hw, hw), (k, k), (1, 1), (3,) * 4, dtype, "dw")
+    got = _run(func, "dw", [x, _packed.depthwise_weight(w)], want.shape, np.int32)
+    np.testing.assert_array_equal(got, want.astype(np.int64))
+    assert abs(int(got.min())) == 49 * abs(extreme) * 127
 
 
 @pytest.fixture(scope="module")
