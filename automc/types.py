@@ -103,7 +103,8 @@ class KernelSpec:
     ``op`` is "conv2d", "dense" or "quantize" (a float tensor of in_channels×height×width
     quantized on its own, because its producer feeds more than one consumer); ``dtype`` is
     the kernel's compute dtype ("float32", "int8": u8/s8 activations × s8 weights → s32 →
-    float epilogue); ``act`` the fused activation. The epilogue also holds what TVM fuses
+    float epilogue); ``act`` the fused activation (for a quantize, the elementwise torch call
+    fused before it, e.g. "gelu", or "none"). The epilogue also holds what TVM fuses
     into it in a whole model: a ``residual`` add, and the quantization of the output for its
     one integer consumer (``out_dtype`` "uint8"/"int8"; "float32" when it stays float).
     Shapes are of the deployed (pruned / factorized) layer.

@@ -179,9 +179,11 @@ def kernel_specs(compressed: nn.Module, example_input: torch.Tensor, profile: Ha
         model(example_input)
     calls = flow.calls
     consumers: dict[int, list[int]] = {}
-    for i, (_, tensors, _) in enumerate(calls):
+    producer: dict[int, int] = {}
+    for i, (_, tensors, out) in enumerate(calls):
         for t in tensors:
             consumers.setdefault(id(t), []).append(i)
+        producer.setdefault(id(out), i)
 
     def layer_of(i: int):
         name, tensors, _ = calls[i]
@@ -190,6 +192,7 @@ def kernel_specs(compressed: nn.Module, example_input: torch.Tensor, profile: Ha
         return None
 
     fused_quantize: set[int] = set()  # tensors whose quantization a producer's epilogue absorbed
+    into_quantize: set[int] = set()  # elementwise graph ops a standalone quantization absorbed
     absorbed: set[int] = set()  # calls fused into a layer's epilogue
     # (position, spec): a fused task runs where its last fused call stood, so a conv that takes
     # a residual add runs after the add's other producer (a ResNet shortcut), as in TVM
@@ -206,9 +209,17 @@ def kernel_specs(compressed: nn.Module, example_input: torch.Tensor, profile: Ha
         if layer is not None and id(x) not in fused_quantize:
             rows = x.shape[0] if x.dim() == 4 else int(np.prod(x.shape[:-1]))
             channels = x.shape[1] if x.dim() == 4 else x.shape[-1]
+            # an elementwise producer whose one consumer this is fuses into the quantization's
+            # task (FuseOps), e.g. a transformer's GELU before an int8 fc2: timed inside it
+            src = producer.get(id(x))
+            fused_src = (src is not None and src not in absorbed and layer_of(src) is None
+                         and _FAMILIES.get(calls[src][0], "eltwise") == "eltwise" and len(consumers[id(x)]) == 1)
+            if fused_src:
+                into_quantize.add(src)
             placed.append((i - 0.5, KernelSpec(op="quantize", batch=rows, in_channels=channels, out_channels=channels,
                                                height=x.shape[2] if x.dim() == 4 else 1,
-                                               width=x.shape[3] if x.dim() == 4 else 1, out_dtype=layer.a_dtype)))
+                                               width=x.shape[3] if x.dim() == 4 else 1, out_dtype=layer.a_dtype,
+                                               act=calls[src][0] if fused_src else "none")))
         act, residual, t, last = "none", False, out, i
         fuses = isinstance(mod, nn.Conv2d) or x.dim() == 2
         while fuses and len(consumers.get(id(t), ())) == 1:
@@ -244,4 +255,4 @@ def kernel_specs(compressed: nn.Module, example_input: torch.Tensor, profile: Ha
                                     kernel_size=mod.kernel_size[0], stride=mod.stride[0],
                                     padding=mod.padding[0], groups=mod.groups, dtype=dtype, act=act,
                                     residual=residual, out_dtype=out_dtype)))
-    return [spec for _, spec in sorted(placed, key=lambda p: p[0])]
+    return [spec for at, spec in sorted(placed, key=lambda p: p[0]) if spec.is_layer or at not in into_quantize]

@@ -90,6 +90,13 @@ def test_transformer_layers_match_tasks_and_the_rest_are_graph_ops(host_profile,
     assert len(dense) == len(names) and not any(k.residual or k.act != "none" for k in dense if k.batch > 1)
     ops = [k.op for k in kernels if not k.is_layer]
     assert ops.count("bmm") == 4 and ops.count("softmax") == 2 and ops.count("norm") == 5
+    # in int8 each MLP's GELU fuses into the task quantizing fc2's input (one TVM task, timed as
+    # one); in fp32 it is a graph op of its own
+    gelu_quantize = [k for k in kernels if k.op == "quantize" and k.act == "gelu"]
+    assert len(gelu_quantize) == (2 if bits < 32 else 0)
+    if bits < 32:  # ... and no longer priced as a graph op too
+        fp32_ops = [k.op for k in kernel_specs(model, x, host_profile) if not k.is_layer]
+        assert ops.count("eltwise") == fp32_ops.count("eltwise") - 2
 
 
 def test_a_conv_whose_residual_is_its_own_input_matches_its_task(host_profile):
