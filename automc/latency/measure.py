@@ -4,6 +4,7 @@ device through a TVM RPC tracker when its runner is ``rpc`` (see ``remote``)."""
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +51,12 @@ def use_profile_threads(profile: HardwareProfile) -> int:
     automc stores, predicts and checks is for the profile's thread count, so it is set, never
     left to that default. An RPC device's server sets its own (start it with
     ``TVM_NUM_THREADS``)."""
-    os.environ["TVM_NUM_THREADS"] = str(profile.threads)
+    wanted, was = str(profile.threads), os.environ.get("TVM_NUM_THREADS")
+    if was not in (None, wanted):
+        warnings.warn(f"TVM_NUM_THREADS={was} is overridden by profile '{profile.name}' (num-cores {wanted}): "
+                      "its latencies are for that many threads; edit the profile's target to change it",
+                      stacklevel=2)
+    os.environ["TVM_NUM_THREADS"] = wanted
     return profile.threads
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
@@ -19,6 +20,8 @@ def test_export_host_profile_loads_matches_and_measures(tmp_path, demo, quick_pr
         assert (tmp_path / name).exists(), name
     assert report.measured_ms and report.measured_ms > 0
     assert report.max_abs_diff is not None and report.max_abs_diff < 0.1
+    # the measured (and predicted) latency is for the profile's thread count: the config says so
+    assert json.loads((tmp_path / "config.json").read_text())["tvm_num_threads"] == quick_profile.threads == 2
 
 
 def test_export_arm_cross_compiles_aarch64(tmp_path, demo, require_in_ci):

@@ -1,8 +1,11 @@
-"""The measurement store: one record per key, kept per device and per lowering version."""
+"""The measurement store: one record per key, kept per device, lowering version and thread count."""
 
 from __future__ import annotations
 
 import json
+import os
+
+import pytest
 
 from automc.deploy.lower import LOWERING_VERSION
 from automc.latency.measure import Timing
@@ -45,7 +48,16 @@ def test_measurements_on_another_thread_count_are_ignored(tmp_path, host_profile
     del old["threads"]  # recorded before the thread count was set: TVM's default, not the profile's
     with store.path.open("a") as f:
         f.write(json.dumps(old) + "\n")
-    two = host_profile.model_copy(update={"target": {**host_profile.target, "num-cores": host_profile.threads + 1}})
+    more = host_profile.model_copy(update={"target": {**host_profile.target, "num-cores": host_profile.threads + 1}})
     assert "k1" in MeasurementStore(host_profile, root=tmp_path)
     assert "untold" not in MeasurementStore(host_profile, root=tmp_path)
-    assert "k1" not in MeasurementStore(two, root=tmp_path)
+    assert "k1" not in MeasurementStore(more, root=tmp_path)
+
+
+def test_a_user_thread_count_that_the_profile_overrides_is_named(monkeypatch, host_profile):
+    from automc.latency.measure import use_profile_threads
+
+    monkeypatch.setenv("TVM_NUM_THREADS", "7")
+    with pytest.warns(UserWarning, match="TVM_NUM_THREADS=7 is overridden"):
+        assert use_profile_threads(host_profile) == host_profile.threads
+    assert os.environ["TVM_NUM_THREADS"] == str(host_profile.threads)
