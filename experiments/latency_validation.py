@@ -42,7 +42,7 @@ from automc.deploy.build import compile_module, open_database, tune
 from automc.deploy.relax_lowering import lower_to_relax
 from automc.deploy.lower import kernel_specs
 from automc.latency.calibrate import calibrate_model, calibrate_probes, predictor_for
-from automc.latency.measure import time_interleaved
+from automc.latency.measure import time_executable
 from automc.latency.store import MeasurementStore
 from automc.model.zoo import load_builtin
 from automc.profiles import load_profile
@@ -74,6 +74,40 @@ def metrics(pred: np.ndarray, meas: np.ndarray) -> dict[str, float]:
     return {"within_10": float(np.mean(np.abs(err) <= 0.10)), "within_5": float(np.mean(np.abs(err) <= 0.05)),
             "rmspe": float(np.sqrt(np.mean(err ** 2))), "kendall_tau": float(kendalltau(pred, meas).statistic),
             "spearman_rho": float(spearmanr(pred, meas).statistic), "n": int(len(meas))}
+
+
+def time_interleaved(compiled: list, rows: list[dict], profile, rounds: int, repeat: int, min_repeat_ms: float) -> None:
+    """Time every compiled model in ``rounds`` rounds, each model once a round (``repeat`` runs of
+    ≥ ``min_repeat_ms`` ms); a model's latency is the median of its round medians. Interleaved
+    because this host's noise comes in bursts of seconds (other tenants of the VM host): timed
+    back to back, a model caught in a burst was off by up to 50%, whatever its repeats."""
+    import tvm
+    from tvm import relax
+
+    from automc.latency.measure import time_vm, use_profile_threads
+
+    if profile.runner.kind != "local":  # one at a time on the device
+        for idx, ex, x in compiled:
+            whole = time_executable(ex, [x], profile)
+            rows[idx].update(measured_ms=whole.median_ms, spread=whole.spread)
+        return
+    tuning = profile.tuning.model_copy(update={"repeat": repeat, "min_repeat_ms": min_repeat_ms})
+    timed = profile.model_copy(update={"tuning": tuning})
+    use_profile_threads(profile)
+    dev = tvm.cpu()
+    runs = []
+    for idx, ex, x in compiled:
+        vm = relax.VirtualMachine(ex, dev)
+        args = [tvm.runtime.tensor(x, dev)]
+        vm["main"](*args)  # warm-up: allocation and page faults
+        runs.append((idx, vm, args))
+    samples: dict[int, list[float]] = {idx: [] for idx, _, _ in runs}
+    for _ in range(rounds):
+        for idx, vm, args in runs:
+            samples[idx].append(time_vm(vm, dev, args, timed).median_ms)
+    for idx, values in samples.items():
+        med = float(np.median(values))
+        rows[idx].update(measured_ms=med, spread=(max(values) - min(values)) / med)
 
 
 def main() -> None:
@@ -141,13 +175,8 @@ def main() -> None:
                 tune(mod, profile, database=database)
                 compiled.append((len(rows), compile_module(mod, profile, database), b.example_input.numpy()))
             rows.append(row)
-    if compiled:  # interleaved: each model once a round (the host's noise comes in bursts)
-        tuning = profile.tuning.model_copy(update={"repeat": args.rounds * args.repeat,
-                                                   "min_repeat_ms": args.min_repeat_ms})
-        timings = time_interleaved([ex for _, ex, _ in compiled], [[x] for _, _, x in compiled],
-                                   profile.model_copy(update={"tuning": tuning}), args.rounds)
-        for (idx, _, _), whole in zip(compiled, timings):
-            rows[idx].update(measured_ms=whole.median_ms, spread=whole.spread)
+    if compiled:
+        time_interleaved(compiled, rows, profile, args.rounds, args.repeat, args.min_repeat_ms)
     for r in rows:
         print(f"{r['model']:>16} #{r['candidate']:<3} measured {r['measured_ms']:.3f} ms  predicted {r['predicted_ms']:.3f} "
               f"({(r['predicted_ms'] / r['measured_ms'] - 1) * 100:+.1f}%)  FLOPs {r['flops_ms']:.3f}  "

@@ -27,7 +27,7 @@ from automc.deploy.build import compile_module, open_database, tune
 from automc.deploy.lower import kernel_specs
 from automc.deploy.relax_lowering import lower_to_relax
 from automc.errors import UserInputError
-from automc.latency.measure import TaskCall, Timing, task_calls, time_interleaved, time_tasks
+from automc.latency.measure import TaskCall, Timing, task_calls, time_executable, time_tasks
 from automc.latency.predictor import CalibratedPredictor, LatencyPredictor, RooflinePredictor, fit_graph_pricing
 from automc.latency.store import MeasurementStore
 from automc.profiles import HardwareProfile
@@ -108,36 +108,20 @@ def match_tasks(kernels: Sequence[KernelSpec], calls: Sequence[TaskCall]) -> lis
 
 def measure_model(compressed: nn.Module, example_input: torch.Tensor, profile: HardwareProfile,
                   database=None) -> ModelMeasurement:
-    """``measure_models`` of one model."""
-    return measure_models([(compressed, example_input)], profile, database)[0]
-
-
-_ROUNDS = 5  # interleaved timing rounds of a batch's whole models
-_BATCH = 4  # models calibration compiles, then times together
-
-
-def measure_models(models: Sequence[tuple[nn.Module, torch.Tensor]], profile: HardwareProfile,
-                   database=None) -> list[ModelMeasurement]:
-    """Lower each (compressed model, example input), tune the tasks not yet in the database,
-    compile, and time each of its layer kernels' tasks; then time the whole models together,
-    interleaved (``measure.time_interleaved``), where the profile measures."""
+    """Lower, tune the tasks not yet in the database, compile, then time the whole model and
+    each of its layer kernels' tasks where the profile measures."""
     database = database if database is not None else open_database(profile)
-    built = []
-    for compressed, example_input in models:
-        kernels = tuple(kernel_specs(compressed, example_input, profile))
-        mod = lower_to_relax(compressed, example_input, profile)
-        tune(mod, profile, database=database)
-        executable = compile_module(mod, profile, database)
-        calls = task_calls(mod)
-        index = match_tasks(kernels, calls)
-        if index is None:
-            timings: tuple[Timing | None, ...] = (None,) * len(kernels)
-        else:
-            timed = iter(time_tasks(executable, [calls[i] for i in index if i is not None], profile))
-            timings = tuple(next(timed) if i is not None else None for i in index)
-        built.append((kernels, timings, executable, [example_input.numpy()]))
-    wholes = time_interleaved([b[2] for b in built], [b[3] for b in built], profile, _ROUNDS)
-    return [ModelMeasurement(kernels, timings, whole) for (kernels, timings, _, _), whole in zip(built, wholes)]
+    kernels = tuple(kernel_specs(compressed, example_input, profile))
+    mod = lower_to_relax(compressed, example_input, profile)
+    tune(mod, profile, database=database)
+    executable = compile_module(mod, profile, database)
+    whole = time_executable(executable, [example_input.numpy()], profile)
+    calls = task_calls(mod)
+    index = match_tasks(kernels, calls)
+    if index is None:
+        return ModelMeasurement(kernels, (None,) * len(kernels), whole)
+    timed = iter(time_tasks(executable, [calls[i] for i in index if i is not None], profile))
+    return ModelMeasurement(kernels, tuple(next(timed) if i is not None else None for i in index), whole)
 
 
 def store_measurement(m: ModelMeasurement, example_input: torch.Tensor, profile: HardwareProfile,
@@ -179,14 +163,12 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
                     on_progress: Callable[[int, int, Candidate | None], None] | None = None,
                     store: MeasurementStore | None = None) -> CalibrationReport:
     """Measure the ``first`` candidates (the baselines) in order, then the ``sampled`` ones in
-    adaptive order, as whole models (see the module doc) in batches of ``_BATCH`` timed
-    together (``measure_models``), until ``budget_s`` seconds have passed (checked between
-    batches).
+    adaptive order, as whole models (see the module doc), until ``budget_s`` seconds have passed
+    (checked between models).
 
     Adaptive sampling, after nn-Meter: the next sampled candidate is the one whose kernels not
-    yet stored (nor coming in its batch) weigh most in predicted time (the current predictor,
-    refitted after every batch), so the budget goes where the predictor knows least about
-    what matters. A candidate whose
+    yet stored weigh most in predicted time (the current predictor, refitted after every model),
+    so the budget goes where the predictor knows least about what matters. A candidate whose
     model and kernels are all stored is skipped, never re-measured; a killed calibration resumes.
     """
     require_measurable(profile)
@@ -202,25 +184,22 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
     pending = list(range(len(first)))  # the baselines, in order
     left = list(range(len(first), len(pool)))
     while pending or left:
-        batch: list[int] = []  # measured together: their whole-model timings interleave
-        while len(batch) < _BATCH and (pending or left):
-            if not pending:
-                pending.append(_most_unknown(left, pool, store, profile, batch))
-                left.remove(pending[0])
-            i = pending.pop(0)
-            if on_progress:
-                on_progress(measured + reused + len(batch), len(pool), pool[i][0])
-            coming = {model_key(pool[j][1], example_input) for j in batch}
-            if _is_stored(pool[i][1], example_input, store) or model_key(pool[i][1], example_input) in coming:
-                reused += 1
-            else:
-                batch.append(i)
-        if not batch or time.perf_counter() - start > budget_s:
+        if not pending:
+            pending.append(_most_unknown(left, pool, store, profile))
+            left.remove(pending[0])
+        i = pending.pop(0)
+        candidate, kernels = pool[i]
+        if on_progress:
+            on_progress(measured + reused, len(pool), candidate)
+        if _is_stored(kernels, example_input, store):
+            reused += 1
+            continue
+        if time.perf_counter() - start > budget_s:
             break
-        models = [(apply_candidate(model, pool[i][0], example_input, calib), example_input) for i in batch]
-        for m in measure_models(models, profile, database):
-            new_kernels += store_measurement(m, example_input, profile, store)
-        measured += len(batch)
+        compressed = apply_candidate(model, candidate, example_input, calib)
+        new_kernels += store_measurement(measure_model(compressed, example_input, profile, database),
+                                         example_input, profile, store)
+        measured += 1
     if on_progress:
         on_progress(len(pool), len(pool), None)
     return CalibrationReport(len(pool), measured, reused, new_kernels, time.perf_counter() - start,
@@ -240,7 +219,6 @@ def calibrate_probes(profile: HardwareProfile, n: int = 16, budget_s: float = 60
     start = time.perf_counter()
     database = open_database(profile)
     measured = reused = new_kernels = 0
-    batch: list[tuple[nn.Module, torch.Tensor]] = []  # measured together (see calibrate_model)
     for i, probe in enumerate(probe_networks(n, seed)):
         if on_progress:
             on_progress(i, n, probe.candidate)
@@ -248,15 +226,11 @@ def calibrate_probes(profile: HardwareProfile, n: int = 16, budget_s: float = 60
         compressed = apply_candidate(probe.model, probe.candidate, x, (x,)).eval()
         if _is_stored(kernel_specs(compressed, x, profile), x, store):
             reused += 1
-        else:
-            batch.append((compressed, x))
-        if batch and (len(batch) == _BATCH or i == n - 1):
-            if time.perf_counter() - start > budget_s:
-                break
-            for m, (_, bx) in zip(measure_models(batch, profile, database), batch):
-                new_kernels += store_measurement(m, bx, profile, store)
-            measured += len(batch)
-            batch = []
+            continue
+        if time.perf_counter() - start > budget_s:
+            break
+        new_kernels += store_measurement(measure_model(compressed, x, profile, database), x, profile, store)
+        measured += 1
     if on_progress:
         on_progress(n, n, None)
     return CalibrationReport(n, measured, reused, new_kernels, time.perf_counter() - start,
@@ -268,18 +242,15 @@ def _is_stored(kernels: Sequence[KernelSpec], example_input: torch.Tensor, store
     return model_key(kernels, example_input) in store and all(k.key in store for k in kernels if k.is_layer)
 
 
-def _most_unknown(indices: list[int], pool: list, store: MeasurementStore, profile: HardwareProfile,
-                  coming: Sequence[int] = ()) -> int:
-    """The pool index whose kernels missing from the store (and from the ``coming`` pool
-    entries, measured in the same batch) add up to the most predicted ms."""
+def _most_unknown(indices: list[int], pool: list, store: MeasurementStore, profile: HardwareProfile) -> int:
+    """The pool index whose kernels missing from the store add up to the most predicted ms."""
     try:
         price = CalibratedPredictor(store).kernel_ms
     except ValueError:  # too few kernels stored to fit a regressor yet
         price = RooflinePredictor(profile).kernel_ms
-    soon = {k for j in coming for k in pool[j][1]}
 
     def unknown_ms(i: int) -> float:
-        return sum(price(k) for k in set(pool[i][1]) if k.key not in store and k not in soon)
+        return sum(price(k) for k in set(pool[i][1]) if k.key not in store)
 
     return max(indices, key=unknown_ms)
 

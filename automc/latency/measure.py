@@ -7,7 +7,6 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -141,38 +140,6 @@ def time_vm(vm, dev, args: list, profile: HardwareProfile) -> Timing:
                                   min_repeat_ms=int(profile.tuning.min_repeat_ms))
     res = np.array(evaluator(*args).results) * 1e3
     return Timing(float(np.median(res)), float(res.min()), float(res.max()), len(res))
-
-
-def time_interleaved(executables: Sequence, inputs: Sequence[list[np.ndarray]], profile: HardwareProfile,
-                     rounds: int) -> list[Timing]:
-    """Time ``main`` of each executable on its inputs in ``rounds`` rounds, every model once a
-    round (``tuning.repeat // rounds`` windows of ≥ ``tuning.min_repeat_ms`` ms, at least 3);
-    a model's Timing is the median of its round medians (min / max over the rounds).
-
-    Interleaved because this host's noise comes in bursts of seconds (other tenants of the VM
-    host): timed back to back, a model caught in a burst was off by up to 50% whatever its
-    repeats, and 14 near-identical transformer candidates scattered by 9% in calibration.
-    An rpc profile's device times each model once, on its own (``time_executable``)."""
-    if profile.runner.kind != "local":
-        return [time_executable(ex, x, profile) for ex, x in zip(executables, inputs)]
-    import tvm
-    from tvm import relax
-
-    use_profile_threads(profile)
-    dev = tvm.cpu()
-    per_round = profile.model_copy(update={"tuning": profile.tuning.model_copy(
-        update={"repeat": max(3, profile.tuning.repeat // rounds)})})
-    runs = []
-    for ex, x in zip(executables, inputs):
-        vm = relax.VirtualMachine(ex, dev)
-        args = [tvm.runtime.tensor(a, dev) for a in x]
-        vm["main"](*args)  # warm-up: allocation and page faults
-        runs.append((vm, args))
-    samples: list[list[float]] = [[] for _ in runs]
-    for _ in range(rounds):
-        for values, (vm, args) in zip(samples, runs):
-            values.append(time_vm(vm, dev, args, per_round).median_ms)
-    return [Timing(float(np.median(v)), float(min(v)), float(max(v)), len(v)) for v in samples]
 
 
 def time_executable(executable, input_arrays: list[np.ndarray], profile: HardwareProfile) -> Timing:
