@@ -51,13 +51,17 @@ def use_profile_threads(profile: HardwareProfile) -> int:
     automc stores, predicts and checks is for the profile's thread count, so it is set, never
     left to that default. An RPC device's server sets its own (start it with
     ``TVM_NUM_THREADS``)."""
+    global _threads_set
     wanted, was = str(profile.threads), os.environ.get("TVM_NUM_THREADS")
-    if was not in (None, wanted):
+    if was not in (None, wanted, _threads_set):  # the user's own value, not one set here before
         warnings.warn(f"TVM_NUM_THREADS={was} is overridden by profile '{profile.name}' (num-cores {wanted}): "
                       "its latencies are for that many threads; edit the profile's target to change it",
                       stacklevel=2)
-    os.environ["TVM_NUM_THREADS"] = wanted
+    os.environ["TVM_NUM_THREADS"] = _threads_set = wanted
     return profile.threads
+
+
+_threads_set: str | None = None  # the value use_profile_threads last set
 
 
 def task_calls(mod) -> list[TaskCall]:

@@ -117,14 +117,12 @@ class GraphPricing:
     model, ``ms_per_layer`` per layer task (the VM's call, argument and allocation work around
     each task, and waking the thread pool), ``ms_per_layer_input`` per million input elements
     of a layer task (inside a model a task reads what other cores' threads just wrote; timed
-    alone it rereads its own), ``ms_per_graph_op`` per graph op, plus, per graph-op family, ms
-    per million elements read and written (``bmm``: per million MACs). Fitted by
-    ``fit_graph_pricing``."""
+    alone it rereads its own), plus, per graph-op family, ms per million elements read and
+    written (``bmm``: per million MACs). Fitted by ``fit_graph_pricing``."""
 
     overhead_ms: float
     ms_per_layer: float
     ms_per_unit: dict[str, float]
-    ms_per_graph_op: float = 0.0
     ms_per_layer_input: float = 0.0
 
     def layer_ms(self, spec: KernelSpec) -> float:
@@ -132,7 +130,7 @@ class GraphPricing:
         return self.ms_per_layer + self.ms_per_layer_input * _layer_input(spec)
 
     def graph_op_ms(self, spec: KernelSpec) -> float:
-        return self.ms_per_graph_op + self.ms_per_unit.get(spec.op, 0.0) * _graph_units(spec)
+        return self.ms_per_unit.get(spec.op, 0.0) * _graph_units(spec)
 
 
 def _layer_input(spec: KernelSpec) -> float:
@@ -146,8 +144,8 @@ def _graph_units(spec: KernelSpec) -> float:
 def fit_graph_pricing(store: MeasurementStore) -> GraphPricing:
     """Non-negative least squares over the stored whole models whose layer kernels are all
     stored: whole − Σ layer kernels = overhead + per-layer cost × layers + input cost × their
-    input elements + per-op cost × graph ops + Σ_family rate × units of its graph ops, each
-    model's equation divided by its time (relative errors).
+    input elements + Σ_family rate × units of its graph ops, each model's equation divided by
+    its time (relative errors).
 
     Families no stored model has keep rate 0: a model full of them (a transformer's softmax,
     say, when only CNNs were calibrated) is under-predicted, which is why the validation
@@ -170,14 +168,14 @@ def fit_graph_pricing(store: MeasurementStore) -> GraphPricing:
         layers = [k for k in specs if k.is_layer]
         # relative to the model's time: a 9 ms MobileNetV2 must not outweigh thirty 0.3 ms models
         weight = 1.0 / r.median_ms
-        rows.append([weight, weight * len(layers), weight * sum(_layer_input(k) for k in layers),
-                     weight * (len(specs) - len(layers))] + [weight * units[f] for f in GRAPH_OPS])
+        rows.append([weight, weight * len(layers), weight * sum(_layer_input(k) for k in layers)]
+                    + [weight * units[f] for f in GRAPH_OPS])
         ys.append(weight * (r.median_ms - sum(kernel_ms[k.key] for k in layers)))
     if not rows:
         return GraphPricing(0.0, 0.0, {})
     coef, _ = nnls(np.array(rows), np.array(ys))
-    return GraphPricing(float(coef[0]), float(coef[1]), {f: float(c) for f, c in zip(GRAPH_OPS, coef[4:])},
-                        ms_per_graph_op=float(coef[3]), ms_per_layer_input=float(coef[2]))
+    return GraphPricing(float(coef[0]), float(coef[1]), {f: float(c) for f, c in zip(GRAPH_OPS, coef[3:])},
+                        ms_per_layer_input=float(coef[2]))
 
 
 @dataclass

@@ -61,3 +61,16 @@ def test_a_user_thread_count_that_the_profile_overrides_is_named(monkeypatch, ho
     with pytest.warns(UserWarning, match="TVM_NUM_THREADS=7 is overridden"):
         assert use_profile_threads(host_profile) == host_profile.threads
     assert os.environ["TVM_NUM_THREADS"] == str(host_profile.threads)
+
+
+def test_switching_profiles_does_not_warn(host_profile):
+    """A value automc set itself (another profile's count) is not the user's: no warning."""
+    import warnings
+
+    from automc.latency.measure import use_profile_threads
+
+    other = host_profile.model_copy(update={"target": {**host_profile.target, "num-cores": host_profile.threads + 1}})
+    use_profile_threads(other)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert use_profile_threads(host_profile) == host_profile.threads
