@@ -134,15 +134,16 @@ def _acc_dtype(dtype: str) -> str:
     return "float32" if dtype == "float32" else "int32"
 
 
-def _padded_reader(data, top: int, left: int, fill):
-    """``(b, c, y, x) → data`` at (y - top, x - left), ``fill`` outside (the conv's zero padding)."""
+def _padded_reader(data, top: int, left: int, fill, convert=lambda value: value):
+    """``(b, c, y, x) → convert(data)`` at (y - top, x - left), ``fill`` outside (the conv's
+    zero padding)."""
     from tvm import tirx
 
     _, _, h, w = (int(d) for d in data.shape)
 
     def read(b, c, y, x):
         yy, xx = y - top, x - left
-        return tirx.if_then_else(tirx.all(yy >= 0, yy < h, xx >= 0, xx < w), data[b, c, yy, xx], fill)
+        return tirx.if_then_else(tirx.all(yy >= 0, yy < h, xx >= 0, xx < w), convert(data[b, c, yy, xx]), fill)
     return read
 
 
@@ -245,9 +246,9 @@ def depthwise_func(data_shape: tuple[int, int, int, int], kernel: tuple[int, int
                          "could exceed what float32 holds exactly")
     data = te.placeholder((n, c, h, w), dtype, "data")
     weight = te.placeholder((c, kh, kw), "float32", "weight")
-    read = _padded_reader(data, top, padding[1], tirx.const(0, dtype))
-    packed = te.compute((n, c, hp, sw, wq), lambda b, ch, y, ph, j: read(b, ch, y, j * sw + ph).astype("float32"),
-                        name=PACK_BLOCK)
+    # the cast inside the guard: the padding pattern decompose_padding splits into border and copy
+    read = _padded_reader(data, top, padding[1], tirx.const(0, "float32"), lambda v: v.astype("float32"))
+    packed = te.compute((n, c, hp, sw, wq), lambda b, ch, y, ph, j: read(b, ch, y, j * sw + ph), name=PACK_BLOCK)
     ry, rx = te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
     acc = te.compute((n, c, oh, owp), lambda b, ch, y, x: te.sum(
         packed[b, ch, y * sh + ry, rx % sw, x + rx // sw] * weight[ch, ry, rx], axis=[ry, rx]), name=DW_BLOCK)

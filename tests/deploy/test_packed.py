@@ -131,7 +131,10 @@ def test_fp32_dense_matches_numpy():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "uint8", "int8"])
-@pytest.mark.parametrize("c,hw,k,stride,pad", [(24, 14, 3, 1, 1), (8, 15, 3, 2, 1), (4, 9, 5, 2, 2)])
+# the last two take the wide-plane path: 2 output rows per tile (56: even rows) or 1 (49),
+# the zero border written apart from the copy
+@pytest.mark.parametrize("c,hw,k,stride,pad", [(24, 14, 3, 1, 1), (8, 15, 3, 2, 1), (4, 9, 5, 2, 2),
+                                               (16, 56, 3, 1, 1), (4, 49, 5, 1, 2)])
 def test_depthwise_matches_torch_and_is_exact_in_int8(dtype, c, hw, k, stride, pad):
     rng = np.random.default_rng(4)
     if dtype == "float32":
