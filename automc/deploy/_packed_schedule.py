@@ -182,6 +182,9 @@ def _schedule_depthwise(sch, intrin: str | None, fuse_epilogue: bool) -> None:
     both rows (32×112² u8: 234 → 139 µs with its requantize epilogue, 2 threads)."""
     del intrin  # no channel reduction to tensorize
     dw = sch.get_sblock(DW_BLOCK)
+    if len(sch.get_loops(dw)) == 7:
+        _schedule_depthwise_channel_lanes(sch, dw, fuse_epilogue)
+        return
     b, c, y, x, ry, rx = sch.get_loops(dw)
     rows = []
     # 2 rows paid on planes ≥ 48 wide and cost on 28-wide ones (32×112² 192 → 140 µs, 144×56²
@@ -200,6 +203,32 @@ def _schedule_depthwise(sch, intrin: str | None, fuse_epilogue: bool) -> None:
     if last is not None:
         _vectorize_inner(sch, last)
     _vectorize_tile(sch, dw, local, ry, xi, rx, ry, *rows)
+
+
+def _schedule_depthwise_channel_lanes(sch, dw, fuse_epilogue: bool) -> None:
+    """A narrow-plane depthwise conv (``_packed.depthwise_channel_lanes``): parallel over
+    16-channel groups, each group's padded planes staged channels-innermost, a tile of up to 8
+    output columns × 16 channels per register block; the epilogue reads the tile 16 channels
+    at a time, as the conv's does."""
+    b, o, y, x, c16, ry, rx = sch.get_loops(dw)
+    xt = max(d for d in range(1, 9) if int(sch.get(x).extent) % d == 0)
+    xo, xi = sch.split(x, [None, xt])
+    sch.reorder(b, o, y, xo, ry, rx, xi, c16)
+    outer = sch.fuse(b, o)
+    last = _epilogue_at(sch, {PACK_BLOCK, DW_BLOCK}, outer, fuse_epilogue)
+    local = sch.cache_write(dw, 0, "global")
+    sch.reverse_compute_at(local, xo)
+    pack = sch.get_sblock(PACK_BLOCK)
+    sch.compute_at(pack, outer)
+    sch.unroll(sch.get_loops(pack)[-1])
+    sch.parallel(outer)
+    if last is not None:
+        loops = sch.get_loops(last)
+        if len(loops) >= 4:  # (group, channels, rows, columns): pixels outer, 16 channels inner
+            pixels = sch.fuse(*loops[-2:])
+            sch.reorder(pixels, loops[-3])
+            sch.unroll(loops[-3])
+    _vectorize_tile(sch, dw, local, ry, c16, rx, ry, xi)
 
 
 def _stage_plane(sch, channel_loop) -> None:

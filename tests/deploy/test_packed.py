@@ -131,10 +131,10 @@ def test_fp32_dense_matches_numpy():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "uint8", "int8"])
-# the last two take the wide-plane path: 2 output rows per tile (56: even rows) or 1 (49),
-# the zero border written apart from the copy
+# planes narrower than 16 run 16 channels per vector (24 channels: a padded group); wider ones
+# 16 columns per vector, 2 output rows per tile (56: even rows) or 1 (49), stride 2 phase-split (33)
 @pytest.mark.parametrize("c,hw,k,stride,pad", [(24, 14, 3, 1, 1), (8, 15, 3, 2, 1), (4, 9, 5, 2, 2),
-                                               (16, 56, 3, 1, 1), (4, 49, 5, 1, 2)])
+                                               (16, 56, 3, 1, 1), (4, 49, 5, 1, 2), (8, 33, 3, 2, 1)])
 def test_depthwise_matches_torch_and_is_exact_in_int8(dtype, c, hw, k, stride, pad):
     rng = np.random.default_rng(4)
     if dtype == "float32":
