@@ -28,6 +28,13 @@ class Timing:
         return (self.max_ms - self.min_ms) / self.median_ms if self.median_ms else 0.0
 
 
+def median_timing(timings: list[Timing]) -> Timing:
+    """Several timings of one thing taken apart in time, as one: the median of their medians
+    (a burst of host noise inflates one of three, not the result), the extremes of all."""
+    return Timing(float(np.median([t.median_ms for t in timings])), min(t.min_ms for t in timings),
+                  max(t.max_ms for t in timings), sum(t.repeats for t in timings))
+
+
 @dataclass(frozen=True)
 class TaskCall:
     """One call of a fused TVM task in a model's ``main``, in execution order: the task's

@@ -15,7 +15,7 @@ from automc.deploy.relax_lowering import lower_to_relax
 from automc.latency.calibrate import (calibrate_model, is_calibrated, match_tasks, measure_model, model_key,
                                       predictor_for)
 from automc.latency.kernels import kernel_module
-from automc.latency.measure import task_calls
+from automc.latency.measure import Timing, median_timing, task_calls
 from automc.latency.predictor import CalibratedPredictor, RooflinePredictor
 from automc.latency.store import MeasurementStore
 from automc.profiles import load_profile
@@ -274,3 +274,11 @@ def test_uncalibrated_profiles_fall_back_to_roofline(demo):
         # roofline: the int8 kernel is never slower than its fp32 twin at these peaks
         int8 = KernelSpec(**{**PW.to_dict(), "dtype": "int8"})
         assert 0 < predictor.kernel_ms(int8) <= predictor.kernel_ms(PW)
+
+
+def test_a_noise_burst_in_one_of_three_spaced_timings_is_dropped():
+    """Calibration times each whole model three times apart (``measure_model``): one caught in
+    a burst of host noise (+40%) does not move the result."""
+    quiet, burst = Timing(0.27, 0.26, 0.29, 20), Timing(0.378, 0.30, 0.52, 20)
+    got = median_timing([quiet, burst, Timing(0.272, 0.265, 0.28, 20)])
+    assert got.median_ms == 0.272 and got.min_ms == 0.26 and got.max_ms == 0.52 and got.repeats == 60
