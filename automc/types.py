@@ -162,15 +162,24 @@ class KernelSpec:
         return self.batch * self.out_channels * oh * ow * per_out
 
     @property
+    def input_bytes(self) -> int:
+        """Bytes of a layer kernel's input tensor, in its data type (bytes)."""
+        return self.batch * self.in_channels * self.height * self.width * self._elem_bytes
+
+    @property
+    def _elem_bytes(self) -> int:
+        return 1 if self.dtype == "int8" else (2 if self.dtype == "float16" else 4)
+
+    @property
     def bytes_moved(self) -> int:
         """Bytes read and written once: input, weights, output (roofline numerator)."""
-        elem = 1 if self.dtype == "int8" else (2 if self.dtype == "float16" else 4)
+        elem = self._elem_bytes
         oh, ow = self.out_hw
         if self.op == "bmm":
             return 4 * self.batch * (self.height * self.in_channels + self.in_channels * self.width + self.height * self.width)
         if not self.is_layer:
             return 4 * (self.in_channels + self.out_channels)
-        inp = self.batch * self.in_channels * self.height * self.width * elem
+        inp = self.input_bytes
         if self.op == "quantize":
             return inp * 4 // elem + inp // elem
         wgt = self.out_channels * (self.in_channels // self.groups) * self.kernel_size**2 * elem

@@ -125,6 +125,14 @@ def width_tile(width: int) -> int:
     return best if best >= 4 else 8
 
 
+def register_tile(channel_blocks: int, columns: int) -> tuple[int, int]:
+    """The register tile of a packed conv or dense: (16-channel output blocks, columns — rows
+    of a dense) it accumulates, for ``channel_blocks`` blocks over ``columns`` (padded) columns.
+    Up to 8 columns dividing them, and two blocks when they pair up: 16 zmm accumulators, each
+    weight vector loaded once for 8 columns, each input broadcast once for 2 blocks."""
+    return (2 if channel_blocks % 2 == 0 else 1), max(d for d in range(1, 9) if columns % d == 0)
+
+
 def _finish(func, name: str):
     # op_pattern 4 = kOutEWiseFusable: FuseOps fuses the float epilogue after it, as for conv2d
     return func.with_attr({"op_pattern": 4, "global_symbol": name})

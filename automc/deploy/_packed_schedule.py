@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from automc.deploy._packed import _DW_LANES, CONV_BLOCK, DENSE_BLOCK, DW_BLOCK, INTRIN, PACK_BLOCK
+from automc.deploy._packed import _DW_LANES, CONV_BLOCK, DENSE_BLOCK, DW_BLOCK, INTRIN, PACK_BLOCK, register_tile
 
 
 def register_intrinsic() -> str:
@@ -96,10 +96,7 @@ def _parallel_pack(sch, outer_loops: int) -> None:
 def _schedule_conv(sch, intrin: str | None, fuse_epilogue: bool) -> None:
     conv = sch.get_sblock(CONV_BLOCK)
     b, o, y, x, o16, rc, ry, rx, *r4 = sch.get_loops(conv)
-    n_ob, owp = (int(sch.get(lp).extent) for lp in (o, x))
-    xt = max(d for d in range(1, 9) if owp % d == 0)
-    # two 16-channel blocks × 8 columns: 16 zmm accumulators, each weight load used 8 times
-    ot = 2 if n_ob % 2 == 0 and xt * 2 <= 16 else 1
+    ot, xt = register_tile(*(int(sch.get(lp).extent) for lp in (o, x)))
     oo, oi = sch.split(o, [None, ot])
     xo, xi = sch.split(x, [None, xt])
     sch.reorder(b, oo, y, xo, rc, ry, rx, oi, xi, o16, *r4)
@@ -160,9 +157,7 @@ def _vectorize_tile(sch, block, local, reduction, lanes, *unrolled, intrin: str 
 def _schedule_dense(sch, intrin: str | None, fuse_epilogue: bool) -> None:
     dense = sch.get_sblock(DENSE_BLOCK)
     i, j, j16, rk, *r4 = sch.get_loops(dense)
-    m, nb = (int(sch.get(lp).extent) for lp in (i, j))
-    it = max(d for d in range(1, 9) if m % d == 0)
-    jt = next(d for d in (2, 1) if nb % d == 0)
+    jt, it = register_tile(*(int(sch.get(lp).extent) for lp in (j, i)))
     io, ii = sch.split(i, [None, it])
     jo, ji = sch.split(j, [None, jt])
     sch.reorder(jo, io, rk, ii, ji, j16, *r4)

@@ -20,7 +20,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from automc.deploy._packed import width_tile
+from automc.deploy._packed import register_tile, width_tile
 from automc.latency.store import Measurement, MeasurementStore
 from automc.profiles import HardwareProfile
 from automc.types import GRAPH_OPS, KernelSpec
@@ -41,30 +41,40 @@ def kernel_family(spec: KernelSpec) -> str:
     return f"{spec.op}-{spec.dtype}"
 
 
-def work_terms(spec: KernelSpec) -> tuple[float, float, float]:
+def work_terms(spec: KernelSpec) -> tuple[float, float, float, float]:
     """The work of a layer kernel as the packed kernels run it (``deploy._packed``), in
     millions: MACs with channels padded to 16 output lanes (and 4 input channels for int8) and
-    columns to the register tile, input elements staged (padded), output elements written."""
+    columns to the register tile, input elements staged (padded), output elements written, and
+    the vector loads of the conv / dense reduction loop (per register tile and reduction step,
+    one input broadcast per column and one weight vector per channel block: a 16-channel conv,
+    one block a tile, loads nearly twice per MAC what a 32-channel one does, and the held-out
+    ResNet's 16→16 3×3 convs were predicted 18% fast without it)."""
     oh, ow = spec.out_hw
     n, ic, oc, k = spec.batch, spec.in_channels, spec.out_channels, spec.kernel_size
     g = 1 if spec.dtype == "float32" else 4
-    lanes = -(-oc // 16) * 16
+    blocks = -(-oc // 16)
+    lanes, steps = blocks * 16, -(-ic // g)
+    loads = 0
     if spec.op == "quantize":
         macs = 0
     elif spec.op == "dense":
-        macs = n * lanes * -(-ic // g) * g
-    elif spec.groups > 1:  # depthwise: 16 output columns a vector
+        macs = n * lanes * steps * g
+        bt, rt = register_tile(blocks, n)
+        loads = blocks // bt * (n // rt) * steps * (bt + rt)
+    elif spec.groups > 1:  # depthwise: a vector of 16 output columns (or channels) a tap
         macs = n * oc * oh * -(-ow // 16) * 16 * k * k * (ic // spec.groups)
     else:
-        wt = width_tile(ow)
-        macs = n * lanes * oh * -(-ow // wt) * wt * -(-ic // g) * g * k * k
+        owp = -(-ow // width_tile(ow)) * width_tile(ow)
+        macs = n * lanes * oh * owp * steps * g * k * k
+        bt, ct = register_tile(blocks, owp)
+        loads = n * blocks // bt * oh * (owp // ct) * steps * k * k * (bt + ct)
     staged = n * ic * (spec.height + 2 * spec.padding) * (spec.width + 2 * spec.padding)
     out = n * oc * oh * ow * (2 if spec.residual else 1)
-    return macs * 1e-6, staged * 1e-6, out * 1e-6
+    return macs * 1e-6, staged * 1e-6, out * 1e-6, loads * 1e-6
 
 
 def _fit_work(specs: Sequence[KernelSpec], ms: np.ndarray) -> np.ndarray:
-    """ms ≈ c0 + c1·MACs + c2·staged + c3·out (``work_terms``), c ≥ 0, relative errors least
+    """ms ≈ c0 + c1·MACs + c2·staged + c3·out + c4·loads (``work_terms``), c ≥ 0, relative errors least
     squares (each row divided by its time: a 20 µs kernel counts as much as a 2 ms one)."""
     from scipy.optimize import nnls
 
@@ -86,7 +96,7 @@ class WorkModel:
         return float(c[0] + np.dot(c[1:], work_terms(spec)))
 
 
-_MIN_FAMILY = 5  # measurements before a family gets a fit of its own (4 coefficients)
+_MIN_FAMILY = 6  # measurements before a family gets a fit of its own (5 coefficients)
 
 
 def fit_work_model(specs: Sequence[KernelSpec], ms: np.ndarray) -> WorkModel:
@@ -115,7 +125,7 @@ def _current_key(spec: dict) -> str | None:
 class GraphPricing:
     """What whole models take beyond their layer kernels timed alone: ``overhead_ms`` per
     model, ``ms_per_layer`` per layer task (the VM's call, argument and allocation work around
-    each task, and waking the thread pool), ``ms_per_layer_input`` per million input elements
+    each task, and waking the thread pool), ``ms_per_layer_input`` per million input bytes
     of a layer task (inside a model a task reads what other cores' threads just wrote; timed
     alone it rereads its own), plus, per graph-op family, ms per million elements read and
     written (``bmm``: per million MACs). Fitted by ``fit_graph_pricing``."""
@@ -134,7 +144,10 @@ class GraphPricing:
 
 
 def _layer_input(spec: KernelSpec) -> float:
-    return spec.batch * spec.in_channels * spec.height * spec.width * 1e-6
+    # bytes, not elements: the demo's fp32 model (4-byte inputs) spent 0.086 ms beyond its tasks
+    # timed alone, its int8 one (1-byte inputs, more tasks) 0.01; priced per element, the fit
+    # put them at -17% and +14%
+    return spec.input_bytes * 1e-6
 
 
 def _graph_units(spec: KernelSpec) -> float:
@@ -144,7 +157,7 @@ def _graph_units(spec: KernelSpec) -> float:
 def fit_graph_pricing(store: MeasurementStore) -> GraphPricing:
     """Non-negative least squares over the stored whole models whose layer kernels are all
     stored: whole − Σ layer kernels = overhead + per-layer cost × layers + input cost × their
-    input elements + Σ_family rate × units of its graph ops, each model's equation divided by
+    input bytes + Σ_family rate × units of its graph ops, each model's equation divided by
     its time (relative errors).
 
     Families no stored model has keep rate 0: a model full of them (a transformer's softmax,

@@ -155,19 +155,19 @@ def test_probe_networks_calibrate_once(quick_profile, tmp_path):
 
 
 def test_graph_pricing_recovers_overhead_and_family_rates(tmp_path, host_profile):
-    """Whole models = layer kernels + 0.05 ms + 0.01 ms a layer + 0.1 ms per million layer
-    input elements + 2 ms per million norm elements: the fit finds all four."""
+    """Whole models = layer kernels + 0.05 ms + 0.01 ms a layer + 0.1 ms per million bytes of
+    layer input + 2 ms per million norm elements: the fit finds all four."""
     from automc.latency.measure import Timing
     from automc.latency.predictor import fit_graph_pricing
 
     store = MeasurementStore(host_profile, root=tmp_path)
     small = KernelSpec(op="conv2d", batch=1, in_channels=8, out_channels=8, height=8, width=8)
-    big = KernelSpec(op="conv2d", batch=1, in_channels=100, out_channels=8, height=100, width=100)  # 1 M inputs
+    big = KernelSpec(op="conv2d", batch=1, in_channels=100, out_channels=8, height=100, width=100)  # 4 MB in
     for k in (small, big):
         store.add(k.key, Timing(0.3, 0.3, 0.3, 3), 0, k.to_dict())
 
     def extra(k: KernelSpec) -> float:
-        return 0.01 + 0.1 * k.in_channels * k.height * k.width * 1e-6
+        return 0.01 + 0.1 * k.input_bytes * 1e-6
 
     for n in (1, 2, 4, 8):
         for layers in ([small], [small, big, small], [big, big]):
@@ -282,3 +282,15 @@ def test_a_noise_burst_in_one_of_three_spaced_timings_is_dropped():
     quiet, burst = Timing(0.27, 0.26, 0.29, 20), Timing(0.378, 0.30, 0.52, 20)
     got = median_timing([quiet, burst, Timing(0.272, 0.265, 0.28, 20)])
     assert got.median_ms == 0.272 and got.min_ms == 0.26 and got.max_ms == 0.52 and got.repeats == 60
+
+
+def test_work_counts_the_reduction_loads_of_the_register_tile():
+    """A 16-channel conv (one block a tile: 8 input broadcasts and 1 weight vector per 8×16
+    MACs) loads 1.8× per MAC what a 32-channel one does (8 + 2 per 2×8×16)."""
+    from automc.latency.predictor import work_terms
+
+    narrow = KernelSpec(op="conv2d", batch=1, in_channels=16, out_channels=16, height=32, width=32, kernel_size=3,
+                        padding=1)
+    wide = KernelSpec(**{**narrow.to_dict(), "out_channels": 32})
+    (macs_n, *_, loads_n), (macs_w, *_, loads_w) = work_terms(narrow), work_terms(wide)
+    assert (loads_n / macs_n) / (loads_w / macs_w) == pytest.approx(9 / 8 / (10 / 16))
