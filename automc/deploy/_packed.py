@@ -34,6 +34,7 @@ the generic path (MetaSchedule).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -118,6 +119,7 @@ def shift_compensation(wq: np.ndarray) -> np.ndarray:
     return (_SHIFT * wq.reshape(wq.shape[0], -1).astype(np.int64).sum(axis=1)).astype(np.int32)
 
 
+@functools.lru_cache(maxsize=None)  # pure; the latency predictor calls it per kernel it prices
 def width_tile(width: int) -> int:
     """Output columns one tile accumulates in registers: a divisor of ``width`` up to 8, or 8
     (then the kernel computes a few padded columns) when the best divisor is below 4."""
@@ -125,6 +127,7 @@ def width_tile(width: int) -> int:
     return best if best >= 4 else 8
 
 
+@functools.lru_cache(maxsize=None)
 def register_tile(channel_blocks: int, columns: int) -> tuple[int, int]:
     """The register tile of a packed conv or dense: (16-channel output blocks, columns — rows
     of a dense) it accumulates, for ``channel_blocks`` blocks over ``columns`` (padded) columns.

@@ -86,14 +86,15 @@ def _fit_work(specs: Sequence[KernelSpec], ms: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class WorkModel:
     """Per-family linear work models (``_fit_work``); a family with too few measurements uses
-    the fit over all layer kernels."""
+    the fit over all layer kernels. Coefficients are plain floats: priced per unseen kernel,
+    numpy's per-call overhead was a fifth of a cold prediction."""
 
-    coef: dict[str, np.ndarray]
-    pooled: np.ndarray
+    coef: dict[str, tuple[float, ...]]
+    pooled: tuple[float, ...]
 
     def ms(self, spec: KernelSpec) -> float:
-        c = self.coef.get(kernel_family(spec), self.pooled)
-        return float(c[0] + np.dot(c[1:], work_terms(spec)))
+        c0, *rates = self.coef.get(kernel_family(spec), self.pooled)
+        return c0 + sum(r * t for r, t in zip(rates, work_terms(spec)))
 
 
 _MIN_FAMILY = 6  # measurements before a family gets a fit of its own (5 coefficients)
@@ -104,8 +105,9 @@ def fit_work_model(specs: Sequence[KernelSpec], ms: np.ndarray) -> WorkModel:
     by_family: dict[str, list[int]] = {}
     for i, k in enumerate(specs):
         by_family.setdefault(kernel_family(k), []).append(i)
-    coef = {f: _fit_work([specs[i] for i in idx], ms[idx]) for f, idx in by_family.items() if len(idx) >= _MIN_FAMILY}
-    return WorkModel(coef, _fit_work(specs, ms))
+    coef = {f: tuple(map(float, _fit_work([specs[i] for i in idx], ms[idx])))
+            for f, idx in by_family.items() if len(idx) >= _MIN_FAMILY}
+    return WorkModel(coef, tuple(map(float, _fit_work(specs, ms))))
 
 
 def kernel_records(store: MeasurementStore) -> list[Measurement]:
