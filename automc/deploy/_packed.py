@@ -128,12 +128,18 @@ def width_tile(width: int) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def register_tile(channel_blocks: int, columns: int) -> tuple[int, int]:
-    """The register tile of a packed conv or dense: (16-channel output blocks, columns — rows
-    of a dense) it accumulates, for ``channel_blocks`` blocks over ``columns`` (padded) columns.
-    Up to 8 columns dividing them, and two blocks when they pair up: 16 zmm accumulators, each
-    weight vector loaded once for 8 columns, each input broadcast once for 2 blocks."""
-    return (2 if channel_blocks % 2 == 0 else 1), max(d for d in range(1, 9) if columns % d == 0)
+def register_tile(channel_blocks: int, columns: int, conv: bool = True) -> tuple[int, int]:
+    """The register tile of a packed conv (``conv``) or dense: (16-channel output blocks,
+    columns — rows of a dense) it accumulates, for ``channel_blocks`` blocks over ``columns``
+    (padded) columns; 16 zmm accumulators either way. Two blocks × up to 8 columns dividing
+    them (each weight vector loaded once for 8 columns); a conv whose blocks come in fours and
+    columns in eights takes 4 × 4 instead, 8 loads per 16 FMAs instead of 10 (measured, 2
+    threads: 64→64 3×3 at 56² u8 272 → 219 µs, fp32 776 → 754; at 8² and 16² 10–25% faster;
+    4 × 4 lost at 28 columns, 7 a tile, and on the int8 dense 64×1024², 130 → 190 µs)."""
+    best = max(d for d in range(1, 9) if columns % d == 0)
+    if conv and channel_blocks % 4 == 0 and columns % 8 == 0:
+        return 4, 4
+    return (2 if channel_blocks % 2 == 0 else 1), best
 
 
 def _finish(func, name: str):

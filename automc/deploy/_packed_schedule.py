@@ -157,7 +157,7 @@ def _vectorize_tile(sch, block, local, reduction, lanes, *unrolled, intrin: str 
 def _schedule_dense(sch, intrin: str | None, fuse_epilogue: bool) -> None:
     dense = sch.get_sblock(DENSE_BLOCK)
     i, j, j16, rk, *r4 = sch.get_loops(dense)
-    jt, it = register_tile(*(int(sch.get(lp).extent) for lp in (j, i)))
+    jt, it = register_tile(*(int(sch.get(lp).extent) for lp in (j, i)), conv=False)
     io, ii = sch.split(i, [None, it])
     jo, ji = sch.split(j, [None, jt])
     sch.reorder(jo, io, rk, ii, ji, j16, *r4)

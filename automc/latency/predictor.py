@@ -59,7 +59,7 @@ def work_terms(spec: KernelSpec) -> tuple[float, float, float, float]:
         macs = 0
     elif spec.op == "dense":
         macs = n * lanes * steps * g
-        bt, rt = register_tile(blocks, n)
+        bt, rt = register_tile(blocks, n, conv=False)
         loads = blocks // bt * (n // rt) * steps * (bt + rt)
     elif spec.groups > 1:  # depthwise: a vector of 16 output columns (or channels) a tap
         macs = n * oc * oh * -(-ow // 16) * 16 * k * k * (ic // spec.groups)
