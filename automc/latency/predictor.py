@@ -41,14 +41,16 @@ def kernel_family(spec: KernelSpec) -> str:
     return f"{spec.op}-{spec.dtype}"
 
 
-def work_terms(spec: KernelSpec) -> tuple[float, float, float, float]:
+def work_terms(spec: KernelSpec) -> tuple[float, float, float, float, float]:
     """The work of a layer kernel as the packed kernels run it (``deploy._packed``), in
     millions: MACs with channels padded to 16 output lanes (and 4 input channels for int8) and
     columns to the register tile, input elements staged (padded), output elements written, and
     the vector loads of the conv / dense reduction loop (per register tile and reduction step,
     one input broadcast per column and one weight vector per channel block: a 16-channel conv,
     one block a tile, loads nearly twice per MAC what a 32-channel one does, and the held-out
-    ResNet's 16→16 3×3 convs were predicted 18% fast without it)."""
+    ResNet's 16→16 3×3 convs were predicted 18% fast without it), and the output elements
+    requantized to 8 bits in the epilogue (round, clamp, narrow: a demo fp32 1×1 conv writing
+    u8 took 32.5 µs against 26 writing fp32, and was predicted at 18.5 without this term)."""
     oh, ow = spec.out_hw
     n, ic, oc, k = spec.batch, spec.in_channels, spec.out_channels, spec.kernel_size
     g = 1 if spec.dtype == "float32" else 4
@@ -70,11 +72,12 @@ def work_terms(spec: KernelSpec) -> tuple[float, float, float, float]:
         loads = n * blocks // bt * oh * (owp // ct) * steps * k * k * (bt + ct)
     staged = n * ic * (spec.height + 2 * spec.padding) * (spec.width + 2 * spec.padding)
     out = n * oc * oh * ow * (2 if spec.residual else 1)
-    return macs * 1e-6, staged * 1e-6, out * 1e-6, loads * 1e-6
+    requantized = n * oc * oh * ow if spec.out_dtype != "float32" else 0
+    return macs * 1e-6, staged * 1e-6, out * 1e-6, loads * 1e-6, requantized * 1e-6
 
 
 def _fit_work(specs: Sequence[KernelSpec], ms: np.ndarray) -> np.ndarray:
-    """ms ≈ c0 + c1·MACs + c2·staged + c3·out + c4·loads (``work_terms``), c ≥ 0, relative errors least
+    """ms ≈ c0 + c1·MACs + c2·staged + c3·out + c4·loads + c5·requantized (``work_terms``), c ≥ 0, relative errors least
     squares (each row divided by its time: a 20 µs kernel counts as much as a 2 ms one)."""
     from scipy.optimize import nnls
 
@@ -97,7 +100,7 @@ class WorkModel:
         return c0 + sum(r * t for r, t in zip(rates, work_terms(spec)))
 
 
-_MIN_FAMILY = 6  # measurements before a family gets a fit of its own (5 coefficients)
+_MIN_FAMILY = 7  # measurements before a family gets a fit of its own (6 coefficients)
 
 
 def fit_work_model(specs: Sequence[KernelSpec], ms: np.ndarray) -> WorkModel:

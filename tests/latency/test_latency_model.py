@@ -292,5 +292,5 @@ def test_work_counts_the_reduction_loads_of_the_register_tile():
     narrow = KernelSpec(op="conv2d", batch=1, in_channels=16, out_channels=16, height=32, width=32, kernel_size=3,
                         padding=1)
     wide = KernelSpec(**{**narrow.to_dict(), "out_channels": 32})
-    (macs_n, *_, loads_n), (macs_w, *_, loads_w) = work_terms(narrow), work_terms(wide)
+    (macs_n, _, _, loads_n, _), (macs_w, _, _, loads_w, _) = work_terms(narrow), work_terms(wide)
     assert (loads_n / macs_n) / (loads_w / macs_w) == pytest.approx(9 / 8 / (10 / 16))
