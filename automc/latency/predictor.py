@@ -247,15 +247,20 @@ class CalibratedPredictor:
 
     def _in_model_ms(self, kernels: Sequence[KernelSpec]) -> list[float]:
         """What each kernel adds to a model's time: alone, plus its in-model cost."""
-        in_model = self._in_model
+        # one dict lookup per kernel when cached: hashing and comparing a KernelSpec (14
+        # fields) is most of a prediction's time
+        in_model, alone, pricing = self._in_model, self._alone, self.pricing
+        out = []
         for k in kernels:
-            if k in in_model:
-                continue
-            if not k.is_layer:  # priced per family, never looked up or estimated
-                self._alone[k] = self.pricing.graph_op_ms(k)
-                in_model[k] = self._alone[k]
-            else:
-                if k not in self._alone:
-                    self._alone[k] = self._base_ms(k)
-                in_model[k] = self._alone[k] + self.pricing.layer_ms(k)
-        return [in_model[k] for k in kernels]
+            ms = in_model.get(k)
+            if ms is None:
+                if not k.is_layer:  # priced per family, never looked up or estimated
+                    ms = alone[k] = pricing.graph_op_ms(k)
+                else:
+                    base = alone.get(k)
+                    if base is None:
+                        base = alone[k] = self._base_ms(k)
+                    ms = base + pricing.layer_ms(k)
+                in_model[k] = ms
+            out.append(ms)
+        return out
