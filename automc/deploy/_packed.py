@@ -10,11 +10,13 @@ LLVM 22 verification (DESIGN §3). Here each layer is one TIR function on the gr
 
 * ``packed_input``: zero padding as its own stage (skipped for an fp32 conv that pads nothing);
   for int8 also NCHW→NCHW4c with channels padded to a multiple of 4 and s8→u8 (+128);
-  for depthwise the rows are split by stride phase, so strided convs read contiguous vectors.
+  for depthwise it is computed per channel (plane in cache), rows split by stride phase so
+  strided convs read contiguous vectors, or channels innermost on planes narrower than 16.
 * the reduction (``conv2d_packed`` / ``matmul_packed`` / ``dwconv_packed``): 16 output channels
   innermost on weights packed once, as constants (conv ``[OC/16, IC/g, KH, KW, 16, g]``, dense
   ``[N/16, K/g, 16, g]``, g = 4 for VNNI, 1 for fp32; zero-padded, so any channel count works),
-  a register tile of 2×16 channels × up to 8 columns; depthwise vectorizes 16 output columns.
+  a register tile of 16 accumulators (``register_tile``); depthwise vectorizes 16 output
+  columns (2 rows a tile on wide planes) or, on narrow planes, 16 channels.
 * ``packed_output``: back to the graph's layout; for s8 data less ``128·Σw`` per channel, so
   int8 results stay exact.
 
@@ -25,9 +27,9 @@ MetaSchedule never tunes it: zero tuning cost for every shape, and timings that 
 how lucky a search was. ``build.tune_modules`` skips these tasks; ``build.compile_module``
 compiles through ``_packed_schedule.compile_relax``. This module defines the functions and packs
 the weights; ``_packed_schedule`` schedules them. Measured here (2 threads; commands and tables
-in experiments/README.md): MobileNetV2 fp32 8.6 ms vs torch eager 14.7–18.2 ms, its 1×1 convs at
-26–76 GMAC/s and depthwise convs at 3–12 (``fp32_vs_torch.py``); the int8 3×3 conv
-1×64×56×56→64 394 µs vs 1477 µs for its packed fp32 twin and 425 µs for fbgemm
+in experiments/README.md): MobileNetV2 fp32 4.5 ms vs torch eager 14.3–15.5 ms, its 1×1 convs at
+60–151 GMAC/s and depthwise convs at 8–47 (``fp32_vs_torch.py``); the int8 3×3 conv
+1×64×56×56→64 223 µs vs 763 µs for its packed fp32 twin and 413 µs for fbgemm
 (``int8_vs_fp32.py``). Grouped (non-depthwise) and dilated convs stay on
 the generic path (MetaSchedule).
 """

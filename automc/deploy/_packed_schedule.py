@@ -206,7 +206,7 @@ def _schedule_depthwise_channel_lanes(sch, dw, fuse_epilogue: bool) -> None:
     output columns × 16 channels per register block; the epilogue reads the tile 16 channels
     at a time, as the conv's does."""
     b, o, y, x, c16, ry, rx = sch.get_loops(dw)
-    xt = max(d for d in range(1, 9) if int(sch.get(x).extent) % d == 0)
+    _, xt = register_tile(1, int(sch.get(x).extent))  # one 16-channel group a tile
     xo, xi = sch.split(x, [None, xt])
     sch.reorder(b, o, y, xo, ry, rx, xi, c16)
     outer = sch.fuse(b, o)
