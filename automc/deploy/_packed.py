@@ -5,20 +5,23 @@ Why this exists: TVM 0.27's default CPU lowering does no scheduling (naive loops
 needs ~150 s per kernel for a good schedule (4 trials per structure plus trace replay left
 MobileNetV2 fp32 at 35.8 ms vs torch eager's 17.3 ms), and its int8 ``conv2d``/``matmul`` with
 ``out_dtype="int32"`` is scalar; the wheel's ``dot_16x4_vnni`` intrinsic does not even pass
-LLVM 22 verification (DESIGN §3). Here each layer is one TIR function on the graph's own layouts
-(NCHW in and out; ``[M, K]`` → ``[M, N]``) with three stages:
+LLVM 22 verification (DESIGN §3). Here each layer is one TIR function (``[M, K]`` → ``[M, N]``
+for dense; for convs NCHW or, between packed convs, the blocked ``[N, C/16, H, W, 16]`` in and
+out: see ``blocked_shape`` and ``deploy._blocked``) with three stages:
 
 * ``packed_input``: zero padding as its own stage (skipped for an fp32 conv that pads nothing);
-  for int8 also NCHW→NCHW4c with channels padded to a multiple of 4 and s8→u8 (+128);
-  for depthwise it is computed per channel (plane in cache), rows split by stride phase so
-  strided convs read contiguous vectors, or channels innermost on planes narrower than 16.
+  for int8 also →NCHW4c with channels padded to a multiple of 4 and s8→u8 (+128) (from
+  blocked data a copy, from NCHW a transpose); for depthwise on NCHW data it is computed per
+  channel (plane in cache), rows split by stride phase so strided convs read contiguous
+  vectors; on blocked data (or planes narrower than 16) 16 channels a vector, a band of rows
+  at a time.
 * the reduction (``conv2d_packed`` / ``matmul_packed`` / ``dwconv_packed``): 16 output channels
   innermost on weights packed once, as constants (conv ``[OC/16, IC/g, KH, KW, 16, g]``, dense
   ``[N/16, K/g, 16, g]``, g = 4 for VNNI, 1 for fp32; zero-padded, so any channel count works),
   a register tile of 16 accumulators (``register_tile``); depthwise vectorizes 16 output
   columns (2 rows a tile on wide planes) or, on narrow planes, 16 channels.
-* ``packed_output``: back to the graph's layout; for s8 data less ``128·Σw`` per channel, so
-  int8 results stay exact.
+* ``packed_output``: NCHW or blocked; for s8 data less ``128·Σw`` per channel, so int8
+  results stay exact.
 
 Relax fuses each function with its epilogue (FuseOps/FuseTIR: bias, activation, residual add,
 requantize, the next layer's quantize); ``_packed_schedule.schedule_fused`` then schedules the fused function
@@ -49,6 +52,7 @@ DW_BLOCK = "dwconv_packed"
 PACK_BLOCK = "packed_input"
 UNPACK_BLOCK = "packed_output"
 _DW_LANES = 16  # output columns per depthwise vector (fp32 / int32 lanes of a zmm register)
+BLOCK = 16  # channels innermost in the blocked layout between packed kernels (``blocked_shape``)
 _SHIFT = 128  # s8 activations run as u8 = s8 + 128
 
 # LLVM CPUs with AVX-512 VNNI (AVX-VNNI-only CPUs such as alderlake lack the 512-bit form)
@@ -153,24 +157,41 @@ def _acc_dtype(dtype: str) -> str:
     return "float32" if dtype == "float32" else "int32"
 
 
+def blocked_shape(shape: tuple[int, ...]) -> tuple[int, int, int, int, int]:
+    """The blocked layout of an NCHW tensor: ``[N, ceil(C/16), H, W, 16]``, 16 channels
+    innermost (the packed kernels' output lanes); the channels past C hold any finite value
+    (zero weights read them)."""
+    n, c, h, w = shape
+    return n, _ceil(c, BLOCK), h, w, BLOCK
+
+
+def _element(data, b, c, y, x):
+    """``data`` at NCHW index (b, c, y, x), whether ``data`` is NCHW or blocked."""
+    return data[b, c // BLOCK, y, x, c % BLOCK] if len(data.shape) == 5 else data[b, c, y, x]
+
+
 def _padded_reader(data, top: int, left: int, fill, convert=lambda value: value):
     """``(b, c, y, x) → convert(data)`` at (y - top, x - left), ``fill`` outside (the conv's
-    zero padding)."""
+    zero padding); ``data`` NCHW or blocked (``blocked_shape``)."""
     from tvm import tirx
 
-    _, _, h, w = (int(d) for d in data.shape)
+    h, w = (int(d) for d in data.shape[2:4])
 
     def read(b, c, y, x):
         yy, xx = y - top, x - left
-        return tirx.if_then_else(tirx.all(yy >= 0, yy < h, xx >= 0, xx < w), convert(data[b, c, yy, xx]), fill)
+        value = convert(_element(data, b, c, yy, xx))
+        return tirx.if_then_else(tirx.all(yy >= 0, yy < h, xx >= 0, xx < w), value, fill)
     return read
 
 
 def conv2d_func(data_shape: tuple[int, int, int, int], out_channels: int, kernel: tuple[int, int],
-                strides: tuple[int, int], padding: tuple[int, int, int, int], dtype: str, name: str):
-    """TIR of an NCHW conv (groups=1, dilation 1) → NCHW, on packed weights, 16 output channels
+                strides: tuple[int, int], padding: tuple[int, int, int, int], dtype: str, name: str,
+                blocked_in: bool = False, blocked_out: bool = False):
+    """TIR of an NCHW conv (groups=1, dilation 1), on packed weights, 16 output channels
     innermost. ``dtype`` is the data's: ``float32`` (→ float32, FMA) or ``uint8`` / ``int8``
     (→ int32, VNNI on NCHW4c data; for int8 data the third argument is ``shift_compensation``).
+    ``data_shape`` is NCHW; the data arrives in ``blocked_shape`` with ``blocked_in``, and the
+    output leaves in it with ``blocked_out`` (else NCHW).
 
     Arguments: data, packed weight (``pack_conv_weight``) [, compensation]. ``padding`` is
     (top, left, bottom, right) in pixels."""
@@ -186,16 +207,25 @@ def conv2d_func(data_shape: tuple[int, int, int, int], out_channels: int, kernel
     owp = _ceil(ow, width_tile(ow)) * width_tile(ow)
     # the padded input rows/columns the kernel reads (padded output columns read zeros)
     hp, wp = (oh - 1) * sh + kh, (owp - 1) * sw + kw
-    data = te.placeholder((n, c, h, w), dtype, "data")
+    data = te.placeholder(blocked_shape(data_shape) if blocked_in else data_shape, dtype, "data")
     weight = te.placeholder((ob, ib, kh, kw, 16, g), "int8" if g == 4 else dtype, "weight")
     rc, ry, rx = (te.reduce_axis((0, e), nm) for e, nm in ((ib, "rc"), (kh, "ry"), (kw, "rx")))
     if g == 1:
         if top == left == 0 and hp <= h and wp <= w:  # nothing to pad (e.g. 1x1): read the data as it is
-            packed = data
+            def packed_at(b, ch, y, x):
+                return _element(data, b, ch, y, x)
         else:
-            packed = te.compute((n, c, hp, wp), _padded_reader(data, top, left, tirx.const(0, dtype)), name=PACK_BLOCK)
+            shape = blocked_shape((n, c, hp, wp)) if blocked_in else (n, c, hp, wp)
+            read = _padded_reader(data, top, left, tirx.const(0, dtype))
+            if blocked_in:
+                packed = te.compute(shape, lambda b, cb, y, x, c16: read(b, cb * BLOCK + c16, y, x), name=PACK_BLOCK)
+            else:
+                packed = te.compute(shape, read, name=PACK_BLOCK)
+
+            def packed_at(b, ch, y, x):
+                return _element(packed, b, ch, y, x)
         acc = te.compute((n, ob, oh, owp, 16), lambda b, o, y, x, o16: te.sum(
-            packed[b, rc, y * sh + ry, x * sw + rx] * weight[o, rc, ry, rx, o16, 0], axis=[rc, ry, rx]),
+            packed_at(b, rc, y * sh + ry, x * sw + rx) * weight[o, rc, ry, rx, o16, 0], axis=[rc, ry, rx]),
             name=CONV_BLOCK)
     else:
         signed = dtype == "int8"
@@ -203,8 +233,13 @@ def conv2d_func(data_shape: tuple[int, int, int, int], out_channels: int, kernel
 
         def pack(b, cb, y, x, c4):
             ic = cb * 4 + c4
-            value = read(b, tirx.min(ic, c - 1), y, x)
+            if blocked_in:  # channels past c hold finite values the zero weights cancel
+                value = read(b, ic, y, x)
+            else:
+                value = read(b, tirx.min(ic, c - 1), y, x)
             value = (value.astype("int32") + _SHIFT).astype("uint8") if signed else value
+            if blocked_in:
+                return value
             # padding holds the zero point: 0, which is 128 once s8 data is shifted
             return tirx.if_then_else(ic < c, value, tirx.const(0, "uint8"))
 
@@ -215,29 +250,43 @@ def conv2d_func(data_shape: tuple[int, int, int, int], out_channels: int, kernel
             lambda b, o, y, x, o16: te.sum(packed[b, rc, y * sh + ry, x * sw + rx, r4].astype("int32")
                                            * weight[o, rc, ry, rx, o16, r4].astype("int32"), axis=[rc, ry, rx, r4]),
             name=CONV_BLOCK)
+    if blocked_out:
+        return _unpack([data, weight], acc, (n, ob, oh, ow, BLOCK), dtype == "int8",
+                       lambda acc, b, o, y, x, o16: acc[b, o, y, x, o16], name, channel_of=lambda i: i[1] * BLOCK + i[4])
     return _unpack([data, weight], acc, (n, out_channels, oh, ow), dtype == "int8",
                    lambda acc, b, o, y, x: acc[b, o // 16, y, x, o % 16], name)
 
 
-def _unpack(args: list, acc, out_shape: tuple[int, ...], shifted: bool, read, name: str):
+def _unpack(args: list, acc, out_shape: tuple[int, ...], shifted: bool, read, name: str, channel_of=None):
     """The function's output stage: ``read(acc, *index)``, less the shift compensation (a
-    third argument) for shifted s8 data; returns the finished PrimFunc."""
+    third argument, indexed by ``channel_of(index)``: by default the NCHW / ``[M, N]`` channel)
+    for shifted s8 data; returns the finished PrimFunc."""
     from tvm import te
 
     if shifted:
-        comp = te.placeholder((out_shape[1] if len(out_shape) == 4 else out_shape[-1],), "int32", "compensation")
+        if channel_of is None:
+            channel = 1 if len(out_shape) == 4 else len(out_shape) - 1
+            comp_len = out_shape[channel]
+
+            def channel_of(i):
+                return i[channel]
+        else:
+            comp_len = out_shape[1] * BLOCK
+        comp = te.placeholder((comp_len,), "int32", "compensation")
         args.append(comp)
-        channel = 1 if len(out_shape) == 4 else len(out_shape) - 1
-        out = te.compute(out_shape, lambda *i: read(acc, *i) - comp[i[channel]], name=UNPACK_BLOCK)
+        out = te.compute(out_shape, lambda *i: read(acc, *i) - comp[channel_of(i)], name=UNPACK_BLOCK)
     else:
         out = te.compute(out_shape, lambda *i: read(acc, *i), name=UNPACK_BLOCK)
     return _finish(te.create_prim_func([*args, out], index_dtype_override="int64"), name)
 
 
 def depthwise_func(data_shape: tuple[int, int, int, int], kernel: tuple[int, int], strides: tuple[int, int],
-                   padding: tuple[int, int, int, int], dtype: str, name: str):
-    """TIR of a depthwise NCHW conv (groups = channels, multiplier 1, dilation 1) → NCHW:
-    float32 → float32, or u8 / s8 data × s8 weights → int32, exactly.
+                   padding: tuple[int, int, int, int], dtype: str, name: str,
+                   blocked_in: bool = False, blocked_out: bool = False):
+    """TIR of a depthwise NCHW conv (groups = channels, multiplier 1, dilation 1):
+    float32 → float32, or u8 / s8 data × s8 weights → int32, exactly. Data in
+    ``blocked_shape`` with ``blocked_in``, output in it with ``blocked_out`` (channel lanes
+    only: see ``depthwise_channel_lanes``), else NCHW.
 
     A depthwise conv has no channel reduction for ``vpdpbusd``, so integer data is staged as
     float32 and multiplied by the float32 copy of the s8 weights (``depthwise_weight``) with
@@ -247,10 +296,10 @@ def depthwise_func(data_shape: tuple[int, int, int, int], kernel: tuple[int, int
     than fp32 (MobileNetV2's depthwise convs 4.3 vs 2.7 ms on TVM's default thread pool; one
     96×112² stride-2 layer on 2 threads now 268 µs u8 vs 320 µs fp32).
 
-    Vectorized along output columns: the padded input is stored phase-split by the stride
-    (``[N, C, HP, stride, WP/stride]``), so a stride-2 conv reads contiguous vectors too
-    (a throwaway prototype measured 0.67 vs 1.39 ms on 96×112² against strided reads). Arguments: data, weight
-    ``[C, KH, KW]``."""
+    On NCHW data with wide planes, vectorized along output columns: the padded input is stored
+    phase-split by the stride (``[N, C, HP, stride, WP/stride]``), so a stride-2 conv reads
+    contiguous vectors too (a throwaway prototype measured 0.67 vs 1.39 ms on 96×112² against
+    strided reads). Arguments: data, weight ``[C, KH, KW]``."""
     from tvm import te, tirx
 
     n, c, h, w = data_shape
@@ -263,28 +312,56 @@ def depthwise_func(data_shape: tuple[int, int, int, int], kernel: tuple[int, int
     if kh * kw > _DW_MAX_TAPS:
         raise ValueError(f"a {kh}x{kw} depthwise kernel has more than {_DW_MAX_TAPS} taps: its integer sums "
                          "could exceed what float32 holds exactly")
-    data = te.placeholder((n, c, h, w), dtype, "data")
+    data = te.placeholder(blocked_shape(data_shape) if blocked_in else data_shape, dtype, "data")
     weight = te.placeholder((_ceil(c, _DW_LANES) * _DW_LANES, kh, kw), "float32", "weight")
     # the cast inside the guard: the padding pattern decompose_padding splits into border and copy
     read = _padded_reader(data, top, padding[1], tirx.const(0, "float32"), lambda v: v.astype("float32"))
     ry, rx = te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
     out_dtype = _acc_dtype(dtype)
-    if depthwise_channel_lanes(w):
+    if blocked_in or depthwise_channel_lanes(w):
         cb = _ceil(c, _DW_LANES)
         hp, wp = (oh - 1) * sh + kh, (ow - 1) * sw + kw
-        packed = te.compute((n, cb, hp, wp, _DW_LANES), lambda b, o, y, x, c16: tirx.if_then_else(
-            o * _DW_LANES + c16 < c, read(b, tirx.min(o * _DW_LANES + c16, c - 1), y, x), tirx.const(0, "float32")),
-            name=PACK_BLOCK)
+        if blocked_in:  # channels past c are finite; their weights are zero
+            packed = te.compute((n, cb, hp, wp, _DW_LANES), lambda b, o, y, x, c16: read(
+                b, o * _DW_LANES + c16, y, x), name=PACK_BLOCK)
+        else:
+            packed = te.compute((n, cb, hp, wp, _DW_LANES), lambda b, o, y, x, c16: tirx.if_then_else(
+                o * _DW_LANES + c16 < c, read(b, tirx.min(o * _DW_LANES + c16, c - 1), y, x),
+                tirx.const(0, "float32")), name=PACK_BLOCK)
         acc = te.compute((n, cb, oh, ow, _DW_LANES), lambda b, o, y, x, c16: te.sum(
             packed[b, o, y * sh + ry, x * sw + rx, c16] * weight[o * _DW_LANES + c16, ry, rx], axis=[ry, rx]),
             name=DW_BLOCK)
+        if blocked_out:
+            return _unpack([data, weight], acc, (n, cb, oh, ow, BLOCK), False,
+                           lambda acc, *i: acc[i].astype(out_dtype), name)
         return _unpack([data, weight], acc, (n, c, oh, ow), False, lambda acc, b, ch, y, x: acc[
             b, ch // _DW_LANES, y, x, ch % _DW_LANES].astype(out_dtype), name)
+    if blocked_out:
+        raise ValueError("a column-vectorized depthwise conv (NCHW input on a wide plane) writes NCHW only")
     packed = te.compute((n, c, hp, sw, wq), lambda b, ch, y, ph, j: read(b, ch, y, j * sw + ph), name=PACK_BLOCK)
     acc = te.compute((n, c, oh, owp), lambda b, ch, y, x: te.sum(
         packed[b, ch, y * sh + ry, rx % sw, x + rx // sw] * weight[ch, ry, rx], axis=[ry, rx]), name=DW_BLOCK)
     return _unpack([data, weight], acc, (n, c, oh, ow), False,
                    lambda acc, b, ch, y, x: acc[b, ch, y, x].astype(out_dtype), name)
+
+
+def writes_blocked(depthwise: bool, in_width: int, blocked_in: bool) -> bool:
+    """Whether a packed conv's output can leave in the blocked layout: every groups=1 conv, a
+    depthwise one when it runs on channel lanes."""
+    return not depthwise or blocked_in or depthwise_channel_lanes(in_width)
+
+
+def block_constant(value: np.ndarray, channels: int) -> np.ndarray | None:
+    """A per-channel constant (``[1, C, 1, 1]`` or ``[C, 1, 1]``, C = ``channels``) or a
+    scalar, as it broadcasts against a blocked tensor; the padded channels repeat the last one
+    (finite under any elementwise op, a divide too). None for any other shape."""
+    if value.size == 1:
+        return value.reshape(()) if value.ndim else value
+    if value.shape not in ((1, channels, 1, 1), (channels, 1, 1)):
+        return None
+    flat = value.reshape(channels)
+    padded = np.concatenate([flat, np.repeat(flat[-1:], _ceil(channels, BLOCK) * BLOCK - channels)])
+    return np.ascontiguousarray(padded.reshape(1, -1, 1, 1, BLOCK))
 
 
 def depthwise_channel_lanes(in_width: int) -> bool:

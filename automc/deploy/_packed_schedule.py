@@ -101,6 +101,7 @@ def _schedule_conv(sch, intrin: str | None, fuse_epilogue: bool) -> None:
     xo, xi = sch.split(x, [None, xt])
     sch.reorder(b, oo, y, xo, rc, ry, rx, oi, xi, o16, *r4)
     outer = sch.fuse(b, oo, y)
+    blocked_out = _writes_blocked(sch)
     last = _epilogue_at(sch, {PACK_BLOCK, CONV_BLOCK}, outer, fuse_epilogue)
     # the register tile (ot x xt x 16 accumulators) gets its own buffer, written back per tile:
     # LLVM then keeps it in zmm registers across the whole reduction (the tensorize description
@@ -109,7 +110,9 @@ def _schedule_conv(sch, intrin: str | None, fuse_epilogue: bool) -> None:
     sch.reverse_compute_at(local, xo)
     _parallel_pack(sch, 3 if r4 else 2)
     sch.parallel(outer)
-    if last is not None:
+    if last is not None and blocked_out:
+        _vectorize_inner(sch, last)  # (blocks, columns, 16 channels): already contiguous
+    elif last is not None:
         _channels_inner(sch, last)
     _vectorize_tile(sch, conv, local, rc, o16, xi, oi, intrin=intrin)
 
@@ -201,29 +204,53 @@ def _schedule_depthwise(sch, intrin: str | None, fuse_epilogue: bool) -> None:
 
 
 def _schedule_depthwise_channel_lanes(sch, dw, fuse_epilogue: bool) -> None:
-    """A narrow-plane depthwise conv (``_packed.depthwise_channel_lanes``): parallel over
-    16-channel groups, each group's padded planes staged channels-innermost, a tile of up to 8
-    output columns × 16 channels per register block; the epilogue reads the tile 16 channels
-    at a time, as the conv's does."""
+    """A depthwise conv on channel lanes (blocked input, or a plane narrower than a vector:
+    ``_packed.depthwise_channel_lanes``): parallel over 16-channel groups, each group's padded
+    planes staged channels-innermost, a tile of up to 8 output columns × 16 channels per
+    register block. A blocked output's epilogue runs per output row, 16 channels a vector; an
+    NCHW one per group, reading the tile 16 channels at a time as the conv's does."""
     b, o, y, x, c16, ry, rx = sch.get_loops(dw)
     _, xt = register_tile(1, int(sch.get(x).extent))  # one 16-channel group a tile
     xo, xi = sch.split(x, [None, xt])
-    sch.reorder(b, o, y, xo, ry, rx, xi, c16)
-    outer = sch.fuse(b, o)
-    last = _epilogue_at(sch, {PACK_BLOCK, DW_BLOCK}, outer, fuse_epilogue)
+    blocked_out = _writes_blocked(sch)
+    band = _row_band(int(sch.get(y).extent)) if blocked_out else int(sch.get(y).extent)
+    yo, y = sch.split(y, [None, band])
+    sch.reorder(b, o, yo, y, xo, ry, rx, xi, c16)
+    outer = sch.fuse(b, o, yo)
+    last = _epilogue_at(sch, {PACK_BLOCK, DW_BLOCK}, y if blocked_out else outer, fuse_epilogue)
     local = sch.cache_write(dw, 0, "global")
     sch.reverse_compute_at(local, xo)
     pack = sch.get_sblock(PACK_BLOCK)
     sch.compute_at(pack, outer)
-    sch.unroll(sch.get_loops(pack)[-1])
+    try:
+        sch.vectorize(sch.get_loops(pack)[-1])  # 16 channels of one pixel: one guard for all
+    except Exception:
+        sch.unroll(sch.get_loops(pack)[-1])
     sch.parallel(outer)
     if last is not None:
         loops = sch.get_loops(last)
-        if len(loops) >= 4:  # (group, channels, rows, columns): pixels outer, 16 channels inner
+        if blocked_out:
+            sch.vectorize(loops[-1])
+        elif len(loops) >= 4:  # (group, channels, rows, columns): pixels outer, 16 channels inner
             pixels = sch.fuse(*loops[-2:])
             sch.reorder(pixels, loops[-3])
             sch.unroll(loops[-3])
     _vectorize_tile(sch, dw, local, ry, c16, rx, ry, xi)
+
+
+def _row_band(rows: int) -> int:
+    """Output rows a depthwise task stages input for at once: the largest divisor of ``rows`` up
+    to ``_DW_BAND``, so a wide plane's band stays in cache and the bands feed both threads."""
+    import os
+    cap = int(os.environ.get("DWBAND", "8"))
+    return max(d for d in range(1, cap + 1) if rows % d == 0)
+
+
+def _writes_blocked(sch) -> bool:
+    """Whether the function writes a blocked tensor (``_packed.blocked_shape``): its last
+    stage, not yet scheduled, loops over 5 axes, 16 channels innermost."""
+    loops = sch.get_loops(sch.get_child_blocks(sch.get_sblock("root"))[-1])
+    return len(loops) == 5 and int(sch.get(loops[-1]).extent) == _DW_LANES
 
 
 def _stage_plane(sch, channel_loop) -> None:

@@ -24,7 +24,7 @@ from automc.types import FP32_BITS, KernelSpec
 
 # Bumped whenever the code a KernelSpec compiles to changes (schedules, layouts, intrinsics):
 # stored measurements of another version describe code that no longer deploys and are ignored.
-LOWERING_VERSION = 6  # 6: conv register tile 4 blocks × 4 columns where they divide (faster)
+LOWERING_VERSION = 7  # 7: activations blocked [N, C/16, H, W, 16] between packed convs (deploy._blocked)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -9,7 +10,8 @@ import torch
 from torch import nn
 
 from automc.compress.quantize import weight_scales
-from automc.deploy import _packed
+from automc.deploy import _blocked, _packed
+from automc.deploy._blocked import PackedConv
 from automc.deploy.lower import IntegerLayer, deploy_module
 from automc.errors import UserInputError
 from automc.profiles import HardwareProfile
@@ -23,14 +25,16 @@ def _quantize_weight(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     return q, scale
 
 
-def _rewriter(by_param: dict[str, tuple[IntegerLayer | None, np.ndarray]], packed_funcs: dict | None, vnni: bool):
+def _rewriter(by_param: dict[str, tuple[IntegerLayer | None, np.ndarray]], packed_funcs: dict | None, vnni: bool,
+              convs: dict | None = None):
     """The pattern and rewrite of conv2d / dense layers, keyed by their weight parameter's name
     (``IntegerLayer`` for an integer layer, None for a float one).
 
     With ``packed_funcs`` (a dict: AVX-512 targets) float convs (groups 1 or depthwise) and
     dense layers, and integer depthwise convs, call hand-scheduled packed TIR functions
     (``_packed``); with ``vnni`` integer groups=1 convs and dense layers too. They are
-    collected there as ``{GlobalVar: PrimFunc}`` for the caller to add to the module. Other
+    collected there as ``{GlobalVar: PrimFunc}`` for the caller to add to the module, and the
+    convs among them in ``convs`` as ``{GlobalVar: _blocked.PackedConv}``. Other
     integer layers run the generic int32 conv2d / matmul; other float layers stay as they are."""
     import tvm
     from tvm import relax
@@ -76,13 +80,20 @@ def _rewriter(by_param: dict[str, tuple[IntegerLayer | None, np.ndarray]], packe
         out_dtype = "float32" if dtype == "float32" else "int32"
         key = ("conv2d", in_shape, oc, (kh, kw), strides, padding, dtype, depthwise)
         if depthwise:
-            return call_packed("conv2d_dw", key, lambda nm: _packed.depthwise_func(
-                in_shape, (kh, kw), strides, padding, dtype, nm), [data, relax.const(_packed.depthwise_weight(wt))],
-                out_shape, out_dtype)
-        args = [data, relax.const(_packed.pack_conv_weight(wt))]
-        args += [relax.const(_packed.shift_compensation(wt))] if dtype == "int8" else []
-        return call_packed("conv2d", key, lambda nm: _packed.conv2d_func(
-            in_shape, oc, (kh, kw), strides, padding, dtype, nm), args, out_shape, out_dtype)
+            def make(blocked_in: bool, blocked_out: bool, nm: str):
+                return _packed.depthwise_func(in_shape, (kh, kw), strides, padding, dtype, nm, blocked_in, blocked_out)
+            args = [data, relax.const(_packed.depthwise_weight(wt))]
+        else:
+            def make(blocked_in: bool, blocked_out: bool, nm: str):
+                return _packed.conv2d_func(in_shape, oc, (kh, kw), strides, padding, dtype, nm, blocked_in, blocked_out)
+            args = [data, relax.const(_packed.pack_conv_weight(wt))]
+            args += [relax.const(_packed.shift_compensation(wt))] if dtype == "int8" else []
+        call = call_packed("conv2d_dw" if depthwise else "conv2d", key, lambda nm: make(False, False, nm), args,
+                           out_shape, out_dtype)
+        if convs is not None:
+            convs[gvars[key]] = PackedConv(make, functools.partial(_packed.writes_blocked, depthwise, wd),
+                                           2 if dtype == "int8" and not depthwise else None)
+        return call
 
     def packed_dense(data, wt: np.ndarray, in_shape: tuple[int, ...], dtype: str):
         """The matmul as a packed call on ``[M, K]`` (leading dims flattened)."""
@@ -175,8 +186,9 @@ def relax_from_deploy(model: nn.Module, integer: dict[str, IntegerLayer], exampl
     func = mod["main"]
     packed_funcs = {} if profile is not None and _packed.has_avx512(profile.target) else None
     vnni = profile is not None and _packed.has_vnni(profile.target)
+    convs: dict = {}
     if integer or packed_funcs is not None:
-        pattern, rewrite = _rewriter(by_param, packed_funcs, vnni)
+        pattern, rewrite = _rewriter(by_param, packed_funcs, vnni, convs)
         func = rewrite_call(pattern, rewrite, func)
     mod["main"] = func
     for gvar, prim in (packed_funcs or {}).items():
@@ -185,4 +197,5 @@ def relax_from_deploy(model: nn.Module, integer: dict[str, IntegerLayer], exampl
     bound = {var.name: value for var, value in zip(func.params[n_inputs:], params["main"])}
     mod = relax.transform.BindParams("main", bound)(mod)
     mod = relax.transform.FoldConstant()(mod)
-    return mod
+    import os
+    return _blocked.keep_blocked(mod, convs) if convs and not os.environ.get("NOBLK") else mod

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from automc.compress import apply_candidate
+from automc.deploy._packed import BLOCK, blocked_shape
 from automc.deploy.build import compile_module, open_database, tune
 from automc.deploy.lower import kernel_specs
 from automc.deploy.relax_lowering import lower_to_relax
@@ -69,9 +70,10 @@ def _task_of(spec: KernelSpec, call: TaskCall) -> bool:
     """Is ``call`` the fused task that runs ``spec``? Checked on shapes and dtypes."""
     name = call.name
     (in_shape, in_dtype), (out_shape, out_dtype) = call.args[0], call.output
-    if spec.op == "quantize":
+    if spec.op == "quantize":  # on NCHW, or blocked between packed convs (channels padded to 16)
+        nchw = (spec.batch, spec.in_channels, spec.height, spec.width)
         return ("conv2d" not in name and "matmul" not in name and "round" in name
-                and int(np.prod(out_shape)) == spec.batch * spec.in_channels * spec.height * spec.width
+                and int(np.prod(out_shape)) in (int(np.prod(nchw)), int(np.prod(blocked_shape(nchw))))
                 and out_dtype == spec.out_dtype)
     integer_in = in_dtype in ("int8", "uint8")
     if integer_in != (spec.dtype == "int8") or out_dtype != spec.out_dtype:
@@ -83,8 +85,10 @@ def _task_of(spec: KernelSpec, call: TaskCall) -> bool:
     if spec.op == "dense":
         return ("matmul" in name and in_shape[-1] == spec.in_channels and out_shape[-1] == spec.out_channels
                 and int(np.prod(in_shape[:-1])) == spec.batch and len(call.args) > 2)
-    return ("conv2d" in name and in_shape == (spec.batch, spec.in_channels, spec.height, spec.width)
-            and out_shape[1] == spec.out_channels and residual == spec.residual)
+    nchw = (spec.batch, spec.in_channels, spec.height, spec.width)
+    return ("conv2d" in name and in_shape in (nchw, blocked_shape(nchw))
+            and out_shape[1] == (spec.out_channels if len(out_shape) == 4 else -(-spec.out_channels // BLOCK))
+            and residual == spec.residual)
 
 
 def match_tasks(kernels: Sequence[KernelSpec], calls: Sequence[TaskCall]) -> list[int | None] | None:

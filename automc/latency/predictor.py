@@ -63,8 +63,8 @@ def work_terms(spec: KernelSpec) -> tuple[float, float, float, float, float]:
         macs = n * lanes * steps * g
         bt, rt = register_tile(blocks, n, conv=False)
         loads = blocks // bt * (n // rt) * steps * (bt + rt)
-    elif spec.groups > 1:  # depthwise: a vector of 16 output columns (or channels) a tap
-        macs = n * oc * oh * -(-ow // 16) * 16 * k * k * (ic // spec.groups)
+    elif spec.groups > 1:  # depthwise: a vector of 16 channels a tap (blocked input, the usual case)
+        macs = n * lanes * oh * ow * k * k * (ic // spec.groups)
     else:
         owp = -(-ow // width_tile(ow)) * width_tile(ow)
         macs = n * lanes * oh * owp * steps * g * k * k

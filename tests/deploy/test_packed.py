@@ -166,6 +166,72 @@ def test_integer_depthwise_is_exact_at_the_largest_sums(dtype, extreme):
     assert abs(int(got.min())) == 49 * abs(extreme) * 127
 
 
+def _to_blocked(x: np.ndarray, rng) -> np.ndarray:
+    """NCHW → ``[N, C/16, H, W, 16]``, the padded channels random (a blocked tensor's padding
+    holds whatever its producer computed there)."""
+    n, c, h, w = x.shape
+    cb = -(-c // 16)
+    padded = np.concatenate([x, _data(rng, (n, cb * 16 - c, h, w), x.dtype == np.int8).astype(x.dtype)
+                             if x.dtype != np.float32 else rng.standard_normal((n, cb * 16 - c, h, w), np.float32)], 1)
+    return np.ascontiguousarray(padded.reshape(n, cb, 16, h, w).transpose(0, 1, 3, 4, 2))
+
+
+def _from_blocked(x: np.ndarray, c: int) -> np.ndarray:
+    n, cb, h, w, _ = x.shape
+    return x.transpose(0, 1, 4, 2, 3).reshape(n, cb * 16, h, w)[:, :c]
+
+
+@pytest.mark.parametrize("blocked_in,blocked_out", [(True, True), (False, True), (True, False)])
+@pytest.mark.parametrize("dtype,c,hw,oc,k,stride,pad", [
+    ("uint8", 24, 9, 40, 3, 1, 1),   # channels not multiples of 16, padded 3x3
+    ("int8", 20, 8, 36, 1, 1, 0),    # s8 data: the u8 shift, compensation padded with the channels
+    ("float32", 12, 9, 24, 3, 2, 1),
+    ("float32", 24, 7, 16, 1, 1, 0),  # 1x1 fp32 reads the blocked data with no staging
+])
+def test_blocked_conv_matches_the_nchw_one(blocked_in, blocked_out, dtype, c, hw, oc, k, stride, pad):
+    """The blocked layout between packed convs: whatever the padded channels of the input
+    hold, the output's real channels are the conv's, exactly for integers."""
+    rng = np.random.default_rng(5)
+    if dtype == "float32":
+        x, w = rng.standard_normal((1, c, hw, hw), np.float32), rng.standard_normal((oc, c, k, k), np.float32)
+        want = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), stride=stride, padding=pad).numpy()
+        extra, out_dtype = [], np.float32
+    else:
+        x, w = _data(rng, (1, c, hw, hw), dtype == "int8"), rng.integers(-127, 128, (oc, c, k, k)).astype(np.int8)
+        want, out_dtype = _conv_reference(x, w, stride, pad), np.int32
+        comp = _packed.shift_compensation(w)
+        extra = [np.pad(comp, (0, -(-oc // 16) * 16 - oc)) if blocked_out else comp] if dtype == "int8" else []
+    func = _packed.conv2d_func(x.shape, oc, (k, k), (stride, stride), (pad,) * 4, dtype, "conv", blocked_in, blocked_out)
+    data = _to_blocked(x, rng) if blocked_in else x
+    shape = _packed.blocked_shape(want.shape) if blocked_out else want.shape
+    got = _run(func, "conv", [data, _packed.pack_conv_weight(w), *extra], shape, out_dtype)
+    got = _from_blocked(got, oc) if blocked_out else got
+    if dtype == "float32":
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    else:
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "uint8"])
+@pytest.mark.parametrize("c,hw,stride", [(24, 56, 1), (40, 33, 2)])  # wide planes: channel lanes on blocked data
+def test_blocked_depthwise_matches_torch(dtype, c, hw, stride):
+    rng = np.random.default_rng(6)
+    if dtype == "float32":
+        x, w = rng.standard_normal((1, c, hw, hw), np.float32), rng.standard_normal((c, 1, 3, 3), np.float32)
+    else:
+        x, w = _data(rng, (1, c, hw, hw), False), rng.integers(-127, 128, (c, 1, 3, 3)).astype(np.int8)
+    want = torch.nn.functional.conv2d(torch.from_numpy(x.astype(np.float64)), torch.from_numpy(w.astype(np.float64)),
+                                      stride=stride, padding=1, groups=c).numpy()
+    func = _packed.depthwise_func(x.shape, (3, 3), (stride, stride), (1,) * 4, dtype, "dw", True, True)
+    got = _run(func, "dw", [_to_blocked(x, rng), _packed.depthwise_weight(w)], _packed.blocked_shape(want.shape),
+               np.float32 if dtype == "float32" else np.int32)
+    got = _from_blocked(got, c)
+    if dtype == "float32":
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    else:
+        np.testing.assert_array_equal(got, want.astype(np.int64))
+
+
 @pytest.fixture(scope="module")
 def quantized(demo):
     int8 = LayerChoice(w_bits=8, a_bits=8)
@@ -190,6 +256,10 @@ def test_quantized_demo_runs_vnni_and_matches_torch(quantized, demo):
     fused = [gv.name_hint for gv, f in fused_module(mod).functions.items() if _packed_schedule.is_packed_func(f)]
     assert any(n.startswith("fused_conv2d_packed") for n in fused) and any(n.startswith("fused_matmul_packed") for n in fused)
     assert any(len(f.params) == 4 for f in mod.functions.values() if _packed_schedule.is_packed_func(f))  # s8: compensation
+    # activations stay blocked between packed convs (``_bb``: blocked in and out); the conv
+    # feeding the pooling writes NCHW, so no task of its own turns the layout back
+    assert sum("_bb_" in n for n in fused) >= 5 and any("_bn_" in n for n in fused)
+    assert not any("unblock" in gv.name_hint for gv in mod.functions)
 
     executable = compile_module(mod, profile, database=_empty_database())
     assert executable.mod.imports[0].inspect_source("asm").count("vpdpbusd") >= 7
