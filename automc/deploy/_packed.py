@@ -231,23 +231,35 @@ def conv2d_func(data_shape: tuple[int, int, int, int], out_channels: int, kernel
         signed = dtype == "int8"
         read = _padded_reader(data, top, left, tirx.const(0, dtype))
 
-        def pack(b, cb, y, x, c4):
-            ic = cb * 4 + c4
-            if blocked_in:  # channels past c hold finite values the zero weights cancel
-                value = read(b, ic, y, x)
-            else:
-                value = read(b, tirx.min(ic, c - 1), y, x)
-            value = (value.astype("int32") + _SHIFT).astype("uint8") if signed else value
-            if blocked_in:
-                return value
-            # padding holds the zero point: 0, which is 128 once s8 data is shifted
-            return tirx.if_then_else(ic < c, value, tirx.const(0, "uint8"))
+        def shifted(value):
+            return (value.astype("int32") + _SHIFT).astype("uint8") if signed else value
 
-        packed = te.compute((n, ib, hp, wp, 4), pack, name=PACK_BLOCK)
+        if blocked_in:
+            # groups of 4 channels are contiguous in the blocked layout already: the stage only
+            # pads and shifts, a vector a pixel, and u8 data that needs neither is read as it is
+            # (channels past c hold finite values the zero weights cancel)
+            if not signed and top == left == 0 and hp <= h and wp <= w:
+                packed = data
+            else:
+                packed = te.compute(blocked_shape((n, c, hp, wp)), lambda b, cb, y, x, c16: shifted(
+                    read(b, cb * BLOCK + c16, y, x)), name=PACK_BLOCK)
+
+            def group(b, g4, y, x, r4):
+                return packed[b, g4 // 4, y, x, g4 % 4 * 4 + r4]
+        else:
+            def pack(b, cb, y, x, c4):
+                ic = cb * 4 + c4
+                # padding holds the zero point: 0, which is 128 once s8 data is shifted
+                return tirx.if_then_else(ic < c, shifted(read(b, tirx.min(ic, c - 1), y, x)), tirx.const(0, "uint8"))
+
+            packed = te.compute((n, ib, hp, wp, 4), pack, name=PACK_BLOCK)
+
+            def group(b, g4, y, x, r4):
+                return packed[b, g4, y, x, r4]
         r4 = te.reduce_axis((0, 4), "r4")
         acc = te.compute(
             (n, ob, oh, owp, 16),
-            lambda b, o, y, x, o16: te.sum(packed[b, rc, y * sh + ry, x * sw + rx, r4].astype("int32")
+            lambda b, o, y, x, o16: te.sum(group(b, rc, y * sh + ry, x * sw + rx, r4).astype("int32")
                                            * weight[o, rc, ry, rx, o16, r4].astype("int32"), axis=[rc, ry, rx, r4]),
             name=CONV_BLOCK)
     if blocked_out:

@@ -90,7 +90,10 @@ def _parallel_pack(sch, outer_loops: int) -> None:
         return
     ploops = sch.get_loops(sch.get_sblock(PACK_BLOCK))
     sch.parallel(sch.fuse(*ploops[:outer_loops]))
-    sch.unroll(ploops[-1])
+    if len(ploops) == 5 and int(sch.get(ploops[-1]).extent) == _DW_LANES:  # from blocked data: a pixel's 16 channels
+        sch.vectorize(ploops[-1])
+    else:
+        sch.unroll(ploops[-1])
 
 
 def _schedule_conv(sch, intrin: str | None, fuse_epilogue: bool) -> None:
@@ -102,12 +105,14 @@ def _schedule_conv(sch, intrin: str | None, fuse_epilogue: bool) -> None:
     sch.reorder(b, oo, y, xo, rc, ry, rx, oi, xi, o16, *r4)
     outer = sch.fuse(b, oo, y)
     blocked_out = _writes_blocked(sch)
-    last = _epilogue_at(sch, {PACK_BLOCK, CONV_BLOCK}, outer, fuse_epilogue)
+    # a blocked output is written a register tile at a time; an NCHW one a row at a time
+    last = _epilogue_at(sch, {PACK_BLOCK, CONV_BLOCK}, xo if blocked_out else outer, fuse_epilogue)
     # the register tile (ot x xt x 16 accumulators) gets its own buffer, written back per tile:
     # LLVM then keeps it in zmm registers across the whole reduction (the tensorize description
     # wants global scope, and the buffer is compacted to the tile anyway)
     local = sch.cache_write(conv, 0, "global")
-    sch.reverse_compute_at(local, xo)
+    if not (blocked_out and last is not None):  # (else the write-back lands in the tile already)
+        sch.reverse_compute_at(local, xo)
     _parallel_pack(sch, 3 if r4 else 2)
     sch.parallel(outer)
     if last is not None and blocked_out:
