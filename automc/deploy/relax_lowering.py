@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from automc.compress.quantize import weight_scales
-from automc.deploy import _blocked, _packed
+from automc.deploy import _blocked, _cpu, _packed
 from automc.deploy._blocked import PackedConv
 from automc.deploy.lower import IntegerLayer, deploy_module
 from automc.errors import UserInputError
@@ -184,8 +184,8 @@ def relax_from_deploy(model: nn.Module, integer: dict[str, IntegerLayer], exampl
         if target.endswith(".weight") and target in state:
             by_param[spec.arg.name] = (integer.get(target.rsplit(".", 1)[0]), state[target].detach().numpy())
     func = mod["main"]
-    packed_funcs = {} if profile is not None and _packed.has_avx512(profile.target) else None
-    vnni = profile is not None and _packed.has_vnni(profile.target)
+    packed_funcs = {} if profile is not None and _cpu.has_avx512(profile.target) else None
+    vnni = profile is not None and _cpu.has_vnni(profile.target)
     convs: dict = {}
     if integer or packed_funcs is not None:
         pattern, rewrite = _rewriter(by_param, packed_funcs, vnni, convs)

@@ -10,7 +10,7 @@ import torch
 from automc._host import host_cpu_flags
 from automc.accuracy import recalibrate_bn
 from automc.compress import apply_candidate
-from automc.deploy import _packed, _packed_schedule
+from automc.deploy import _cpu, _packed, _packed_schedule
 from automc.deploy.build import compile_module, fused_module
 from automc.deploy.relax_lowering import lower_to_relax, relax_from_deploy
 from automc.profiles import load_profile
@@ -91,12 +91,12 @@ def test_dense_runs_vpdpbusd_and_is_exact(m, k, n, signed):
 
 
 def test_only_vnni_targets_take_the_path():
-    assert _packed.has_vnni(TARGET) and _packed.has_vnni({"kind": "llvm", "mcpu": "skylake-avx512", "mattr": ["+avx512vnni"]})
-    assert _packed.has_avx512({"kind": "llvm", "mcpu": "skylake-avx512"})
-    assert not _packed.has_vnni({"kind": "llvm", "mcpu": "skylake-avx512"})
+    assert _cpu.has_vnni(TARGET) and _cpu.has_vnni({"kind": "llvm", "mcpu": "skylake-avx512", "mattr": ["+avx512vnni"]})
+    assert _cpu.has_avx512({"kind": "llvm", "mcpu": "skylake-avx512"})
+    assert not _cpu.has_vnni({"kind": "llvm", "mcpu": "skylake-avx512"})
     for name in ("x86-avx2", "arm-cpu", "cuda-gpu"):
-        assert not _packed.has_vnni(load_profile(name).target), name
-        assert not _packed.has_avx512(load_profile(name).target), name
+        assert not _cpu.has_vnni(load_profile(name).target), name
+        assert not _cpu.has_avx512(load_profile(name).target), name
 
 
 def _run(func, name: str, args: list[np.ndarray], out_shape, out_dtype) -> np.ndarray:
