@@ -36,8 +36,8 @@ class PackedConv:
     compensation: int | None
 
 
-def _plan(bindings: list, convs: dict, call_tir, outputs: set) -> tuple[set, set]:
-    """Which vars get a blocked twin: (blocked vars, packed-conv vars among them).
+def _plan(bindings: list, convs: dict, call_tir, outputs: set) -> set:
+    """The vars that get a blocked twin (packed convs and elementwise ops after them).
 
     A packed conv writes blocked only when no reader of its output, or of the elementwise
     ops after it, needs NCHW (else the NCHW copy would be a task of its own, and the conv's
@@ -88,7 +88,7 @@ def _plan(bindings: list, convs: dict, call_tir, outputs: set) -> tuple[set, set
 
         stuck = {v for v in blocked if v in outputs or not all(reads_blocked(r, v) for r in readers.get(v, []))}
         if not stuck:
-            return blocked, blocked & allowed
+            return blocked
         # the blocked convs upstream of a var some reader needs in NCHW write NCHW instead
         todo, seen = list(stuck), set()
         while todo:
@@ -112,7 +112,7 @@ def keep_blocked(mod, convs: dict):
     call_tir = tvm.ir.Op.get("relax.call_tir")
     main = mod["main"]
     bindings = [b for block in main.body.blocks for b in block.bindings]
-    blocked, _ = _plan(bindings, convs, call_tir, set(relax.analysis.free_vars(main.body.body)))
+    blocked = _plan(bindings, convs, call_tir, set(relax.analysis.free_vars(main.body.body)))
     if not blocked:
         return mod
 

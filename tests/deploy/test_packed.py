@@ -285,3 +285,15 @@ def _empty_database():
     from automc.deploy._fast_tvm_import import import_meta_schedule
 
     return import_meta_schedule().database.MemoryDatabase()
+
+
+def test_block_constant_pads_channels_with_the_last_one():
+    """Per-channel epilogue constants broadcast against blocked tensors; their padded channels
+    repeat the last value, so even a divide keeps them finite."""
+    bias = np.arange(20, dtype=np.float32).reshape(1, 20, 1, 1) + 1
+    blocked = _packed.block_constant(bias, 20)
+    assert blocked.shape == (1, 2, 1, 1, 16)
+    np.testing.assert_array_equal(blocked.reshape(32)[:20], bias.reshape(20))
+    assert (blocked.reshape(32)[20:] == 20).all()
+    assert _packed.block_constant(np.float32(2.0).reshape(()), 20).shape == ()
+    assert _packed.block_constant(np.ones((1, 20, 4, 4), np.float32), 20) is None  # not per-channel
