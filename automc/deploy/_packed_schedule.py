@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from automc.deploy._packed import _DW_LANES, CONV_BLOCK, DENSE_BLOCK, DW_BLOCK, INTRIN, PACK_BLOCK, register_tile
+from automc.deploy._packed import _DW_LANES, BLOCK, CONV_BLOCK, DENSE_BLOCK, DW_BLOCK, INTRIN, PACK_BLOCK, register_tile
 
 
 def register_intrinsic() -> str:
@@ -84,13 +84,14 @@ def _epilogue_at(sch, skip: set[str], tile_loop, fuse: bool) -> Any:
 
 
 def _parallel_pack(sch, outer_loops: int) -> None:
-    """Parallelize the input stage over its first ``outer_loops`` loops; scalar on purpose: a
-    vectorized guarded gather was measured 12x slower (253 vs 22 us). No stage, nothing to do."""
+    """Parallelize the input stage over its first ``outer_loops`` loops. From NCHW data it stays
+    scalar on purpose (a vectorized guarded gather was measured 12x slower, 253 vs 22 us); from
+    blocked data it copies a pixel's 16 contiguous channels, one vector. No stage, nothing to do."""
     if PACK_BLOCK not in {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}:
         return
     ploops = sch.get_loops(sch.get_sblock(PACK_BLOCK))
     sch.parallel(sch.fuse(*ploops[:outer_loops]))
-    if len(ploops) == 5 and int(sch.get(ploops[-1]).extent) == _DW_LANES:  # from blocked data: a pixel's 16 channels
+    if len(ploops) == 5 and int(sch.get(ploops[-1]).extent) == BLOCK:  # from blocked data
         sch.vectorize(ploops[-1])
     else:
         sch.unroll(ploops[-1])
@@ -250,7 +251,7 @@ def _row_band(rows: int) -> int:
 
 
 # measured on MobileNetV2 int8 (2 threads): the 32x112^2 depthwise conv 265 us staging its whole
-# plane, 131 us 8 rows a band; 4 and 16 rows were slower on the other layers too
+# plane, 131 us 8 rows a band; 4 and 16 rows were no faster (one noisy run of the model each)
 _DW_BAND = 8
 
 
@@ -258,7 +259,7 @@ def _writes_blocked(sch) -> bool:
     """Whether the function writes a blocked tensor (``_packed.blocked_shape``): its last
     stage, not yet scheduled, loops over 5 axes, 16 channels innermost."""
     loops = sch.get_loops(sch.get_child_blocks(sch.get_sblock("root"))[-1])
-    return len(loops) == 5 and int(sch.get(loops[-1]).extent) == _DW_LANES
+    return len(loops) == 5 and int(sch.get(loops[-1]).extent) == BLOCK
 
 
 def _stage_plane(sch, channel_loop) -> None:

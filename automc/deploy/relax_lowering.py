@@ -26,7 +26,7 @@ def _quantize_weight(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _rewriter(by_param: dict[str, tuple[IntegerLayer | None, np.ndarray]], packed_funcs: dict | None, vnni: bool,
-              convs: dict | None = None):
+              convs: dict):
     """The pattern and rewrite of conv2d / dense layers, keyed by their weight parameter's name
     (``IntegerLayer`` for an integer layer, None for a float one).
 
@@ -90,9 +90,8 @@ def _rewriter(by_param: dict[str, tuple[IntegerLayer | None, np.ndarray]], packe
             args += [relax.const(_packed.shift_compensation(wt))] if dtype == "int8" else []
         call = call_packed("conv2d_dw" if depthwise else "conv2d", key, lambda nm: make(False, False, nm), args,
                            out_shape, out_dtype)
-        if convs is not None:
-            convs[gvars[key]] = PackedConv(make, functools.partial(_packed.writes_blocked, depthwise, wd),
-                                           2 if dtype == "int8" and not depthwise else None)
+        convs[gvars[key]] = PackedConv(make, functools.partial(_packed.writes_blocked, depthwise, wd),
+                                       2 if dtype == "int8" and not depthwise else None)
         return call
 
     def packed_dense(data, wt: np.ndarray, in_shape: tuple[int, ...], dtype: str):
