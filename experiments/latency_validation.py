@@ -54,7 +54,7 @@ OUT = Path(__file__).with_suffix(".json")
 
 def flops_coefficient(store: MeasurementStore) -> float:
     """ms per MAC, least squares through the origin over the stored whole-model measurements."""
-    pts = [(sum(KernelSpec.from_key(k).macs for k in r.kernels), r.median_ms) for r in store.records() if r.kernels]
+    pts = [(sum(KernelSpec.from_key(k).macs for k in r.kernels), r.latency_ms) for r in store.records() if r.kernels]
     macs, ms = np.array(pts, dtype=float).T
     return float((macs @ ms) / (macs @ macs))
 
@@ -65,7 +65,7 @@ def lookup_ms(kernels: list[KernelSpec], store: MeasurementStore, ms_per_mac: fl
         if not k.is_layer:  # a per-layer table has no entry for the graph's other work
             continue
         hit = store.get(k.key)
-        total += hit.median_ms if hit is not None else ms_per_mac * max(k.macs, 1)
+        total += hit.latency_ms if hit is not None else ms_per_mac * max(k.macs, 1)
     return total
 
 
@@ -78,7 +78,8 @@ def metrics(pred: np.ndarray, meas: np.ndarray) -> dict[str, float]:
 
 def time_interleaved(compiled: list, rows: list[dict], profile, rounds: int, repeat: int, min_repeat_ms: float) -> None:
     """Time every compiled model in ``rounds`` rounds, each model once a round (``repeat`` runs of
-    ≥ ``min_repeat_ms`` ms); a model's latency is the median of its round medians. Interleaved
+    ≥ ``min_repeat_ms`` ms); a model's latency is the fastest run of all rounds, the statistic
+    the store holds (``measure.Timing.latency_ms``), and its spread that of its round minima. Interleaved
     because this host's noise comes in bursts of seconds (other tenants of the VM host): timed
     back to back, a model caught in a burst was off by up to 50%, whatever its repeats."""
     import tvm
@@ -89,7 +90,7 @@ def time_interleaved(compiled: list, rows: list[dict], profile, rounds: int, rep
     if profile.runner.kind != "local":  # one at a time on the device
         for idx, ex, x in compiled:
             whole = time_executable(ex, [x], profile)
-            rows[idx].update(measured_ms=whole.median_ms, spread=whole.spread)
+            rows[idx].update(measured_ms=whole.latency_ms, spread=whole.spread)
         return
     tuning = profile.tuning.model_copy(update={"repeat": repeat, "min_repeat_ms": min_repeat_ms})
     timed = profile.model_copy(update={"tuning": tuning})
@@ -104,10 +105,9 @@ def time_interleaved(compiled: list, rows: list[dict], profile, rounds: int, rep
     samples: dict[int, list[float]] = {idx: [] for idx, _, _ in runs}
     for _ in range(rounds):
         for idx, vm, args in runs:
-            samples[idx].append(time_vm(vm, dev, args, timed).median_ms)
+            samples[idx].append(time_vm(vm, dev, args, timed).latency_ms)
     for idx, values in samples.items():
-        med = float(np.median(values))
-        rows[idx].update(measured_ms=med, spread=(max(values) - min(values)) / med)
+        rows[idx].update(measured_ms=min(values), spread=(max(values) - min(values)) / float(np.median(values)))
 
 
 def main() -> None:
@@ -121,7 +121,7 @@ def main() -> None:
     ap.add_argument("--per-model", type=int, default=16)
     ap.add_argument("--budget", type=float, default=1800.0, help="calibration budget per model, s")
     ap.add_argument("--rounds", type=int, default=7, help="rounds of timing, each model once a round (interleaved)")
-    ap.add_argument("--repeat", type=int, default=10, help="timed runs of a model in one round (median)")
+    ap.add_argument("--repeat", type=int, default=10, help="timed runs of a model in one round (the fastest counts)")
     ap.add_argument("--min-repeat-ms", type=float, default=10.0, help="minimum length of one timed run, ms")
     ap.add_argument("--measured", default=None,
                     help="a CSV this script wrote: re-score the current predictor against its measurements "
@@ -184,7 +184,9 @@ def main() -> None:
     df = pd.DataFrame(rows)
     df.to_csv(OUT.with_suffix(".csv"), index=False)
     table = {}
-    for subset, part in [("all", df), ("calibrated archs", df[~df.held_out]), ("held-out archs", df[df.held_out])]:
+    subsets = [("all", df), ("calibrated archs", df[~df.held_out]), ("held-out archs", df[df.held_out])]
+    subsets += [(name, df[df.model == name]) for name in calibrated + held_out]  # τ within one architecture
+    for subset, part in subsets:
         if len(part) < 2:
             continue
         for method, col in [("automc predictor", "predicted_ms"), ("FLOPs-proportional", "flops_ms"),

@@ -31,7 +31,8 @@ def _modules(module):
 
 @dataclass(frozen=True)
 class ExportReport:
-    """What was written and, on this host, how the library behaved (ms; max |Δ| of outputs)."""
+    """What was written and, on this host, how the library behaved (ms; max |Δ| of outputs).
+    ``measured_ms`` is the statistic the predictor predicts (``measure.Timing.latency_ms``)."""
 
     out_dir: str
     files: tuple[str, ...]
@@ -101,7 +102,7 @@ def export_candidate(model: nn.Module, example_input: torch.Tensor, calib_batche
     outputs, timing = run_library(out_dir / "model.so", [example_input.numpy()], profile)
     with torch.no_grad():
         want = compressed(example_input).numpy()
-    report = ExportReport(str(out_dir), tuple(files), predicted_ms, latency_source, timing.median_ms,
+    report = ExportReport(str(out_dir), tuple(files), predicted_ms, latency_source, timing.latency_ms,
                           float(np.abs(outputs[0] - want).max()))
     (out_dir / "export_report.json").write_text(json.dumps(asdict(report), indent=2))
     return report

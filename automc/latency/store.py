@@ -32,6 +32,11 @@ class Measurement:
     lowering: int = 0  # deploy.lower.LOWERING_VERSION of the code that was timed
     threads: int = 0  # CPU threads the code ran on (0: recorded before the count was set)
 
+    @property
+    def latency_ms(self) -> float:
+        """What the latency model uses (ms): ``measure.Timing.latency_ms``, the fastest repeat."""
+        return self.min_ms
+
 
 def measured_on(profile: HardwareProfile) -> str:
     """Which device a profile's measurements come from: this host for a local runner, the

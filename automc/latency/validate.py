@@ -65,5 +65,5 @@ def validate_candidates(model: nn.Module, example_input: torch.Tensor, calib_bat
         compressed = apply_candidate(model, candidate, example_input, calib_batches)
         recalibrate_bn(compressed, calib_batches)
         whole = measure_model(compressed.eval(), example_input, profile, database).whole
-        rows.append(ValidationRow(trial, predicted, whole.median_ms, whole.spread))
+        rows.append(ValidationRow(trial, predicted, whole.latency_ms, whole.spread))
     return ValidationSummary(tuple(rows))
