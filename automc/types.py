@@ -107,7 +107,11 @@ class KernelSpec:
     fused before it, e.g. "gelu", or "none"). The epilogue also holds what TVM fuses
     into it in a whole model: a ``residual`` add, and the quantization of the output for its
     one integer consumer (``out_dtype`` "uint8"/"int8"; "float32" when it stays float).
-    Shapes are of the deployed (pruned / factorized) layer.
+    Shapes are of the deployed (pruned / factorized) layer. ``blocked_in`` / ``blocked_out``:
+    the task reads / writes activations in the blocked layout ``[N, C/16, H, W, 16]`` kept
+    between packed kernels (``deploy._blocked``), else NCHW; the same conv runs a different
+    kernel in each (a pack stage or none, vector or scalar). ``signed_in``: an int8 kernel's
+    activations are s8, shifted to u8 in an input stage it always has (else u8).
 
     The rest of the graph's work comes as *graph ops* (``GRAPH_OPS``: "bmm" — a matmul
     without weights, e.g. attention — "norm", "softmax", "pool", "layout", "eltwise"), one per
@@ -132,6 +136,33 @@ class KernelSpec:
     act: str = "none"
     residual: bool = False
     out_dtype: str = "float32"
+    blocked_in: bool = False
+    blocked_out: bool = False
+    signed_in: bool = False
+
+    # Hashed once: a cold prediction looks each kernel up three or four times, and hashing 17
+    # fields anew each time was most of its 100 µs budget (DESIGN §7). Pickled by its fields
+    # (``__reduce__``), so a copy in another process (a Ray worker) hashes with its own seed.
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash(self._values()))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, KernelSpec):
+            return NotImplemented
+        return self._hash == other._hash and self._values() == other._values()
+
+    def __reduce__(self):
+        return (KernelSpec, self._values())
+
+    def _values(self) -> tuple:
+        return (self.op, self.batch, self.in_channels, self.out_channels, self.height, self.width, self.kernel_size,
+                self.stride, self.padding, self.groups, self.dtype, self.act, self.residual, self.out_dtype,
+                self.blocked_in, self.blocked_out, self.signed_in)
 
     @property
     def key(self) -> str:
@@ -167,6 +198,12 @@ class KernelSpec:
         return self.batch * self.in_channels * self.height * self.width * self._elem_bytes
 
     @property
+    def output_bytes(self) -> int:
+        """Bytes of a layer kernel's output tensor, in its ``out_dtype`` (bytes)."""
+        oh, ow = self.out_hw
+        return self.batch * self.out_channels * oh * ow * (4 if self.out_dtype == "float32" else 1)
+
+    @property
     def _elem_bytes(self) -> int:
         return 1 if self.dtype == "int8" else (2 if self.dtype == "float16" else 4)
 
@@ -183,8 +220,7 @@ class KernelSpec:
         if self.op == "quantize":
             return inp * 4 // elem + inp // elem
         wgt = self.out_channels * (self.in_channels // self.groups) * self.kernel_size**2 * elem
-        out = self.batch * self.out_channels * oh * ow * (4 if self.out_dtype == "float32" else 1)
-        return inp + wgt + out * (2 if self.residual else 1)
+        return inp + wgt + self.output_bytes * (2 if self.residual else 1)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

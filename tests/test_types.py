@@ -15,3 +15,20 @@ def test_kernel_spec_macs_and_key():
     assert k.macs == 64 * 16 * 16 * 9
     assert KernelSpec.from_dict(k.to_dict()) == k
     assert k.key != KernelSpec(**{**k.to_dict(), "dtype": "int8"}).key
+
+
+def test_kernel_spec_hashes_its_fields_once_and_pickles_by_value():
+    """The cached hash must cover every field (a field missing from ``_values`` would make
+    two different kernels one dict key) and be recomputed in the process that unpickles."""
+    import dataclasses
+    import pickle
+
+    k = KernelSpec(op="conv2d", batch=1, in_channels=8, out_channels=16, height=8, width=8, blocked_in=True)
+    assert k._values() == tuple(getattr(k, f.name) for f in dataclasses.fields(KernelSpec))
+    for f in dataclasses.fields(KernelSpec):  # every field changes the identity
+        other = KernelSpec(**{**k.to_dict(), f.name: not getattr(k, f.name) if f.type in (bool, "bool")
+                              else getattr(k, f.name) + 1 if f.type in (int, "int") else "other"})
+        assert other != k and other.key != k.key, f.name
+    again = KernelSpec.from_key(k.key)
+    assert again == k and hash(again) == hash(k) and {k: 1}[again] == 1
+    assert pickle.loads(pickle.dumps(k)) == k and dataclasses.replace(k, width=9) != k

@@ -11,7 +11,7 @@ writes NCHW as before, so the blocked layout never costs a task of its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,17 +36,58 @@ class PackedConv:
     compensation: int | None
 
 
-def _plan(bindings: list, convs: dict, call_tir, outputs: set) -> set:
-    """The vars that get a blocked twin (packed convs and elementwise ops after them).
+def plan_blocked(order: Sequence[Hashable], kind: Mapping[Hashable, tuple | None],
+                 readers: Mapping[Hashable, Sequence[Hashable]], outputs: Collection[Hashable]) -> set:
+    """The values that run blocked, on any dataflow graph: ``order`` lists the values in
+    execution order; ``kind[v]`` is ``("conv", data, writes_blocked)`` for a packed conv (its
+    data value, and ``PackedConv.writes_blocked``), ``("eltwise", operands)`` for an
+    elementwise op with a blocked twin (its tensor operands), else None; ``readers[v]`` the
+    values computed from ``v``; ``outputs`` what the graph returns.
 
     A packed conv writes blocked only when no reader of its output, or of the elementwise
     ops after it, needs NCHW (else the NCHW copy would be a task of its own, and the conv's
     epilogue would stay apart from it); that is decided by shrinking the set of blocked
-    convs until every blocked var's readers take it blocked."""
+    convs until every blocked value's readers take it blocked. Lowering runs it on Relax
+    bindings (``keep_blocked``); ``lower.kernel_specs`` on torch calls, to know each
+    kernel's layouts without lowering."""
+    allowed = {v for v in order if kind.get(v) is not None and kind[v][0] == "conv"}
+    while True:
+        blocked: set = set()
+        for var in order:  # in order: operands are decided before their readers
+            k = kind.get(var)
+            if k is None:
+                continue
+            if k[0] == "conv" and var in allowed and k[2](k[1] in blocked):
+                blocked.add(var)
+            elif k[0] == "eltwise" and k[1] and all(o in blocked for o in k[1]):
+                blocked.add(var)
+
+        def reads_blocked(reader, var) -> bool:
+            k = kind.get(reader)
+            return reader in blocked or (k is not None and k[0] == "conv" and k[1] == var)
+
+        stuck = {v for v in blocked if v in outputs or not all(reads_blocked(r, v) for r in readers.get(v, ()))}
+        if not stuck:
+            return blocked
+        # the blocked convs upstream of a value some reader needs in NCHW write NCHW instead
+        todo, seen = list(stuck), set()
+        while todo:
+            v = todo.pop()
+            if v in seen or v not in blocked:
+                continue
+            seen.add(v)
+            if kind[v][0] == "conv":
+                allowed.discard(v)
+            else:
+                todo.extend(kind[v][1])
+
+
+def _plan(bindings: list, convs: dict, call_tir, outputs: set) -> set:
+    """The vars that get a blocked twin (``plan_blocked`` on ``main``'s bindings)."""
     import tvm
     from tvm import relax
 
-    kind: dict = {}  # var -> ("conv", data var, PackedConv) | ("eltwise", tensor operands) | None
+    kind: dict = {}  # var -> ("conv", data var, writes_blocked) | ("eltwise", tensor operands) | None
     readers: dict = {}
     for binding in bindings:
         var, value = binding.var, binding.value
@@ -56,7 +97,7 @@ def _plan(bindings: list, convs: dict, call_tir, outputs: set) -> set:
         if not isinstance(binding, relax.VarBinding) or _nchw(var) is None or not isinstance(value, relax.Call):
             continue
         if value.op.same_as(call_tir) and value.args[0] in convs:
-            kind[var] = ("conv", value.args[1].fields[0], convs[value.args[0]])
+            kind[var] = ("conv", value.args[1].fields[0], convs[value.args[0]].writes_blocked)
         elif isinstance(value.op, tvm.ir.Op) and value.op.name in _ELEMENTWISE:
             operands = []
             for arg in value.args:
@@ -70,36 +111,7 @@ def _plan(bindings: list, convs: dict, call_tir, outputs: set) -> set:
                     operands.append(arg)
             else:
                 kind[var] = ("eltwise", operands)
-    allowed = {v for v, k in kind.items() if k is not None and k[0] == "conv"}
-    while True:
-        blocked: set = set()
-        for binding in bindings:  # in order: operands are decided before their readers
-            var, k = binding.var, kind[binding.var]
-            if k is None:
-                continue
-            if k[0] == "conv" and var in allowed and k[2].writes_blocked(k[1] in blocked):
-                blocked.add(var)
-            elif k[0] == "eltwise" and k[1] and all(o in blocked for o in k[1]):
-                blocked.add(var)
-
-        def reads_blocked(reader, var) -> bool:
-            k = kind[reader]
-            return reader in blocked or (k is not None and k[0] == "conv" and k[1].same_as(var))
-
-        stuck = {v for v in blocked if v in outputs or not all(reads_blocked(r, v) for r in readers.get(v, []))}
-        if not stuck:
-            return blocked
-        # the blocked convs upstream of a var some reader needs in NCHW write NCHW instead
-        todo, seen = list(stuck), set()
-        while todo:
-            v = todo.pop()
-            if v in seen or v not in blocked:
-                continue
-            seen.add(v)
-            if kind[v][0] == "conv":
-                allowed.discard(v)
-            else:
-                todo.extend(kind[v][1])
+    return plan_blocked([b.var for b in bindings], kind, readers, outputs)
 
 
 def keep_blocked(mod, convs: dict):

@@ -11,6 +11,7 @@ accumulate → float epilogue (scale, bias, activation).
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from automc.compress.quantize import act_levels
+from automc.deploy import _cpu, _packed
+from automc.deploy._blocked import plan_blocked
 from automc.profiles import HardwareProfile
 from automc.types import FP32_BITS, KernelSpec
 
@@ -148,6 +151,59 @@ class _Dataflow(TorchFunctionMode):
         return out
 
 
+# torch calls whose Relax ops have a blocked twin (``_blocked._ELEMENTWISE``)
+_ELEMENTWISE_CALLS = frozenset({
+    "relu", "relu_", "relu6", "hardtanh", "hardtanh_", "add", "add_", "__add__", "__radd__", "__iadd__", "mul",
+    "__mul__", "__rmul__", "sub", "__sub__", "div", "__truediv__", "sigmoid", "tanh", "silu", "gelu", "clamp",
+    "neg", "exp", "sqrt", "abs", "maximum", "minimum"})
+
+
+def _blocked_tensors(calls: list, layer_of, integer: dict, outputs: set[int], profile: HardwareProfile) -> set[int]:
+    """The ids of the tensors the lowering keeps in the blocked layout: ``_blocked.plan_blocked``
+    on the torch calls, with the packed convs ``relax_lowering`` makes (AVX-512: fp32 groups=1
+    and depthwise convs; with VNNI the int8 groups=1 ones too)."""
+    if not _cpu.has_avx512(profile.target):
+        return set()
+    vnni = _cpu.has_vnni(profile.target)
+    produced = {id(out) for _, _, out in calls}
+    order: list[int] = []
+    kind: dict[int, tuple | None] = {}
+    readers: dict[int, list[int]] = {}
+    for i, (name, tensors, out) in enumerate(calls):
+        if any(out is t for t in tensors):  # in place: the same tensor, as Relax has one value
+            continue
+        key = id(out)
+        order.append(key)
+        for t in tensors:
+            readers.setdefault(id(t), []).append(key)
+        found = layer_of(i)
+        if found is not None:
+            path, mod = found
+            x = tensors[0]
+            if not isinstance(mod, nn.Conv2d) or x.dim() != 4 or any(d != 1 for d in mod.dilation):
+                continue
+            depthwise = mod.groups == x.shape[1] == mod.out_channels and mod.in_channels // mod.groups == 1
+            if depthwise or (mod.groups == 1 and (path not in integer or vnni)):
+                kind[key] = ("conv", id(x), functools.partial(_packed.writes_blocked, depthwise, x.shape[3]))
+        elif name in _ELEMENTWISE_CALLS and out.dim() == 4:
+            operands = []
+            for t in tensors:
+                if id(t) in produced:
+                    if t.shape != out.shape:
+                        break
+                    operands.append(id(t))
+                elif t.numel() != 1 and tuple(t.shape) not in ((1, out.shape[1], 1, 1), (out.shape[1], 1, 1)):
+                    break  # a constant that does not broadcast per channel
+            else:
+                kind[key] = ("eltwise", operands)
+    return plan_blocked(order, kind, readers, outputs)
+
+
+def _activation_quantization(layer: IntegerLayer | None) -> tuple | None:
+    """What decides the Relax ops quantizing a layer's input (bits, scale, signedness)."""
+    return None if layer is None else (layer.a_bits, layer.a_scale, layer.a_signed)
+
+
 def _float_dtype_of(layer: IntegerLayer | None) -> str:
     return layer.a_dtype if layer is not None else "float32"
 
@@ -176,7 +232,7 @@ def kernel_specs(compressed: nn.Module, example_input: torch.Tensor, profile: Ha
     layers = {id(m.weight): (path, m) for path, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
     flow = _Dataflow()
     with torch.no_grad(), flow:
-        model(example_input)
+        result = model(example_input)
     calls = flow.calls
     consumers: dict[int, list[int]] = {}
     producer: dict[int, int] = {}
@@ -191,6 +247,8 @@ def kernel_specs(compressed: nn.Module, example_input: torch.Tensor, profile: Ha
             return layers[id(tensors[1])]
         return None
 
+    outputs = {id(t) for t in (result if isinstance(result, (tuple, list)) else (result,)) if isinstance(t, torch.Tensor)}
+    blocked = _blocked_tensors(calls, layer_of, integer, outputs, profile)
     fused_quantize: set[int] = set()  # tensors whose quantization a producer's epilogue absorbed
     into_quantize: set[int] = set()  # elementwise graph ops a standalone quantization absorbed
     absorbed: set[int] = set()  # calls fused into a layer's epilogue
@@ -219,7 +277,8 @@ def kernel_specs(compressed: nn.Module, example_input: torch.Tensor, profile: Ha
             placed.append((i - 0.5, KernelSpec(op="quantize", batch=rows, in_channels=channels, out_channels=channels,
                                                height=x.shape[2] if x.dim() == 4 else 1,
                                                width=x.shape[3] if x.dim() == 4 else 1, out_dtype=layer.a_dtype,
-                                               act=calls[src][0] if fused_src else "none")))
+                                               act=calls[src][0] if fused_src else "none",
+                                               blocked_in=id(x) in blocked, blocked_out=id(x) in blocked)))
         act, residual, t, last = "none", False, out, i
         fuses = isinstance(mod, nn.Conv2d) or x.dim() == 2
         while fuses and len(consumers.get(id(t), ())) == 1:
@@ -238,21 +297,22 @@ def kernel_specs(compressed: nn.Module, example_input: torch.Tensor, profile: Ha
         out_dtype = "float32"
         # the output's quantization joins the epilogue when every consumer is an integer layer
         # quantizing it alike (TVM merges identical quantizations, e.g. a ResNet block's conv
-        # and its shortcut conv reading one tensor)
-        quantized = {integer.get(layer_of(u)[0]) if layer_of(u) is not None and calls[u][1][0] is t else None
-                     for u in users}
+        # and its shortcut conv reading one tensor, whatever their weights' bit-widths)
+        quantized = {_activation_quantization(integer.get(layer_of(u)[0]))
+                     if layer_of(u) is not None and calls[u][1][0] is t else None for u in users}
         if fuses and users and len(quantized) == 1 and None not in quantized:
-            out_dtype = _float_dtype_of(quantized.pop())
+            out_dtype = _float_dtype_of(integer[layer_of(users[0])[0]])
             fused_quantize.add(id(t))
         dtype = "int8" if layer is not None else "float32"
         if isinstance(mod, nn.Linear):
             placed.append((last, KernelSpec(op="dense", batch=int(np.prod(x.shape[:-1])), in_channels=mod.in_features,
                                     out_channels=mod.out_features, dtype=dtype, act=act, residual=residual,
-                                    out_dtype=out_dtype)))
+                                    out_dtype=out_dtype, signed_in=layer is not None and layer.a_signed)))
         else:
             placed.append((last, KernelSpec(op="conv2d", batch=x.shape[0], in_channels=mod.in_channels,
                                     out_channels=mod.out_channels, height=x.shape[2], width=x.shape[3],
                                     kernel_size=mod.kernel_size[0], stride=mod.stride[0],
                                     padding=mod.padding[0], groups=mod.groups, dtype=dtype, act=act,
-                                    residual=residual, out_dtype=out_dtype)))
+                                    residual=residual, out_dtype=out_dtype, blocked_in=id(x) in blocked,
+                                    blocked_out=id(out) in blocked, signed_in=layer is not None and layer.a_signed)))
     return [spec for at, spec in sorted(placed, key=lambda p: p[0]) if spec.is_layer or at not in into_quantize]

@@ -16,11 +16,11 @@ squares (``fit_graph_pricing``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import NamedTuple, Protocol, Sequence
 
 import numpy as np
 
-from automc.deploy._packed import register_tile, width_tile
+from automc.deploy._packed import depthwise_channel_lanes, register_tile, width_tile
 from automc.latency.store import Measurement, MeasurementStore
 from automc.profiles import HardwareProfile
 from automc.types import GRAPH_OPS, KernelSpec
@@ -41,76 +41,122 @@ def kernel_family(spec: KernelSpec) -> str:
     return f"{spec.op}-{spec.dtype}"
 
 
-def work_terms(spec: KernelSpec) -> tuple[float, float, float, float, float]:
+class Work(NamedTuple):
     """The work of a layer kernel as the packed kernels run it (``deploy._packed``), in
-    millions: MACs with channels padded to 16 output lanes (and 4 input channels for int8) and
-    columns to the register tile, input elements staged (padded), output elements written, and
-    the vector loads of the conv / dense reduction loop (per register tile and reduction step,
-    one input broadcast per column and one weight vector per channel block: a 16-channel conv,
-    one block a tile, loads nearly twice per MAC what a 32-channel one does, and the held-out
-    ResNet's 16→16 3×3 convs were predicted 18% fast without it), and the output elements
-    requantized to 8 bits in the epilogue (round, clamp, narrow: a demo fp32 1×1 conv writing
-    u8 took 32.5 µs against 26 writing fp32, and was predicted at 18.5 without this term)."""
+    millions (``stage``: 0 or 1), each term one the fit prices (ms per million)."""
+
+    macs: float  # MACs, channels padded to the 16 output lanes (and int8 input channels to 4),
+    # columns to the register tile, times the thread imbalance of the parallel loop
+    staged_scalar: float  # input elements staged by scalar code (NCHW data: padding, NCHW4c)
+    staged_vector: float  # input elements staged 16 channels a vector (blocked data, padded)
+    out: float  # output elements written (16-channel blocks when blocked; twice with a residual)
+    loads: float  # vector loads of the reduction loop, times the thread imbalance (see below)
+    requantized: float  # output elements rounded, clamped and narrowed to 8 bits
+    launches: float  # parallel loops of more than one iteration (the thread pool's fork-join):
+    # the kernel's, and its input stage's when that is a loop of its own
+
+
+def work_terms(spec: KernelSpec, threads: int = 2) -> Work:
+    """``Work`` of a layer kernel on ``threads`` threads.
+
+    Loads: per register tile and reduction step, one input broadcast per column and one
+    weight vector per channel block (a 16-channel conv, one block a tile, loads nearly twice
+    per MAC what a 32-channel one does; the held-out ResNet's 16→16 3×3 convs were predicted
+    18% fast without it). Requantized: a demo fp32 1×1 conv writing u8 took 32.5 µs against 26
+    writing fp32, and was predicted at 18.5 without it. Imbalance: the parallel loop's
+    iterations (rows × channel tiles) split evenly over the threads, so 7 rows on 2 threads
+    take as long as 8. The staged terms follow the layouts (``KernelSpec.blocked_in``): from
+    NCHW a scalar gather, from blocked data a vector copy that only pads (and shifts s8), and
+    none at all for a u8 / fp32 conv that needs no padding."""
     oh, ow = spec.out_hw
     n, ic, oc, k = spec.batch, spec.in_channels, spec.out_channels, spec.kernel_size
     g = 1 if spec.dtype == "float32" else 4
     blocks = -(-oc // 16)
     lanes, steps = blocks * 16, -(-ic // g)
-    loads = 0
+    loads = macs = scalar = vector = stage = 0.0
+    chunks = 1
+    padded_in = n * (spec.height + 2 * spec.padding) * (spec.width + 2 * spec.padding)
     if spec.op == "quantize":
-        macs = 0
+        elements = n * ic * spec.height * spec.width
+        vector, scalar = (n * -(-ic // 16) * 16 * spec.height * spec.width, 0) if spec.blocked_in else (0, elements)
+        out = vector or elements
     elif spec.op == "dense":
         macs = n * lanes * steps * g
         bt, rt = register_tile(blocks, n, conv=False)
-        loads = blocks // bt * (n // rt) * steps * (bt + rt)
-    elif spec.groups > 1:  # depthwise: a vector of 16 channels a tap (blocked input, the usual case)
-        macs = n * lanes * oh * ow * k * k * (ic // spec.groups)
+        chunks = blocks // bt * (n // rt)
+        loads = chunks * steps * (bt + rt)
+        out = n * oc
     else:
-        owp = -(-ow // width_tile(ow)) * width_tile(ow)
-        macs = n * lanes * oh * owp * steps * g * k * k
-        bt, ct = register_tile(blocks, owp)
-        loads = n * blocks // bt * oh * (owp // ct) * steps * k * k * (bt + ct)
-    staged = n * ic * (spec.height + 2 * spec.padding) * (spec.width + 2 * spec.padding)
-    out = n * oc * oh * ow * (2 if spec.residual else 1)
+        if spec.groups > 1 and (spec.blocked_in or depthwise_channel_lanes(spec.width)):
+            # depthwise on channel lanes, one 16-channel vector a tap; a blocked output in
+            # bands of up to 8 rows (_packed_schedule._row_band), an NCHW one a group at a time
+            macs = n * lanes * oh * ow * k * k
+            chunks = n * blocks * (-(-oh // 8) if spec.blocked_out else 1)
+            if spec.blocked_in:
+                vector = padded_in * blocks * 16
+            else:
+                scalar = padded_in * ic
+        elif spec.groups > 1:  # depthwise on NCHW planes, 16 output columns a vector, a channel a task
+            macs = n * ic * oh * -(-ow // 16) * 16 * k * k
+            chunks, scalar = n * ic, padded_in * ic
+        else:
+            owp = -(-ow // width_tile(ow)) * width_tile(ow)
+            macs = n * lanes * oh * owp * steps * g * k * k
+            bt, ct = register_tile(blocks, owp)
+            chunks = n * blocks // bt * oh
+            loads = chunks * (owp // ct) * steps * k * k * (bt + ct)
+            unpadded = spec.padding == 0 and spec.stride == 1
+            if spec.blocked_in:  # pads (and shifts s8 data); a u8 or fp32 one without padding reads it as it is
+                if not unpadded or spec.signed_in:
+                    vector = padded_in * -(-ic // 16) * 16
+            elif g == 4 or not unpadded:
+                scalar = padded_in * steps * g
+            stage = 1.0 if (vector or scalar) else 0.0
+        out = n * (lanes if spec.blocked_out else oc) * oh * ow
+    imbalance = -(-chunks // threads) * threads / chunks
+    out *= 2 if spec.residual else 1
     requantized = n * oc * oh * ow if spec.out_dtype != "float32" else 0
-    return macs * 1e-6, staged * 1e-6, out * 1e-6, loads * 1e-6, requantized * 1e-6
+    return Work(macs * imbalance * 1e-6, scalar * 1e-6, vector * 1e-6, out * 1e-6, loads * imbalance * 1e-6,
+                requantized * 1e-6, (chunks > 1) + stage)
 
 
-def _fit_work(specs: Sequence[KernelSpec], ms: np.ndarray) -> np.ndarray:
-    """ms ≈ c0 + c1·MACs + c2·staged + c3·out + c4·loads + c5·requantized (``work_terms``), c ≥ 0, relative errors least
-    squares (each row divided by its time: a 20 µs kernel counts as much as a 2 ms one)."""
+def _fit_work(specs: Sequence[KernelSpec], ms: np.ndarray, threads: int) -> np.ndarray:
+    """ms ≈ c0 + Σ cᵢ · ``work_terms``ᵢ, c ≥ 0, relative errors least squares (each row
+    divided by its time: a 20 µs kernel counts as much as a 2 ms one)."""
     from scipy.optimize import nnls
 
-    rows = np.array([[1.0, *work_terms(k)] for k in specs]) / ms[:, None]
+    rows = np.array([[1.0, *work_terms(k, threads)] for k in specs]) / ms[:, None]
     coef, _ = nnls(rows, np.ones(len(ms)))
     return coef
 
 
 @dataclass(frozen=True)
 class WorkModel:
-    """Per-family linear work models (``_fit_work``); a family with too few measurements uses
-    the fit over all layer kernels. Coefficients are plain floats: priced per unseen kernel,
-    numpy's per-call overhead was a fifth of a cold prediction."""
+    """Per-family linear work models (``_fit_work``) for kernels on ``threads`` threads; a
+    family with too few measurements uses the fit over all layer kernels. Coefficients are
+    plain floats: priced per unseen kernel, numpy's per-call overhead was a fifth of a cold
+    prediction."""
 
     coef: dict[str, tuple[float, ...]]
     pooled: tuple[float, ...]
+    threads: int = 2
 
     def ms(self, spec: KernelSpec) -> float:
         c0, *rates = self.coef.get(kernel_family(spec), self.pooled)
-        return c0 + sum(r * t for r, t in zip(rates, work_terms(spec)))
+        return c0 + sum(r * t for r, t in zip(rates, work_terms(spec, self.threads)))
 
 
-_MIN_FAMILY = 7  # measurements before a family gets a fit of its own (6 coefficients)
+_MIN_FAMILY = 12  # measurements before a family gets a fit of its own (8 coefficients)
 
 
-def fit_work_model(specs: Sequence[KernelSpec], ms: np.ndarray) -> WorkModel:
-    """The ``WorkModel`` of layer kernels ``specs`` measured at ``ms`` (ms each)."""
+def fit_work_model(specs: Sequence[KernelSpec], ms: np.ndarray, threads: int = 2) -> WorkModel:
+    """The ``WorkModel`` of layer kernels ``specs`` measured at ``ms`` (ms each) on ``threads``."""
     by_family: dict[str, list[int]] = {}
     for i, k in enumerate(specs):
         by_family.setdefault(kernel_family(k), []).append(i)
-    coef = {f: tuple(map(float, _fit_work([specs[i] for i in idx], ms[idx])))
+    coef = {f: tuple(map(float, _fit_work([specs[i] for i in idx], ms[idx], threads)))
             for f, idx in by_family.items() if len(idx) >= _MIN_FAMILY}
-    return WorkModel(coef, tuple(map(float, _fit_work(specs, ms))))
+    return WorkModel(coef, tuple(map(float, _fit_work(specs, ms, threads))), threads)
 
 
 def kernel_records(store: MeasurementStore) -> list[Measurement]:
@@ -130,19 +176,22 @@ def _current_key(spec: dict) -> str | None:
 class GraphPricing:
     """What whole models take beyond their layer kernels timed alone: ``overhead_ms`` per
     model, ``ms_per_layer`` per layer task (the VM's call, argument and allocation work around
-    each task, and waking the thread pool), ``ms_per_layer_input`` per million input bytes
-    of a layer task (inside a model a task reads what other cores' threads just wrote; timed
-    alone it rereads its own), plus, per graph-op family, ms per million elements read and
+    each task, and waking the thread pool), ``ms_per_layer_input`` and ``ms_per_layer_output``
+    per million bytes a layer task reads and writes (inside a model a task reads what other
+    cores' threads just wrote, and writes lines another core holds; timed alone it rereads
+    and rewrites its own), plus, per graph-op family, ms per million elements read and
     written (``bmm``: per million MACs). Fitted by ``fit_graph_pricing``."""
 
     overhead_ms: float
     ms_per_layer: float
     ms_per_unit: dict[str, float]
     ms_per_layer_input: float = 0.0
+    ms_per_layer_output: float = 0.0
 
     def layer_ms(self, spec: KernelSpec) -> float:
         """What a layer task costs inside a model beyond its time alone (ms)."""
-        return self.ms_per_layer + self.ms_per_layer_input * _layer_input(spec)
+        return (self.ms_per_layer + self.ms_per_layer_input * _layer_input(spec)
+                + self.ms_per_layer_output * spec.output_bytes * 1e-6)
 
     def graph_op_ms(self, spec: KernelSpec) -> float:
         return self.ms_per_unit.get(spec.op, 0.0) * _graph_units(spec)
@@ -161,9 +210,10 @@ def _graph_units(spec: KernelSpec) -> float:
 
 def fit_graph_pricing(store: MeasurementStore) -> GraphPricing:
     """Non-negative least squares over the stored whole models whose layer kernels are all
-    stored: whole − Σ layer kernels = overhead + per-layer cost × layers + input cost × their
-    input bytes + Σ_family rate × units of its graph ops, each model's equation divided by
-    its time (relative errors).
+    stored: whole − Σ layer kernels = overhead + per-layer cost × layers + input and output
+    costs × their bytes + Σ_family rate × units of its graph ops, each model's equation
+    divided by its time (relative errors). (Measured on the demo's validation candidates,
+    their tasks known: with the output bytes 100% within ±10% of the whole, 93% without.)
 
     Families no stored model has keep rate 0: a model full of them (a transformer's softmax,
     say, when only CNNs were calibrated) is under-predicted, which is why the validation
@@ -171,7 +221,7 @@ def fit_graph_pricing(store: MeasurementStore) -> GraphPricing:
     """
     from scipy.optimize import nnls
 
-    kernel_ms = {r.key: r.median_ms for r in kernel_records(store)}
+    kernel_ms = {r.key: r.latency_ms for r in kernel_records(store)}
     rows, ys = [], []
     for r in store.records():
         if not r.kernels:
@@ -185,15 +235,15 @@ def fit_graph_pricing(store: MeasurementStore) -> GraphPricing:
                 units[k.op] += _graph_units(k)
         layers = [k for k in specs if k.is_layer]
         # relative to the model's time: a 9 ms MobileNetV2 must not outweigh thirty 0.3 ms models
-        weight = 1.0 / r.median_ms
-        rows.append([weight, weight * len(layers), weight * sum(_layer_input(k) for k in layers)]
-                    + [weight * units[f] for f in GRAPH_OPS])
-        ys.append(weight * (r.median_ms - sum(kernel_ms[k.key] for k in layers)))
+        weight = 1.0 / r.latency_ms
+        rows.append([weight, weight * len(layers), weight * sum(_layer_input(k) for k in layers),
+                     weight * sum(k.output_bytes for k in layers) * 1e-6] + [weight * units[f] for f in GRAPH_OPS])
+        ys.append(weight * (r.latency_ms - sum(kernel_ms[k.key] for k in layers)))
     if not rows:
         return GraphPricing(0.0, 0.0, {})
     coef, _ = nnls(np.array(rows), np.array(ys))
-    return GraphPricing(float(coef[0]), float(coef[1]), {f: float(c) for f, c in zip(GRAPH_OPS, coef[3:])},
-                        ms_per_layer_input=float(coef[2]))
+    return GraphPricing(float(coef[0]), float(coef[1]), {f: float(c) for f, c in zip(GRAPH_OPS, coef[4:])},
+                        ms_per_layer_input=float(coef[2]), ms_per_layer_output=float(coef[3]))
 
 
 @dataclass
@@ -226,8 +276,8 @@ class CalibratedPredictor:
         if len(recs) < 2:
             raise ValueError(f"only {len(recs)} kernel measurements stored; run `automc calibrate` first")
         specs = [KernelSpec.from_dict(r.spec) for r in recs]
-        ms = [r.median_ms for r in recs]
-        self.work = fit_work_model(specs, np.array(ms))
+        ms = [r.latency_ms for r in recs]
+        self.work = fit_work_model(specs, np.array(ms), store.threads)
         # keyed by the (hashable, frozen) spec, never its string key: building that costs ~5 µs,
         # which over ~20-50 kernels would take the whole per-candidate budget (DESIGN §7: 100 µs)
         self._alone: dict[KernelSpec, float] = dict(zip(specs, ms))  # stored hits, then estimates

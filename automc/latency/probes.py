@@ -20,7 +20,7 @@ from torch import nn
 
 from automc.types import Candidate, LayerChoice
 
-_CHANNELS = (8, 12, 16, 24, 32, 48, 64, 96, 128)
+_CHANNELS = (4, 6, 8, 9, 12, 16, 18, 24, 32, 36, 48, 64, 96, 128)
 _SIZES = (8, 14, 16, 28, 32, 56)
 
 

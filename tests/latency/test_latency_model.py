@@ -141,6 +141,35 @@ def test_resnet_blocks_match_tasks(host_profile, bits):
     assert sum(k.residual for k in convs) == sum(k.residual and k.act == "relu" for k in convs) >= 4
 
 
+@pytest.mark.parametrize("name", ["resnet-small", "demo-cnn"])
+def test_kernel_layouts_and_signedness_are_those_of_the_lowered_tasks(host_profile, name):
+    """``kernel_specs`` knows, without lowering, which tasks read and write the blocked layout
+    and which int8 ones read s8 data: random candidates' specs match their tasks, which
+    ``match_tasks`` checks on the tasks' ranks and dtypes. Among them: a ResNet block whose
+    conv and shortcut conv quantize one tensor alike with different weight bit-widths (TVM
+    merges the two quantizations into the producer's epilogue; they were once predicted as two
+    tasks of their own)."""
+    import random
+
+    import automc.api as api
+    from automc.deploy import _cpu
+    from automc.model.zoo import load_builtin
+    from automc.search.runner import random_params
+    from automc.search.space import candidate_from_params
+
+    b = load_builtin(name)
+    ctx = api.prepare(b.model, b.example_input, b.evaluate, host_profile, "default", b.calib_batches)
+    rng = random.Random(0)
+    blocked = 0
+    for _ in range(3):
+        candidate = candidate_from_params(ctx.space, random_params(ctx.space, rng))
+        model = apply_candidate(ctx.model, candidate, b.example_input, b.calib_batches[:1]).eval()
+        kernels = kernel_specs(model, b.example_input, host_profile)
+        assert match_tasks(kernels, task_calls(lower_to_relax(model, b.example_input, host_profile))) is not None
+        blocked += sum(k.blocked_in and k.blocked_out for k in kernels)
+    assert (blocked > 10) == _cpu.has_avx512(host_profile.target)
+
+
 def test_probe_networks_calibrate_once(quick_profile, tmp_path):
     from automc.latency.calibrate import calibrate_probes
     from automc.latency.probes import probe_networks
@@ -195,10 +224,10 @@ def test_work_model_extrapolates_linearly_beyond_its_measurements(tmp_path, host
     store = MeasurementStore(host_profile, root=tmp_path)
     for c in (16, 32, 48, 64, 80, 96):
         k = KernelSpec(op="conv2d", batch=1, in_channels=c, out_channels=c, height=8, width=8)
-        ms = 0.005 + 2.0 * work_terms(k)[0]
+        ms = 0.005 + 2.0 * work_terms(k).macs
         store.add(k.key, Timing(ms, ms, ms, 3), 0, k.to_dict())
     big = KernelSpec(op="conv2d", batch=1, in_channels=384, out_channels=384, height=8, width=8)
-    want = 0.005 + 2.0 * work_terms(big)[0]
+    want = 0.005 + 2.0 * work_terms(big).macs
     assert CalibratedPredictor(store).kernel_ms(big) == pytest.approx(want, rel=0.1)
 
 
@@ -237,11 +266,11 @@ def test_calibration_reuses_store_and_predicts(demo, quick_profile, tmp_path):
     predictor = predictor_for(ctx.model, demo.example_input, quick_profile, store)
     assert isinstance(predictor, CalibratedPredictor) and predictor.source == "calibrated"
     kernels = kernel_specs(ctx.model, demo.example_input, quick_profile)
-    whole = store.get(model_key(kernels, demo.example_input)).median_ms
+    whole = store.get(model_key(kernels, demo.example_input)).latency_ms
     assert abs(predictor.predict(kernels) - whole) / whole < 0.2   # measured kernels + fitted overhead
     rec = next(r for r in store.records() if r.spec)
     spec = KernelSpec.from_dict(rec.spec)
-    assert predictor.kernel_ms(spec) == rec.median_ms         # exact hit
+    assert predictor.kernel_ms(spec) == rec.latency_ms        # exact hit
     unseen = KernelSpec(**{**spec.to_dict(), "out_channels": spec.out_channels + 3})
     assert predictor.kernel_ms(unseen) > 0                     # regression
     start = time.perf_counter()
@@ -292,5 +321,5 @@ def test_work_counts_the_reduction_loads_of_the_register_tile():
     narrow = KernelSpec(op="conv2d", batch=1, in_channels=16, out_channels=16, height=32, width=32, kernel_size=3,
                         padding=1)
     wide = KernelSpec(**{**narrow.to_dict(), "out_channels": 32})
-    (macs_n, _, _, loads_n, _), (macs_w, _, _, loads_w, _) = work_terms(narrow), work_terms(wide)
-    assert (loads_n / macs_n) / (loads_w / macs_w) == pytest.approx(9 / 8 / (10 / 16))
+    n, w = work_terms(narrow), work_terms(wide)
+    assert (n.loads / n.macs) / (w.loads / w.macs) == pytest.approx(9 / 8 / (10 / 16))
