@@ -144,7 +144,11 @@ class KernelSpec:
     # fields anew each time was most of its 100 µs budget (DESIGN §7). Pickled by its fields
     # (``__reduce__``), so a copy in another process (a Ray worker) hashes with its own seed.
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_hash", hash(self._values()))
+        values = (self.op, self.batch, self.in_channels, self.out_channels, self.height, self.width,
+                  self.kernel_size, self.stride, self.padding, self.groups, self.dtype, self.act, self.residual,
+                  self.out_dtype, self.blocked_in, self.blocked_out, self.signed_in)
+        object.__setattr__(self, "_values", values)
+        object.__setattr__(self, "_hash", hash(values))
 
     def __hash__(self) -> int:
         return self._hash
@@ -154,15 +158,10 @@ class KernelSpec:
             return True
         if not isinstance(other, KernelSpec):
             return NotImplemented
-        return self._hash == other._hash and self._values() == other._values()
+        return self._hash == other._hash and self._values == other._values
 
     def __reduce__(self):
-        return (KernelSpec, self._values())
-
-    def _values(self) -> tuple:
-        return (self.op, self.batch, self.in_channels, self.out_channels, self.height, self.width, self.kernel_size,
-                self.stride, self.padding, self.groups, self.dtype, self.act, self.residual, self.out_dtype,
-                self.blocked_in, self.blocked_out, self.signed_in)
+        return (KernelSpec, self._values)
 
     @property
     def key(self) -> str:

@@ -24,7 +24,7 @@ def test_kernel_spec_hashes_its_fields_once_and_pickles_by_value():
     import pickle
 
     k = KernelSpec(op="conv2d", batch=1, in_channels=8, out_channels=16, height=8, width=8, blocked_in=True)
-    assert k._values() == tuple(getattr(k, f.name) for f in dataclasses.fields(KernelSpec))
+    assert k._values == tuple(getattr(k, f.name) for f in dataclasses.fields(KernelSpec))
     for f in dataclasses.fields(KernelSpec):  # every field changes the identity
         other = KernelSpec(**{**k.to_dict(), f.name: not getattr(k, f.name) if f.type in (bool, "bool")
                               else getattr(k, f.name) + 1 if f.type in (int, "int") else "other"})

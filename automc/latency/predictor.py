@@ -15,6 +15,7 @@ squares (``fit_graph_pricing``).
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, Sequence
 
@@ -142,8 +143,8 @@ class WorkModel:
     threads: int = 2
 
     def ms(self, spec: KernelSpec) -> float:
-        c0, *rates = self.coef.get(kernel_family(spec), self.pooled)
-        return c0 + sum(r * t for r, t in zip(rates, work_terms(spec, self.threads)))
+        coef = self.coef.get(kernel_family(spec), self.pooled)
+        return coef[0] + sum(map(operator.mul, coef[1:], work_terms(spec, self.threads)))
 
 
 _MIN_FAMILY = 12  # measurements before a family gets a fit of its own (8 coefficients)
