@@ -50,7 +50,9 @@ class Work(NamedTuple):
     # columns to the register tile, times the thread imbalance of the parallel loop
     staged_scalar: float  # input elements staged by scalar code (NCHW data: padding, NCHW4c)
     staged_vector: float  # input elements staged 16 channels a vector (blocked data, padded)
-    out: float  # output elements written (16-channel blocks when blocked; twice with a residual)
+    out_nchw: float  # output elements written to NCHW (a scatter from the 16-channel tile;
+    # twice with a residual)
+    out_blocked: float  # output elements written blocked (whole vectors; twice with a residual)
     loads: float  # vector loads of the reduction loop, times the thread imbalance (see below)
     requantized: float  # output elements rounded, clamped and narrowed to 8 bits
     launches: float  # parallel loops of more than one iteration (the thread pool's fork-join):
@@ -81,6 +83,9 @@ def work_terms(spec: KernelSpec, threads: int = 2) -> Work:
         elements = n * ic * spec.height * spec.width
         vector, scalar = (n * -(-ic // 16) * 16 * spec.height * spec.width, 0) if spec.blocked_in else (0, elements)
         out = vector or elements
+        # MetaSchedule's schedules run a quantization of more than 64 elements as a parallel
+        # loop (measured: 64 elements 0.01 µs, 128 elements 0.88 µs: the fork-join)
+        chunks = 2 if elements > 64 else 1
     elif spec.op == "dense":
         macs = n * lanes * steps * g
         bt, rt = register_tile(blocks, n, conv=False)
@@ -115,9 +120,11 @@ def work_terms(spec: KernelSpec, threads: int = 2) -> Work:
             stage = 1.0 if (vector or scalar) else 0.0
         out = n * (lanes if spec.blocked_out else oc) * oh * ow
     imbalance = -(-chunks // threads) * threads / chunks
-    out *= 2 if spec.residual else 1
+    out *= 1e-6 * (2 if spec.residual else 1)
     requantized = n * oc * oh * ow if spec.out_dtype != "float32" else 0
-    return Work(macs * imbalance * 1e-6, scalar * 1e-6, vector * 1e-6, out * 1e-6, loads * imbalance * 1e-6,
+    blocked_out = spec.blocked_out or spec.op == "quantize" and spec.blocked_in
+    return Work(macs * imbalance * 1e-6, scalar * 1e-6, vector * 1e-6, 0.0 if blocked_out else out,
+                out if blocked_out else 0.0, loads * imbalance * 1e-6,
                 requantized * 1e-6, (chunks > 1) + stage)
 
 
@@ -147,7 +154,7 @@ class WorkModel:
         return coef[0] + sum(map(operator.mul, coef[1:], work_terms(spec, self.threads)))
 
 
-_MIN_FAMILY = 12  # measurements before a family gets a fit of its own (8 coefficients)
+_MIN_FAMILY = 12  # measurements before a family gets a fit of its own (9 coefficients)
 
 
 def fit_work_model(specs: Sequence[KernelSpec], ms: np.ndarray, threads: int = 2) -> WorkModel:
