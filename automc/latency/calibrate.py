@@ -72,11 +72,11 @@ def _task_of(spec: KernelSpec, call: TaskCall) -> bool:
     (in_shape, in_dtype), (out_shape, out_dtype) = call.args[0], call.output
     if (len(in_shape) == 5, len(out_shape) == 5) != (spec.blocked_in, spec.blocked_out):
         return False  # another layout: another kernel
-    if spec.op == "quantize":  # on NCHW, or blocked between packed convs (channels padded to 16)
-        nchw = (spec.batch, spec.in_channels, spec.height, spec.width)
+    nchw = (spec.batch, spec.in_channels, spec.height, spec.width)
+    data_shape = blocked_shape(nchw) if spec.blocked_in else nchw
+    if spec.op == "quantize":  # (rows × features for a transformer's tokens: the same count)
         return ("conv2d" not in name and "matmul" not in name and "round" in name
-                and int(np.prod(out_shape)) in (int(np.prod(nchw)), int(np.prod(blocked_shape(nchw))))
-                and out_dtype == spec.out_dtype)
+                and int(np.prod(out_shape)) == int(np.prod(data_shape)) and out_dtype == spec.out_dtype)
     integer_in = in_dtype in ("int8", "uint8")
     if integer_in != (spec.dtype == "int8") or out_dtype != spec.out_dtype or (in_dtype == "int8") != spec.signed_in:
         return False
@@ -84,12 +84,14 @@ def _task_of(spec: KernelSpec, call: TaskCall) -> bool:
     # a residual that is the conv's own input (a same-shape block with an identity shortcut)
     # reaches the fused task once, as its data: no separate argument shows it
     residual = residual or (spec.residual and in_shape == out_shape)
+    # on a 1×1 output plane a per-channel constant (scale, bias) has the output's shape too:
+    # the arguments cannot tell a residual there (a probe's last depthwise conv at 2×2, stride 2)
+    residual = spec.residual if len(out_shape) >= 4 and out_shape[2:4] == (1, 1) else residual
     if spec.op == "dense":
         return ("matmul" in name and in_shape[-1] == spec.in_channels and out_shape[-1] == spec.out_channels
                 and int(np.prod(in_shape[:-1])) == spec.batch and len(call.args) > 2)
-    nchw = (spec.batch, spec.in_channels, spec.height, spec.width)
-    return ("conv2d" in name and in_shape in (nchw, blocked_shape(nchw))
-            and out_shape[1] == (spec.out_channels if len(out_shape) == 4 else -(-spec.out_channels // BLOCK))
+    return ("conv2d" in name and in_shape == data_shape
+            and out_shape[1] == (-(-spec.out_channels // BLOCK) if spec.blocked_out else spec.out_channels)
             and residual == spec.residual)
 
 

@@ -119,6 +119,18 @@ def test_a_conv_whose_residual_is_its_own_input_matches_its_task(host_profile):
     assert match_tasks(kernels, task_calls(lower_to_relax(model, x, host_profile))) is not None
 
 
+def test_a_conv_with_a_one_pixel_output_matches_its_task(host_profile):
+    """On a 1×1 output plane the conv's per-channel bias has the output's shape: it must not be
+    taken for a residual (deeper probe networks end in such convs)."""
+    import torch
+    from torch import nn
+
+    model, x = nn.Sequential(nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU()).eval(), torch.randn(1, 8, 2, 2)
+    kernels = kernel_specs(model, x, host_profile)
+    assert [k.residual for k in kernels if k.op == "conv2d"] == [False]
+    assert match_tasks(kernels, task_calls(lower_to_relax(model, x, host_profile))) is not None
+
+
 @pytest.mark.parametrize("bits", [32, 8])
 def test_resnet_blocks_match_tasks(host_profile, bits):
     """ResNet basic blocks: relu after the residual add fuses into the conv that takes the add,
