@@ -80,13 +80,13 @@ def _task_of(spec: KernelSpec, call: TaskCall) -> bool:
     integer_in = in_dtype in ("int8", "uint8")
     if integer_in != (spec.dtype == "int8") or out_dtype != spec.out_dtype or (in_dtype == "int8") != spec.signed_in:
         return False
-    residual = any(shape == out_shape for shape, _ in call.args[2:-1])
+    # an activation argument beside the data is the residual; constants are not (on a 1×1
+    # output plane a per-channel bias has the output's shape, and was once taken for one)
+    residual = any(shape == out_shape and not const
+                   for (shape, _), const in zip(call.args[1:-1], call.constant[1:]))
     # a residual that is the conv's own input (a same-shape block with an identity shortcut)
     # reaches the fused task once, as its data: no separate argument shows it
     residual = residual or (spec.residual and in_shape == out_shape)
-    # on a 1×1 output plane a per-channel constant (scale, bias) has the output's shape too:
-    # the arguments cannot tell a residual there (a probe's last depthwise conv at 2×2, stride 2)
-    residual = spec.residual if len(out_shape) >= 4 and out_shape[2:4] == (1, 1) else residual
     if spec.op == "dense":
         return ("matmul" in name and in_shape[-1] == spec.in_channels and out_shape[-1] == spec.out_channels
                 and int(np.prod(in_shape[:-1])) == spec.batch and len(call.args) > 2)

@@ -48,10 +48,13 @@ def median_timing(timings: list[Timing]) -> Timing:
 @dataclass(frozen=True)
 class TaskCall:
     """One call of a fused TVM task in a model's ``main``, in execution order: the task's
-    symbol and the (shape, dtype) of each argument, the output last."""
+    symbol and the (shape, dtype) of each argument, the output last; ``constant`` says, per
+    input argument, whether it is a bound constant (weights, scales, biases) rather than an
+    activation."""
 
     name: str
     args: tuple[tuple[tuple[int, ...], str], ...]
+    constant: tuple[bool, ...] = ()
 
     @property
     def output(self) -> tuple[tuple[int, ...], str]:
@@ -99,7 +102,8 @@ def task_calls(mod) -> list[TaskCall]:
             value = binding.value
             if isinstance(value, relax.Call) and value.op.same_as(call_tir):
                 args = tuple(sig(a.ty) for a in value.args[1].fields) + (sig(value.ty),)
-                calls.append(TaskCall(value.args[0].name_hint, args))
+                calls.append(TaskCall(value.args[0].name_hint, args,
+                                      tuple(isinstance(a, tvm.ir.expr.Constant) for a in value.args[1].fields)))
     return calls
 
 

@@ -44,7 +44,7 @@ def kernel_family(spec: KernelSpec) -> str:
 
 class Work(NamedTuple):
     """The work of a layer kernel as the packed kernels run it (``deploy._packed``), in
-    millions (``stage``: 0 or 1), each term one the fit prices (ms per million)."""
+    millions (``launches``: a count), each term one the fit prices (ms per unit)."""
 
     macs: float  # MACs, channels padded to the 16 output lanes (and int8 input channels to 4),
     # columns to the register tile, times the thread imbalance of the parallel loop
@@ -77,7 +77,7 @@ def work_terms(spec: KernelSpec, threads: int = 2) -> Work:
     blocks = -(-oc // 16)
     lanes, steps = blocks * 16, -(-ic // g)
     loads = macs = scalar = vector = stage = 0.0
-    chunks = 1
+    chunks = 1  # iterations of the kernel's parallel loop
     padded_in = n * (spec.height + 2 * spec.padding) * (spec.width + 2 * spec.padding)
     if spec.op == "quantize":
         elements = n * ic * spec.height * spec.width
@@ -85,7 +85,7 @@ def work_terms(spec: KernelSpec, threads: int = 2) -> Work:
         out = vector or elements
         # MetaSchedule's schedules run a quantization of more than 64 elements as a parallel
         # loop (measured: 64 elements 0.01 µs, 128 elements 0.88 µs: the fork-join)
-        chunks = 2 if elements > 64 else 1
+        chunks = elements if elements > 64 else 1
     elif spec.op == "dense":
         macs = n * lanes * steps * g
         bt, rt = register_tile(blocks, n, conv=False)
@@ -122,9 +122,8 @@ def work_terms(spec: KernelSpec, threads: int = 2) -> Work:
     imbalance = -(-chunks // threads) * threads / chunks
     out *= 1e-6 * (2 if spec.residual else 1)
     requantized = n * oc * oh * ow if spec.out_dtype != "float32" else 0
-    blocked_out = spec.blocked_out or spec.op == "quantize" and spec.blocked_in
-    return Work(macs * imbalance * 1e-6, scalar * 1e-6, vector * 1e-6, 0.0 if blocked_out else out,
-                out if blocked_out else 0.0, loads * imbalance * 1e-6,
+    return Work(macs * imbalance * 1e-6, scalar * 1e-6, vector * 1e-6, 0.0 if spec.blocked_out else out,
+                out if spec.blocked_out else 0.0, loads * imbalance * 1e-6,
                 requantized * 1e-6, (chunks > 1) + stage)
 
 
@@ -220,8 +219,9 @@ def fit_graph_pricing(store: MeasurementStore) -> GraphPricing:
     """Non-negative least squares over the stored whole models whose layer kernels are all
     stored: whole − Σ layer kernels = overhead + per-layer cost × layers + input and output
     costs × their bytes + Σ_family rate × units of its graph ops, each model's equation
-    divided by its time (relative errors). (Measured on the demo's validation candidates,
-    their tasks known: with the output bytes 100% within ±10% of the whole, 93% without.)
+    divided by its time (relative errors). (Measured on the demo's 14 validation candidates,
+    their tasks timed: with the output bytes 71% of the wholes within ±5%, 64% without; 93%
+    within ±10% either way.)
 
     Families no stored model has keep rate 0: a model full of them (a transformer's softmax,
     say, when only CNNs were calibrated) is under-predicted, which is why the validation
