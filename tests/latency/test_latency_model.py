@@ -243,6 +243,30 @@ def test_work_model_extrapolates_linearly_beyond_its_measurements(tmp_path, host
     assert CalibratedPredictor(store).kernel_ms(big) == pytest.approx(want, rel=0.1)
 
 
+def test_sub_microsecond_kernels_do_not_steer_the_work_model(tmp_path, host_profile):
+    """Kernels of one family at 2 µs per padded kMAC + 5 µs, and two 4- and 6-channel convs on
+    1×1 planes timed at 0.05 µs (the timer's floor: nothing the work terms explain). Weighted by
+    1/time alone those two count 100× the others and the fit prices an unseen conv at a fifth of
+    its time (measured); floored, within 10%. And a 1→16 stem is a family of its own."""
+    from automc.latency.measure import Timing
+    from automc.latency.predictor import kernel_family, work_terms
+
+    store = MeasurementStore(host_profile, root=tmp_path)
+    for c in (16, 24, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176):
+        k = KernelSpec(op="conv2d", batch=1, in_channels=c, out_channels=c, height=8, width=8)
+        ms = 0.005 + 2.0 * work_terms(k).macs
+        store.add(k.key, Timing(ms, ms, ms, 3), 0, k.to_dict())
+    for c in (4, 6):
+        tiny = KernelSpec(op="conv2d", batch=1, in_channels=c, out_channels=c, height=1, width=1)
+        store.add(tiny.key, Timing(5e-5, 5e-5, 5e-5, 3), 0, tiny.to_dict())
+    unseen = KernelSpec(op="conv2d", batch=1, in_channels=56, out_channels=56, height=8, width=8)
+    want = 0.005 + 2.0 * work_terms(unseen).macs
+    assert CalibratedPredictor(store).kernel_ms(unseen) == pytest.approx(want, rel=0.1)
+    stem = KernelSpec(op="conv2d", batch=1, in_channels=1, out_channels=16, height=32, width=32, kernel_size=3,
+                      padding=1)
+    assert kernel_family(stem) == "conv2d-shallow-float32" != kernel_family(unseen)
+
+
 def test_tasks_timed_alone_add_up_to_the_whole_model(demo, quick_profile):
     m = measure_model(demo.model, demo.example_input, quick_profile)
     assert all((t is not None) == k.is_layer for k, t in zip(m.kernels, m.kernel_timings))
