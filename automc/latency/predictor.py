@@ -137,8 +137,8 @@ def work_terms(spec: KernelSpec, threads: int = 2) -> Work:
 
 
 # Below this a kernel's relative error is noise, not signal: its time is a fork-join (~0.9 µs
-# measured) and the timer's jitter. Weighted by 1/time without it, four probe models' 26 tiny
-# kernels (0.04-3 µs: convs on 1×1 and 2×2 planes) pulled the int8 fits far enough to move the
+# measured) and the timer's jitter. Weighted by 1/time without it, four probe models' 26 small
+# kernels (most 0.04-3 µs: convs on 1×1 and 2×2 planes) pulled the int8 fits far enough to move the
 # demo's validation from 86% to 71% within ±10%. Chosen on 5-fold cross-validation over the
 # 1256 stored kernels: unseen kernels of ≥ 5 µs, median error 14.7% unfloored, 12.6% at 2 µs,
 # 11.9% at 4 µs; those of 2-5 µs 16.4%, 12.4%, 13.7%.
