@@ -246,8 +246,9 @@ def test_work_model_extrapolates_linearly_beyond_its_measurements(tmp_path, host
 def test_sub_microsecond_kernels_do_not_steer_the_work_model(tmp_path, host_profile):
     """Kernels of one family at 2 µs per padded kMAC + 5 µs, and two 4- and 6-channel convs on
     1×1 planes timed at 0.05 µs (the timer's floor: nothing the work terms explain). Weighted by
-    1/time alone those two count 100× the others and the fit prices an unseen conv at a fifth of
-    its time (measured); floored, within 10%. And a 1→16 stem is a family of its own."""
+    1/time alone those two count 750× to 80 000× each of the others (38 µs to 4 ms) and the fit
+    prices an unseen conv at a fifth of its time (measured: 0.18-0.19 of it); floored at 4 µs, 80×
+    at most, and within 10%. And a 1→16 stem is a family of its own."""
     from automc.latency.measure import Timing
     from automc.latency.predictor import kernel_family, work_terms
 
