@@ -247,8 +247,8 @@ def test_sub_microsecond_kernels_do_not_steer_the_work_model(tmp_path, host_prof
     """Kernels of one family at 2 µs per padded kMAC + 5 µs, and two 4- and 6-channel convs on
     1×1 planes timed at 0.05 µs (the timer's floor: nothing the work terms explain). Weighted by
     1/time alone those two count 750× to 80 000× each of the others (38 µs to 4 ms) and the fit
-    prices an unseen conv at a fifth of its time (measured: 0.18-0.19 of it); floored at 4 µs, 80×
-    at most, and within 10%. And a 1→16 stem is a family of its own."""
+    prices an unseen conv at a fifth of its time (measured: 0.18-0.19 of it); floored at 4 µs they
+    weigh what a 4 µs kernel would (9× to 1000× the others), and it is within 10%. And a 1→16 stem is a family of its own."""
     from automc.latency.measure import Timing
     from automc.latency.predictor import kernel_family, work_terms
 
