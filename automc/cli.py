@@ -156,12 +156,14 @@ def profiles() -> None:
     for col in ("name", "target", "measured here", "kernels stored", "description"):
         table.add_column(col)
     for p in list_profiles():
-        n = sum(1 for r in MeasurementStore(p).records() if r.spec)
+        store = MeasurementStore(p)
+        n = sum(1 for r in store.records() if r.spec)
         why_not = p.why_not_measurable()  # rpc profiles: is the device behind the tracker reachable?
         r = p.runner
         via = f" (RPC: {r.tracker_host}:{r.tracker_port}, key {r.device_key})" if r.kind == "rpc" else ""
         here = f"yes{via}" if not why_not else f"no: {why_not}"
-        state = f"{n}" if n else "0 (UNCALIBRATED: roofline)"
+        state = (f"{n}" + (f" ({store.n_shipped} records shipped)" if store.n_shipped else "")
+                 if n else "0 (UNCALIBRATED: roofline)")
         table.add_row(p.name, str(p.target), here, state, p.description[:80])
     console.print(table)
 
@@ -173,7 +175,9 @@ def calibrate(profile: Optional[str] = typer.Option(None, help="profile name or 
               space: str = typer.Option("default"),
               budget: str = typer.Option("30m", help="time budget: seconds, or e.g. 30m, 1h"),
               probes: int = typer.Option(16, min=0, help="random probe networks measured first (within a third "
-                                         "of the budget), so kernels outside this model's space are predicted too")) -> None:
+                                         "of the budget), so kernels outside this model's space are predicted too"),
+              ship: bool = typer.Option(False, "--ship", help="then write the profile's whole store (this device's "
+                                        "records) to hw_profiles/measurements/, to commit")) -> None:
     """Tune and measure the kernels a model's space can produce (resumes; never measures twice).
 
     An rpc profile is tuned and measured on the device behind its TVM RPC tracker."""
@@ -198,6 +202,13 @@ def calibrate(profile: Optional[str] = typer.Option(None, help="profile name or 
     console.print(f"{ctx.profile.name}: {report.models_measured} of {report.models_wanted} candidate models measured "
                   f"now ({report.kernels_measured} new kernels), {report.models_reused} already stored, "
                   f"{report.seconds:.0f} s; per-model overhead {report.overhead_ms:.3f} ms")
+    if ship:
+        from automc.latency.store import MeasurementStore
+
+        store = MeasurementStore(ctx.profile)
+        out = store.write_shipped()
+        console.print(f"wrote {len(store)} measurements of {store.device} to {out} "
+                      f"({out.stat().st_size / 1e6:.1f} MB)")
 
 
 @app.command()

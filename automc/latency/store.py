@@ -1,13 +1,20 @@
-"""Every measurement, stored once (JSON lines per profile) and never repeated."""
+"""Every measurement, stored once (JSON lines per profile) and never repeated.
+
+A profile's store is the user's cache file (``cache/measurements/P.jsonl``, where new
+measurements go) read over the shipped one (``hw_profiles/measurements/P.jsonl``, measured by the
+developers and committed): on the host the shipped records name, a fresh clone starts
+calibrated; on any other host they are ignored like any other device's measurements.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from automc._paths import cache_dir
+from automc._paths import SHIPPED_MEASUREMENTS_DIR, cache_dir
 from automc._host import host_description
 from automc.deploy.lower import LOWERING_VERSION
 from automc.latency.measure import Timing
@@ -46,8 +53,17 @@ def measured_on(profile: HardwareProfile) -> str:
     return host_description()
 
 
+def shipped_path(profile: HardwareProfile) -> Path:
+    """The measurements shipped with automc for ``profile`` (may not exist)."""
+    return SHIPPED_MEASUREMENTS_DIR / f"{profile.name}.jsonl"
+
+
 class MeasurementStore:
-    """Append-only JSONL file of measurements for one profile (``cache/measurements/P.jsonl``)."""
+    """Append-only JSONL file of measurements for one profile (``cache/measurements/P.jsonl``),
+    over the shipped file of that profile when ``root`` is the default cache.
+
+    ``AUTOMC_SHIPPED_MEASUREMENTS=0`` leaves the shipped file out (the test suite does, so that
+    calibration is tested from empty); an explicit ``root`` always does."""
 
     def __init__(self, profile: HardwareProfile, root: Path | None = None):
         self.path = (root or cache_dir() / "measurements") / f"{profile.name}.jsonl"
@@ -55,14 +71,32 @@ class MeasurementStore:
         self.device = measured_on(profile)
         self.threads = profile.threads
         self._records: dict[str, Measurement] = {}
-        if self.path.exists():
-            for line in self.path.read_text().splitlines():
-                if line.strip():
-                    rec = Measurement(**json.loads(line))
-                    # only this device's measurements of the current lowering, on the profile's
-                    # thread count, describe the code that would deploy now
-                    if (rec.host, rec.lowering, rec.threads) == (self.device, LOWERING_VERSION, self.threads):
-                        self._records[rec.key] = rec
+        self.n_shipped = 0
+        if root is None and os.environ.get("AUTOMC_SHIPPED_MEASUREMENTS", "1") != "0":
+            self.n_shipped = self._load(shipped_path(profile))
+        self._load(self.path)  # the user's own measurements win over the shipped ones
+
+    def _load(self, path: Path) -> int:
+        if not path.exists():
+            return 0
+        n = 0
+        for line in path.read_text().splitlines():
+            if line.strip():
+                rec = Measurement(**json.loads(line))
+                # only this device's measurements of the current lowering, on the profile's
+                # thread count, describe the code that would deploy now
+                if (rec.host, rec.lowering, rec.threads) == (self.device, LOWERING_VERSION, self.threads):
+                    self._records[rec.key] = rec
+                    n += 1
+        return n
+
+    def write_shipped(self) -> Path:
+        """Write every record this store holds now (this device's, current lowering) as the
+        profile's shipped file, for committing; returns its path."""
+        out = SHIPPED_MEASUREMENTS_DIR / self.path.name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("".join(json.dumps(r.__dict__) + "\n" for r in self._records.values()))
+        return out
 
     def __contains__(self, key: str) -> bool:
         return key in self._records

@@ -74,3 +74,44 @@ def test_switching_profiles_does_not_warn(host_profile):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert use_profile_threads(host_profile) == host_profile.threads
+
+
+def test_shipped_measurements_calibrate_their_host_and_the_cache_wins(tmp_path, monkeypatch, host_profile):
+    """The shipped file is read under the user's cache: this host's records count, another
+    host's do not, new measurements go to the cache, and the cache's record of a key wins."""
+    import automc.latency.store as store_mod
+
+    shipped_dir, cache = tmp_path / "shipped", tmp_path / "cache"
+    monkeypatch.setattr(store_mod, "SHIPPED_MEASUREMENTS_DIR", shipped_dir)
+    monkeypatch.setenv("AUTOMC_CACHE", str(cache))
+    monkeypatch.setenv("AUTOMC_SHIPPED_MEASUREMENTS", "1")
+    measured = MeasurementStore(host_profile, root=tmp_path / "measured")
+    here = measured.add("k-here", T, trials=4)
+    shipped_dir.mkdir()
+    other_host = {**here.__dict__, "key": "k-other", "host": "Some Other CPU (64 cpus, aarch64)"}
+    again = {**here.__dict__, "key": "k-again", "min_ms": 9.0}
+    shipped = "".join(json.dumps(r) + "\n" for r in (here.__dict__, other_host, again))
+    store_mod.shipped_path(host_profile).write_text(shipped)
+
+    store = MeasurementStore(host_profile)
+    assert store.n_shipped == 2 and "k-here" in store and "k-other" not in store
+    assert store.get("k-again").min_ms == 9.0
+    store.add("k-again", T, trials=4)  # re-measured by the user: into the cache, never the shipped file
+    assert store_mod.shipped_path(host_profile).read_text() == shipped
+    assert MeasurementStore(host_profile).get("k-again").min_ms == T.min_ms
+    written = [json.loads(line) for line in MeasurementStore(host_profile).write_shipped().read_text().splitlines()]
+    assert {(r["key"], r["min_ms"]) for r in written} == {("k-here", T.min_ms), ("k-again", T.min_ms)}
+    monkeypatch.setenv("AUTOMC_SHIPPED_MEASUREMENTS", "0")
+    assert "k-here" not in MeasurementStore(host_profile)
+    assert "k-here" not in MeasurementStore(host_profile, root=cache / "measurements")  # explicit root: no shipped
+
+
+def test_the_shipped_measurements_are_small_and_name_their_host():
+    """What is committed under hw_profiles/measurements/: < 5 MB a file, every record naming the
+    device it was measured on, one device a file."""
+    from automc._paths import SHIPPED_MEASUREMENTS_DIR
+
+    for path in SHIPPED_MEASUREMENTS_DIR.glob("*.jsonl"):
+        assert path.stat().st_size < 5e6, path
+        hosts = {json.loads(line)["host"] for line in path.read_text().splitlines() if line.strip()}
+        assert len(hosts) == 1 and all(hosts), (path, hosts)
