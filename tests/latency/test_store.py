@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 
@@ -90,16 +91,17 @@ def test_shipped_measurements_calibrate_their_host_and_the_cache_wins(tmp_path, 
     shipped_dir.mkdir()
     other_host = {**here.__dict__, "key": "k-other", "host": "Some Other CPU (64 cpus, aarch64)"}
     again = {**here.__dict__, "key": "k-again", "min_ms": 9.0}
-    shipped = "".join(json.dumps(r) + "\n" for r in (here.__dict__, other_host, again))
-    store_mod.shipped_path(host_profile).write_text(shipped)
+    shipped = gzip.compress("".join(json.dumps(r) + "\n" for r in (here.__dict__, other_host, again)).encode())
+    store_mod.shipped_path(host_profile).write_bytes(shipped)
 
     store = MeasurementStore(host_profile)
     assert store.n_shipped == 2 and "k-here" in store and "k-other" not in store
     assert store.get("k-again").min_ms == 9.0
     store.add("k-again", T, trials=4)  # re-measured by the user: into the cache, never the shipped file
-    assert store_mod.shipped_path(host_profile).read_text() == shipped
+    assert store_mod.shipped_path(host_profile).read_bytes() == shipped
     assert MeasurementStore(host_profile).get("k-again").min_ms == T.min_ms
-    written = [json.loads(line) for line in MeasurementStore(host_profile).write_shipped().read_text().splitlines()]
+    written_to = MeasurementStore(host_profile).write_shipped(host_profile)
+    written = [json.loads(line) for line in gzip.decompress(written_to.read_bytes()).splitlines()]
     assert {(r["key"], r["min_ms"]) for r in written} == {("k-here", T.min_ms), ("k-again", T.min_ms)}
     monkeypatch.setenv("AUTOMC_SHIPPED_MEASUREMENTS", "0")
     assert "k-here" not in MeasurementStore(host_profile)
@@ -111,7 +113,7 @@ def test_the_shipped_measurements_are_small_and_name_their_host():
     device it was measured on, one device a file."""
     from automc._paths import SHIPPED_MEASUREMENTS_DIR
 
-    for path in SHIPPED_MEASUREMENTS_DIR.glob("*.jsonl"):
+    for path in SHIPPED_MEASUREMENTS_DIR.glob("*.jsonl.gz"):
         assert path.stat().st_size < 5e6, path
-        hosts = {json.loads(line)["host"] for line in path.read_text().splitlines() if line.strip()}
+        hosts = {json.loads(line)["host"] for line in gzip.decompress(path.read_bytes()).splitlines() if line.strip()}
         assert len(hosts) == 1 and all(hosts), (path, hosts)
