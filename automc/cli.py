@@ -206,7 +206,7 @@ def calibrate(profile: Optional[str] = typer.Option(None, help="profile name or 
         from automc.latency.store import MeasurementStore
 
         store = MeasurementStore(ctx.profile)
-        out = store.write_shipped(ctx.profile)
+        out = store.write_shipped()
         console.print(f"wrote {len(store)} measurements of {store.device} to {out} "
                       f"({out.stat().st_size / 1e6:.2f} MB gzipped)")
 

@@ -74,9 +74,10 @@ class MeasurementStore:
         self.device = measured_on(profile)
         self.threads = profile.threads
         self._records: dict[str, Measurement] = {}
+        self.shipped_path = shipped_path(profile)
         self.n_shipped = 0
         if root is None and os.environ.get("AUTOMC_SHIPPED_MEASUREMENTS", "1") != "0":
-            self.n_shipped = self._load(shipped_path(profile))
+            self.n_shipped = self._load(self.shipped_path)
         self._load(self.path)  # the user's own measurements win over the shipped ones
 
     def _load(self, path: Path) -> int:
@@ -94,14 +95,14 @@ class MeasurementStore:
                     n += 1
         return n
 
-    def write_shipped(self, profile: HardwareProfile) -> Path:
-        """Write every record this store holds now (this device's, current lowering) as
-        ``profile``'s shipped file, for committing; returns its path."""
-        out = shipped_path(profile)
-        out.parent.mkdir(parents=True, exist_ok=True)
+    def write_shipped(self) -> Path:
+        """Write every record this store holds now (this device's, current lowering) as its
+        profile's shipped file (``shipped_path``), for committing; returns that path."""
+        self.shipped_path.parent.mkdir(parents=True, exist_ok=True)
         text = "".join(json.dumps(r.__dict__) + "\n" for r in self._records.values())
-        out.write_bytes(gzip.compress(text.encode(), mtime=0))  # mtime 0: the same store, the same bytes
-        return out
+        # mtime 0: the same store gives the same bytes
+        self.shipped_path.write_bytes(gzip.compress(text.encode(), mtime=0))
+        return self.shipped_path
 
     def __contains__(self, key: str) -> bool:
         return key in self._records
