@@ -176,9 +176,15 @@ def calibrate(profile: Optional[str] = typer.Option(None, help="profile name or 
               budget: str = typer.Option("30m", help="time budget: seconds, or e.g. 30m, 1h"),
               probes: int = typer.Option(16, min=0, help="random probe networks measured first (within a third "
                                          "of the budget), so kernels outside this model's space are predicted too"),
+              random: int = typer.Option(64, min=0, help="random candidates of the space measured after its uniform "
+                                         "baselines (seed 0: the same ones every time)"),
+              retime: bool = typer.Option(False, "--retime", help="time the stored models and kernels again too, "
+                                          "as one more pass (the fastest of the passes counts): run it minutes or "
+                                          "hours after calibrating, as this host's speed comes in phases"),
               ship: bool = typer.Option(False, "--ship", help="then write the profile's whole store (this device's "
                                         "records) to hw_profiles/measurements/, to commit")) -> None:
-    """Tune and measure the kernels a model's space can produce (resumes; never measures twice).
+    """Tune and measure the kernels a model's space can produce (resumes; never measures twice
+    unless told to --retime).
 
     An rpc profile is tuned and measured on the device behind its TVM RPC tracker."""
     import automc.api as api
@@ -192,11 +198,13 @@ def calibrate(profile: Optional[str] = typer.Option(None, help="profile name or 
                       space, builtin.calib_batches)
     start = time.perf_counter()
     with _progress() as progress:
-        probed = calibrate_probes(ctx.profile, n=probes, budget_s=budget_s / 3,
+        retimed: set[str] | None = set() if retime else None  # shared: one more pass a record, not one a part
+        probed = calibrate_probes(ctx.profile, n=probes, budget_s=budget_s / 3, retimed=retimed,
                                   on_progress=_calibration_progress(progress, budget_s / 3))
         left = max(0.0, budget_s - (time.perf_counter() - start))
-        report = calibrate_model(ctx.model, builtin.example_input, *calibration_candidates(ctx.space), ctx.profile,
-                                 budget_s=left, on_progress=_calibration_progress(progress, left))
+        report = calibrate_model(ctx.model, builtin.example_input, *calibration_candidates(ctx.space, random),
+                                 ctx.profile, budget_s=left, on_progress=_calibration_progress(progress, left),
+                                 retimed=retimed)
     console.print(f"{ctx.profile.name}: {probed.models_measured} of {probes} probe networks measured now "
                   f"({probed.kernels_measured} new kernels), {probed.models_reused} already stored")
     console.print(f"{ctx.profile.name}: {report.models_measured} of {report.models_wanted} candidate models measured "

@@ -144,21 +144,36 @@ def measure_model(compressed: nn.Module, example_input: torch.Tensor, profile: H
 
 
 def store_measurement(m: ModelMeasurement, example_input: torch.Tensor, profile: HardwareProfile,
-                      store: MeasurementStore) -> int:
+                      store: MeasurementStore, retimed: set[str] | None = None) -> int:
     """Store a model's new kernels (the median over their occurrences in it) and the whole
-    model; returns how many kernels were new."""
+    model; returns how many kernels were new.
+
+    ``retimed`` is given on a retime pass (``calibrate --retime``): the keys it has stored
+    already. A stored key not among them gets this timing as one more pass of its record
+    (``MeasurementStore.add``) and joins them, so every record gains one pass however many
+    models share its kernel: the fastest of 57 passes (a quantize in every MobileNetV2) sits
+    lower than the fastest of two, and would bias the kernels models share against the rest."""
+
+    def takes(key: str) -> bool:
+        if retimed is None:
+            return key not in store
+        if key in retimed:
+            return False
+        retimed.add(key)
+        return True
+
     seen: dict[KernelSpec, list[Timing]] = defaultdict(list)
     for spec, timing in zip(m.kernels, m.kernel_timings):
         if timing is not None:
             seen[spec].append(timing)
     new = 0
     for spec, timings in seen.items():
-        if spec.key not in store:
+        if takes(spec.key):
+            new += spec.key not in store
             store.add(spec.key, sorted(timings, key=lambda t: t.latency_ms)[len(timings) // 2],
                       profile.tuning.trials_per_kernel, spec.to_dict())
-            new += 1
     key = model_key(m.kernels, example_input)
-    if key not in store:
+    if takes(key):
         store.add(key, m.whole, profile.tuning.trials_per_kernel, kernels=[k.key for k in m.kernels])
     return new
 
@@ -180,7 +195,7 @@ def require_measurable(profile: HardwareProfile) -> None:
 def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequence[Candidate],
                     sampled: Sequence[Candidate], profile: HardwareProfile, budget_s: float = 600.0,
                     on_progress: Callable[[int, int, Candidate | None], None] | None = None,
-                    store: MeasurementStore | None = None) -> CalibrationReport:
+                    store: MeasurementStore | None = None, retimed: set[str] | None = None) -> CalibrationReport:
     """Measure the ``first`` candidates (the baselines) in order, then the ``sampled`` ones in
     adaptive order, as whole models (see the module doc), until ``budget_s`` seconds have passed
     (checked between models).
@@ -189,6 +204,8 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
     yet stored weigh most in predicted time (the current predictor, refitted after every model),
     so the budget goes where the predictor knows least about what matters. A candidate whose
     model and kernels are all stored is skipped, never re-measured; a killed calibration resumes.
+    Given ``retimed`` (a retime pass, see ``store_measurement``), the stored ones are timed
+    again too, in the same order, each record gaining one pass (the fastest of the passes counts).
     """
     require_measurable(profile)
     store = store if store is not None else MeasurementStore(profile)
@@ -210,14 +227,14 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
         candidate, kernels = pool[i]
         if on_progress:
             on_progress(measured + reused, len(pool), candidate)
-        if _is_stored(kernels, example_input, store):
+        if _skips(kernels, example_input, store, retimed):
             reused += 1
             continue
         if time.perf_counter() - start > budget_s:
             break
         compressed = apply_candidate(model, candidate, example_input, calib)
         new_kernels += store_measurement(measure_model(compressed, example_input, profile, database),
-                                         example_input, profile, store)
+                                         example_input, profile, store, retimed)
         measured += 1
     if on_progress:
         on_progress(len(pool), len(pool), None)
@@ -227,10 +244,11 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
 
 def calibrate_probes(profile: HardwareProfile, n: int = 16, budget_s: float = 600.0, seed: int = 0,
                      on_progress: Callable[[int, int, Candidate | None], None] | None = None,
-                     store: MeasurementStore | None = None) -> CalibrationReport:
+                     store: MeasurementStore | None = None, retimed: set[str] | None = None) -> CalibrationReport:
     """Measure ``n`` probe networks (``probes.probe_networks``: random small CNNs covering the
     kernel space beyond any one model's search space) until ``budget_s`` seconds have passed;
-    stored probes are skipped, so this resumes too."""
+    stored probes are skipped, so this resumes too (given ``retimed`` they are timed again, as
+    ``calibrate_model`` does)."""
     from automc.latency.probes import probe_networks
 
     require_measurable(profile)
@@ -243,12 +261,12 @@ def calibrate_probes(profile: HardwareProfile, n: int = 16, budget_s: float = 60
             on_progress(i, n, probe.candidate)
         x = probe.example_input
         compressed = apply_candidate(probe.model, probe.candidate, x, (x,)).eval()
-        if _is_stored(kernel_specs(compressed, x, profile), x, store):
+        if _skips(kernel_specs(compressed, x, profile), x, store, retimed):
             reused += 1
             continue
         if time.perf_counter() - start > budget_s:
             break
-        new_kernels += store_measurement(measure_model(compressed, x, profile, database), x, profile, store)
+        new_kernels += store_measurement(measure_model(compressed, x, profile, database), x, profile, store, retimed)
         measured += 1
     if on_progress:
         on_progress(n, n, None)
@@ -257,8 +275,16 @@ def calibrate_probes(profile: HardwareProfile, n: int = 16, budget_s: float = 60
 
 
 def _is_stored(kernels: Sequence[KernelSpec], example_input: torch.Tensor, store: MeasurementStore) -> bool:
-    """Is this model measured whole, with every layer kernel? (Then it is never measured again.)"""
+    """Is this model measured whole, with every layer kernel? (Then it is not measured again, unless retimed.)"""
     return model_key(kernels, example_input) in store and all(k.key in store for k in kernels if k.is_layer)
+
+
+def _skips(kernels: Sequence[KernelSpec], example_input: torch.Tensor, store: MeasurementStore,
+           retimed: set[str] | None) -> bool:
+    """Is there nothing to time in this model: all stored, or on a retime pass all retimed?"""
+    if retimed is None:
+        return _is_stored(kernels, example_input, store)
+    return model_key(kernels, example_input) in retimed and all(k.key in retimed for k in kernels if k.is_layer)
 
 
 def _most_unknown(indices: list[int], pool: list, store: MeasurementStore, profile: HardwareProfile) -> int:

@@ -193,6 +193,12 @@ def test_probe_networks_calibrate_once(quick_profile, tmp_path):
     assert first.models_measured == 3 and first.kernels_measured >= 6
     again = calibrate_probes(quick_profile, n=3, seed=1, store=MeasurementStore(quick_profile, root=tmp_path))
     assert again.models_measured == 0 and again.models_reused == 3
+    # --retime: every stored model and kernel timed once more, merged into its record, none new;
+    # a kernel two probes share gains one pass, not two
+    retimed = calibrate_probes(quick_profile, n=3, seed=1, store=store, retimed=set())
+    assert (retimed.models_measured, retimed.kernels_measured) == (3, 0)
+    records = MeasurementStore(quick_profile, root=tmp_path).records()
+    assert len(records) == len(store) and {r.passes for r in records} == {2}
 
 
 def test_graph_pricing_recovers_overhead_and_family_rates(tmp_path, host_profile):

@@ -119,3 +119,19 @@ def test_the_shipped_measurements_are_small_and_name_their_host():
         assert path.stat().st_size < 5e6, path
         hosts = {json.loads(line)["host"] for line in gzip.decompress(path.read_bytes()).splitlines() if line.strip()}
         assert len(hosts) == 1 and all(hosts), (path, hosts)
+
+
+def test_a_key_timed_again_keeps_the_fastest_of_its_passes(tmp_path, host_profile):
+    """calibrate --retime: a second pass over a stored key merges into it (this host's slow
+    phases last minutes, so the fastest of passes minutes apart is what counts); reopening
+    reads the merged record, and the spec of the first pass is kept."""
+    store = MeasurementStore(host_profile, root=tmp_path)
+    store.add("k1", T, trials=4, spec={"op": "dense"})
+    slower = Timing(median_ms=1.9, min_ms=1.8, max_ms=2.2, repeats=5)
+    faster = Timing(median_ms=1.3, min_ms=1.2, max_ms=1.6, repeats=5)
+    assert store.add("k1", slower, trials=4).latency_ms == 1.4  # a slow phase does not replace it
+    rec = store.add("k1", faster, trials=4)
+    assert (rec.latency_ms, rec.max_ms, rec.repeats, rec.passes) == (1.2, 2.2, 15, 3)
+    assert rec.median_ms == pytest.approx((1.5 + 1.9 + 1.3) / 3) and rec.spec == {"op": "dense"}
+    again = MeasurementStore(host_profile, root=tmp_path)
+    assert again.get("k1") == rec and len(again) == 1
