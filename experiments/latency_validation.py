@@ -91,12 +91,16 @@ def metrics(pred: np.ndarray, meas: np.ndarray) -> dict[str, float]:
             "spearman_rho": float(spearmanr(pred, meas).statistic), "n": int(len(meas))}
 
 
-def time_interleaved(compiled: list, rows: list[dict], profile, rounds: int, repeat: int, min_repeat_ms: float) -> None:
-    """Time every compiled model in ``rounds`` rounds, each model once a round (``repeat`` runs of
-    ≥ ``min_repeat_ms`` ms); a model's latency is the fastest run of all rounds, the statistic
-    the store holds (``measure.Timing.latency_ms``), and its spread that of its round minima. Interleaved
+def time_interleaved(compiled: list, rows: list[dict], profile, rounds: int, repeat: int, min_repeat_ms: float,
+                     minutes: float = 0.0) -> None:
+    """Time every compiled model in ``rounds`` rounds (more while less than ``minutes`` have
+    passed), each model once a round (``repeat`` runs of ≥ ``min_repeat_ms`` ms); a model's
+    latency is the fastest run of all rounds, the statistic the store holds
+    (``measure.Timing.latency_ms``), and its spread that of its round minima. Interleaved
     because this host's noise comes in bursts of seconds (other tenants of the VM host): timed
-    back to back, a model caught in a burst was off by up to 50%, whatever its repeats."""
+    back to back, a model caught in a burst was off by up to 50%, whatever its repeats. Spread
+    over minutes because it also comes in phases of minutes: a MobileNetV2 took 1.93 ms
+    throughout one and 1.66 ten minutes later."""
     import tvm
     from tvm import relax
 
@@ -118,7 +122,9 @@ def time_interleaved(compiled: list, rows: list[dict], profile, rounds: int, rep
         vm["main"](*args)  # warm-up: allocation and page faults
         runs.append((idx, vm, args))
     samples: dict[int, list[float]] = {idx: [] for idx, _, _ in runs}
-    for _ in range(rounds):
+    start, done = time.perf_counter(), 0
+    while done < rounds or time.perf_counter() - start < minutes * 60:
+        done += 1
         for idx, vm, args in runs:
             samples[idx].append(time_vm(vm, dev, args, timed).latency_ms)
     for idx, values in samples.items():
@@ -172,6 +178,8 @@ def main() -> None:
                     help="seed of the fresh candidates (calibration samples seed 0): a new seed, new models")
     ap.add_argument("--budget", type=float, default=1800.0, help="calibration budget per model, s")
     ap.add_argument("--rounds", type=int, default=7, help="rounds of timing, each model once a round (interleaved)")
+    ap.add_argument("--minutes", type=float, default=0.0,
+                    help="time more rounds until this many minutes have passed (the host's phases last minutes)")
     ap.add_argument("--repeat", type=int, default=10, help="timed runs of a model in one round (the fastest counts)")
     ap.add_argument("--min-repeat-ms", type=float, default=10.0, help="minimum length of one timed run, ms")
     ap.add_argument("--measured", default=None,
@@ -232,7 +240,7 @@ def main() -> None:
             rows.append(row)
     refs = reference_rows(calibrated, contexts, profile, store, database, recorded, compiled, len(rows))
     if compiled:
-        time_interleaved(compiled, rows + refs, profile, args.rounds, args.repeat, args.min_repeat_ms)
+        time_interleaved(compiled, rows + refs, profile, args.rounds, args.repeat, args.min_repeat_ms, args.minutes)
     for r in rows:
         print(f"{r['model']:>16} #{r['candidate']:<3} measured {r['measured_ms']:.3f} ms  predicted {r['predicted_ms']:.3f} "
               f"({(r['predicted_ms'] / r['measured_ms'] - 1) * 100:+.1f}%)  FLOPs {r['flops_ms']:.3f}  "
