@@ -129,8 +129,8 @@ class MeasurementStore:
         import tvm
 
         old = self._records.get(key)
+        passes = old.passes + 1 if old is not None else 1
         if old is not None:
-            passes = old.passes + 1
             timing = Timing((old.median_ms * old.passes + timing.median_ms) / passes, min(old.min_ms, timing.min_ms),
                             max(old.max_ms, timing.max_ms), old.repeats + timing.repeats)
             spec, kernels = spec or old.spec, kernels or old.kernels
@@ -138,7 +138,7 @@ class MeasurementStore:
                           repeats=timing.repeats, trials=trials, host=self.device,
                           tvm_version=tvm.__version__, measured_at=time.time(), spec=spec, kernels=kernels,
                           lowering=LOWERING_VERSION, threads=self.threads,
-                          passes=old.passes + 1 if old is not None else 1)
+                          passes=passes)
         with self.path.open("a") as f:  # append-only: the last line of a key wins when loaded
             f.write(json.dumps(rec.__dict__) + "\n")
         self._records[key] = rec
