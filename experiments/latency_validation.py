@@ -35,7 +35,7 @@ against the measurements a previous run recorded (same seeds, so the same candid
 Usage (x86-vnni on this host; the recorded run, 28 min with its calibration stored, 12 of them
 timing; ~55 min from an empty cache, tuning database included):
     .venv/bin/python experiments/latency_validation.py --models demo-cnn,tiny-transformer,mobilenetv2 \
-        --held-out resnet-small --calib-random 24 --per-model 14 --probes 96 --rounds 15 --minutes 12 --seed 8
+        --held-out resnet-small --calib-random 24 --per-model 14 --probes 96 --rounds 15 --minutes 12 --seed 9
 Prints a table; writes experiments/latency_validation.json (+ per-model rows in .csv).
 """
 
