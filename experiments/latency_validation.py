@@ -32,8 +32,9 @@ predictor row stays the one the bars are read on.
 With ``--measured CSV`` the models are not compiled again: the current predictor is re-scored
 against the measurements a previous run recorded (same seeds, so the same candidates).
 
-Usage (x86-vnni on this host; the recorded run, 28 min with its calibration stored, 12 of them
-timing; ~55 min from an empty cache, tuning database included):
+Usage (x86-vnni on this host; the recorded run, 27 min with its calibration stored, 12 of them
+timing; from an empty cache add the calibration, tuning database included: run C spent 34 of
+its 42 min on it):
     .venv/bin/python experiments/latency_validation.py --models demo-cnn,tiny-transformer,mobilenetv2 \
         --held-out resnet-small --calib-random 24 --per-model 14 --probes 96 --rounds 15 --minutes 12 --seed 9
 Prints a table; writes experiments/latency_validation.json (+ per-model rows in .csv).

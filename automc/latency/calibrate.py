@@ -274,17 +274,17 @@ def calibrate_probes(profile: HardwareProfile, n: int = 16, budget_s: float = 60
                              fit_graph_pricing(store).overhead_ms)
 
 
-def _is_stored(kernels: Sequence[KernelSpec], example_input: torch.Tensor, store: MeasurementStore) -> bool:
-    """Is this model measured whole, with every layer kernel? (Then it is not measured again, unless retimed.)"""
-    return model_key(kernels, example_input) in store and all(k.key in store for k in kernels if k.is_layer)
+def _is_stored(kernels: Sequence[KernelSpec], example_input: torch.Tensor,
+               keys: MeasurementStore | set[str]) -> bool:
+    """Is this model among ``keys`` (a store, or the keys a retime pass has timed) whole, with
+    every layer kernel? (Then it is not timed again.)"""
+    return model_key(kernels, example_input) in keys and all(k.key in keys for k in kernels if k.is_layer)
 
 
 def _skips(kernels: Sequence[KernelSpec], example_input: torch.Tensor, store: MeasurementStore,
            retimed: set[str] | None) -> bool:
     """Is there nothing to time in this model: all stored, or on a retime pass all retimed?"""
-    if retimed is None:
-        return _is_stored(kernels, example_input, store)
-    return model_key(kernels, example_input) in retimed and all(k.key in retimed for k in kernels if k.is_layer)
+    return _is_stored(kernels, example_input, store if retimed is None else retimed)
 
 
 def _most_unknown(indices: list[int], pool: list, store: MeasurementStore, profile: HardwareProfile) -> int:
