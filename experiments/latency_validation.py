@@ -36,7 +36,7 @@ Usage (x86-vnni on this host; the recorded run, 27 min with its calibration stor
 timing; from an empty cache add the calibration, tuning database included: run C spent 34 of
 its 42 min on it):
     .venv/bin/python experiments/latency_validation.py --models demo-cnn,tiny-transformer,mobilenetv2 \
-        --held-out resnet-small --calib-random 24 --per-model 14 --probes 96 --rounds 15 --minutes 12 --seed 9
+        --held-out resnet-small --calib-random 24 --per-model 14 --probes 96 --rounds 15 --minutes 12 --seed 10
 Prints a table; writes experiments/latency_validation.json (+ per-model rows in .csv).
 """
 
