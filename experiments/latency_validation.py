@@ -34,7 +34,7 @@ baselines and is left as predicted. The plain predictor row stays the one the ba
 With ``--measured CSV`` the models are not compiled again: the current predictor is re-scored
 against the measurements a previous run recorded (same seeds, so the same candidates).
 
-Usage (x86-vnni on this host; the recorded run L, 56 min with its calibration stored, 40 of
+Usage (x86-vnni on this host; the recorded run L, 57 min with its calibration stored, 40 of
 them timing because the host never settled; 27 min when it does within the first 12; from an
 empty cache add the calibration, tuning database included: run C spent 34 of its 42 min on it):
     .venv/bin/python experiments/latency_validation.py --models demo-cnn,tiny-transformer,mobilenetv2 \
