@@ -151,14 +151,16 @@ def time_interleaved(compiled: list, rows: list[dict], profile, rounds: int, rep
     def unsettled() -> bool:
         return settle_pct is not None and host_ratio() > 1 + settle_pct / 100
 
+    def in_base_window() -> bool:  # the window --rounds / --minutes ask for, before any settling
+        return done < rounds or time.perf_counter() - start < minutes * 60
+
     start, done, base_rounds = time.perf_counter(), 0, None
-    while (done < rounds or time.perf_counter() - start < minutes * 60
-           or (unsettled() and time.perf_counter() - start < max_minutes * 60)):
+    while in_base_window() or (unsettled() and time.perf_counter() - start < max_minutes * 60):
         done += 1
         for idx, vm, args in runs:
             samples[idx].append(time_vm(vm, dev, args, timed).latency_ms)
-        if base_rounds is None and done >= rounds and time.perf_counter() - start >= minutes * 60:
-            base_rounds = done  # the window without settling: its minima are kept beside, to compare
+        if base_rounds is None and not in_base_window():
+            base_rounds = done  # its minima are kept beside the settled ones, to compare
         if done % 5 == 0:
             print(f"  timing: {done} rounds, {(time.perf_counter() - start) / 60:.1f} min; calibration's models "
                   f"×{host_ratio():.3f} of stored (the slowest architecture's median)", flush=True)
@@ -168,9 +170,10 @@ def time_interleaved(compiled: list, rows: list[dict], profile, rounds: int, rep
         rows[idx].update(measured_ms=min(values), spread=(max(values) - min(values)) / float(np.median(values)),
                          even_rounds_ms=min(values[0::2]), odd_rounds_ms=min(values[1::2]),
                          unsettled_ms=min(values[:base_rounds or done]))
+    ratio = host_ratio()
     return {"minutes": (time.perf_counter() - start) / 60, "rounds": done, "unsettled_rounds": base_rounds or done,
-            "host_ratio": host_ratio(),
-            "settle_pct": settle_pct, "settled": not unsettled() if settle_pct is not None else None}
+            "host_ratio": ratio, "settle_pct": settle_pct,
+            "settled": ratio <= 1 + settle_pct / 100 if settle_pct is not None else None}
 
 
 def reference_rows(calibrated: list[str], contexts: dict, profile, store: MeasurementStore, database,
