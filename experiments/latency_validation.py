@@ -262,7 +262,9 @@ def main() -> None:
         rep = calibrate_model(ctx.model, b.example_input, first, sampled, profile, budget_s=args.budget, store=store)
         calib_report[name] = {**rep.__dict__, "wall_s": time.perf_counter() - t}
         print(f"calibrated {name}: {rep}")
-    predictor = predictor_for(contexts[calibrated[0]][0].model, contexts[calibrated[0]][0].example_input, profile, store)
+    # each architecture's own predictor, as a search builds it: a calibrated one prices its graph
+    # from its own stored wholes, a held-out one (none stored) from all
+    predictors = {name: predictor_for(ctx.model, b.example_input, profile, store) for name, (b, ctx) in contexts.items()}
     ms_per_mac = flops_coefficient(store)
     database = open_database(profile)
     recorded = pd.read_csv(args.measured) if args.measured else None
@@ -276,7 +278,7 @@ def main() -> None:
             m = apply_candidate(ctx.model, cand, b.example_input, b.calib_batches[:1]).eval()
             kernels = kernel_specs(m, b.example_input, profile)
             t = time.perf_counter()
-            predicted = predictor.predict(kernels)
+            predicted = predictors[name].predict(kernels)
             predict_us = (time.perf_counter() - t) * 1e6
             row = {"model": name, "held_out": name in held_out, "candidate": i, "kernels": len(kernels),
                    "macs": sum(k.macs for k in kernels), "predicted_ms": predicted, "predict_us": predict_us,

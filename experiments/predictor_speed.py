@@ -32,7 +32,7 @@ def main() -> None:
     from automc.api import prepare
     from automc.compress import apply_candidate
     from automc.deploy.lower import kernel_specs
-    from automc.latency.calibrate import predictor_for
+    from automc.latency.calibrate import architecture_key, predictor_for
     from automc.latency.predictor import CalibratedPredictor
     from automc.model.zoo import load_builtin
     from automc.search.runner import random_params
@@ -47,6 +47,7 @@ def main() -> None:
     predictor = predictor_for(ctx.model, ctx.example_input, ctx.profile)
     if not isinstance(predictor, CalibratedPredictor):
         raise SystemExit(f"profile {args.profile} is not calibrated here: run `automc calibrate --profile {args.profile}`")
+    architecture = architecture_key(ctx.model, ctx.example_input, ctx.profile)
     rng = random.Random(0)
     models = [apply_candidate(ctx.model, candidate_from_params(ctx.space, random_params(ctx.space, rng)),
                               ctx.example_input, ctx.calib_batches) for _ in range(args.candidates)]
@@ -56,7 +57,7 @@ def main() -> None:
         t = time.perf_counter()
         kernels = kernel_specs(m, ctx.example_input, ctx.profile)
         extract_us.append((time.perf_counter() - t) * 1e6)
-        fresh = CalibratedPredictor(predictor.store)
+        fresh = CalibratedPredictor(predictor.store, architecture)
         t = time.perf_counter()
         fresh.predict(kernels)
         cold_us.append((time.perf_counter() - t) * 1e6)

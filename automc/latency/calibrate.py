@@ -66,6 +66,13 @@ def model_key(kernels: Sequence[KernelSpec], example_input: torch.Tensor) -> str
     return "model:" + hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
+def architecture_key(model: nn.Module, example_input: torch.Tensor, profile: HardwareProfile) -> str:
+    """What names a model's architecture in the store: the model key of the uncompressed model
+    (its kernels on ``profile``), which every candidate compressed from it records
+    (``Measurement.architecture``) and its predictor prices its graph from."""
+    return model_key(kernel_specs(model, example_input, profile), example_input)
+
+
 def _task_of(spec: KernelSpec, call: TaskCall) -> bool:
     """Is ``call`` the fused task that runs ``spec``? Checked on shapes and dtypes."""
     name = call.name
@@ -144,9 +151,11 @@ def measure_model(compressed: nn.Module, example_input: torch.Tensor, profile: H
 
 
 def store_measurement(m: ModelMeasurement, example_input: torch.Tensor, profile: HardwareProfile,
-                      store: MeasurementStore, retimed: set[str] | None = None) -> int:
+                      store: MeasurementStore, retimed: set[str] | None = None,
+                      architecture: str | None = None) -> int:
     """Store a model's new kernels (the median over their occurrences in it) and the whole
-    model; returns how many kernels were new.
+    model, with the ``architecture`` it was compressed from (``architecture_key``; None for a
+    probe); returns how many kernels were new.
 
     ``retimed`` is given on a retime pass (``calibrate --retime``): the keys it has stored
     already. A stored key not among them gets this timing as one more pass of its record
@@ -174,7 +183,8 @@ def store_measurement(m: ModelMeasurement, example_input: torch.Tensor, profile:
                       profile.tuning.trials_per_kernel, spec.to_dict())
     key = model_key(m.kernels, example_input)
     if takes(key):
-        store.add(key, m.whole, profile.tuning.trials_per_kernel, kernels=[k.key for k in m.kernels])
+        store.add(key, m.whole, profile.tuning.trials_per_kernel, kernels=[k.key for k in m.kernels],
+                  architecture=architecture)
     return new
 
 
@@ -206,6 +216,8 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
     model and kernels are all stored is skipped, never re-measured; a killed calibration resumes.
     Given ``retimed`` (a retime pass, see ``store_measurement``), the stored ones are timed
     again too, in the same order, each record gaining one pass (the fastest of the passes counts).
+    Every whole measured or met here is recorded as ``model``'s (``architecture_key``): its
+    predictor prices the graph from them (``predictor.fit_graph_pricing``).
     """
     require_measurable(profile)
     store = store if store is not None else MeasurementStore(profile)
@@ -216,6 +228,7 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
     # measured, so memory holds one compressed model, not the whole pool (69 MobileNetV2s)
     pool = [(c, kernel_specs(apply_candidate(model, c, example_input, calib), example_input, profile))
             for c in list(first) + list(sampled)]
+    architecture = architecture_key(model, example_input, profile)
     measured = reused = new_kernels = 0
     pending = list(range(len(first)))  # the baselines, in order
     left = list(range(len(first), len(pool)))
@@ -228,13 +241,14 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
         if on_progress:
             on_progress(measured + reused, len(pool), candidate)
         if _skips(kernels, example_input, store, retimed):
+            store.tag_architecture(model_key(kernels, example_input), architecture)
             reused += 1
             continue
         if time.perf_counter() - start > budget_s:
             break
         compressed = apply_candidate(model, candidate, example_input, calib)
         new_kernels += store_measurement(measure_model(compressed, example_input, profile, database),
-                                         example_input, profile, store, retimed)
+                                         example_input, profile, store, retimed, architecture)
         measured += 1
     if on_progress:
         on_progress(len(pool), len(pool), None)
@@ -308,7 +322,8 @@ def is_calibrated(model: nn.Module, example_input: torch.Tensor, profile: Hardwa
 
 def predictor_for(model: nn.Module, example_input: torch.Tensor, profile: HardwareProfile,
                   store: MeasurementStore | None = None) -> LatencyPredictor:
-    """The calibrated predictor when the profile has been measured, else the roofline (loudly).
+    """The calibrated predictor when the profile has been measured, else the roofline (loudly);
+    it prices the graph from ``model``'s own stored wholes when calibration stored enough.
 
     A local profile counts only when this host runs it; an rpc profile's store holds its
     device's measurements, valid whether or not the device is reachable now.
@@ -317,6 +332,6 @@ def predictor_for(model: nn.Module, example_input: torch.Tensor, profile: Hardwa
         return RooflinePredictor(profile)
     store = store if store is not None else MeasurementStore(profile)
     try:
-        return CalibratedPredictor(store)
+        return CalibratedPredictor(store, architecture_key(model, example_input, profile))
     except ValueError:  # fewer than two kernels measured
         return RooflinePredictor(profile)

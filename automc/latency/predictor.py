@@ -250,13 +250,26 @@ def _graph_units(spec: KernelSpec) -> float:
     return (spec.macs if spec.op == "bmm" else spec.in_channels + spec.out_channels) * 1e-6
 
 
-def fit_graph_pricing(store: MeasurementStore) -> GraphPricing:
+# wholes of an architecture enough to price its graph apart: ten coefficients, and the
+# validation calibrates 25-29 wholes of each model (baselines + 24 random candidates)
+MIN_OWN_WHOLES = 12
+
+
+def fit_graph_pricing(store: MeasurementStore, architecture: str | None = None) -> GraphPricing:
     """Non-negative least squares over the stored whole models whose layer kernels are all
     stored: whole − Σ layer kernels = overhead + per-layer cost × layers + input and output
     costs × their bytes + Σ_family rate × units of its graph ops, each model's equation
     divided by its time (relative errors). (Measured on the demo's 14 validation candidates,
     their tasks timed: with the output bytes 71% of the wholes within ±5%, 64% without; 93%
     within ±10% either way.)
+
+    Given an ``architecture`` (``calibrate.architecture_key``) with at least
+    ``MIN_OWN_WHOLES`` wholes stored, only those are fitted: what a model adds beyond its
+    tasks is its own. Fitted apart on the shipped x86-vnni store, MobileNetV2's 69 wholes
+    want 14 µs a model, 2.6 µs a layer and 15 µs a MB read, the demo's 29 wholes 13 µs,
+    0.4 µs and 17 µs a MB read; pooled with the transformer's and the 96 probes (single
+    blocks of 0.03 ms), the fit gave 1 µs, 0.85 µs and 24 µs a MB written, which priced
+    MobileNetV2's own stored wholes 2.9% low at the median (−14% to +11%).
 
     Families no stored model has keep rate 0: a model full of them (a transformer's softmax,
     say, when only CNNs were calibrated) is under-predicted, which is why the validation
@@ -265,10 +278,10 @@ def fit_graph_pricing(store: MeasurementStore) -> GraphPricing:
     from scipy.optimize import nnls
 
     kernel_ms = {r.key: r.latency_ms for r in kernel_records(store)}
+    wholes = [r for r in store.records() if r.kernels]
+    own = [r for r in wholes if architecture is not None and r.architecture == architecture]
     rows, ys = [], []
-    for r in store.records():
-        if not r.kernels:
-            continue
+    for r in own if len(own) >= MIN_OWN_WHOLES else wholes:
         specs = [KernelSpec.from_key(k) for k in r.kernels]
         if not all(k.key in kernel_ms for k in specs if k.is_layer):
             continue
@@ -308,13 +321,14 @@ class RooflinePredictor:
 
 class CalibratedPredictor:
     """Store hits + the work model (``fit_work_model``) for layer kernels; graph ops, the
-    per-layer call cost and the per-model overhead from ``fit_graph_pricing``."""
+    per-layer call cost and the per-model overhead from ``fit_graph_pricing`` (of the
+    ``architecture``'s own wholes when enough are stored, else of all)."""
 
     source = "calibrated"
 
-    def __init__(self, store: MeasurementStore):
+    def __init__(self, store: MeasurementStore, architecture: str | None = None):
         self.store = store
-        self.pricing = fit_graph_pricing(store)
+        self.pricing = fit_graph_pricing(store, architecture)
         recs = kernel_records(store)
         if len(recs) < 2:
             raise ValueError(f"only {len(recs)} kernel measurements stored; run `automc calibrate` first")

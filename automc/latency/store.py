@@ -12,7 +12,7 @@ import gzip
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from automc._paths import SHIPPED_MEASUREMENTS_DIR, cache_dir
@@ -40,6 +40,9 @@ class Measurement:
     lowering: int = 0  # deploy.lower.LOWERING_VERSION of the code that was timed
     threads: int = 0  # CPU threads the code ran on (0: recorded before the count was set)
     passes: int = 1  # separate timings merged into this record (``MeasurementStore.add``)
+    # a whole model's architecture: the model key of the uncompressed model it was compressed
+    # from (``calibrate.architecture_key``); None for kernels, probes, and wholes stored before
+    architecture: str | None = None
 
     @property
     def latency_ms(self) -> float:
@@ -118,7 +121,7 @@ class MeasurementStore:
         return list(self._records.values())
 
     def add(self, key: str, timing: Timing, trials: int, spec: dict | None = None,
-            kernels: list[str] | None = None) -> Measurement:
+            kernels: list[str] | None = None, architecture: str | None = None) -> Measurement:
         """Store ``timing`` of ``key``; a key stored already gets it as one more pass (``calibrate
         --retime``): the fastest repeat of all passes, the mean of their medians (ms).
 
@@ -134,12 +137,24 @@ class MeasurementStore:
             timing = Timing((old.median_ms * old.passes + timing.median_ms) / passes, min(old.min_ms, timing.min_ms),
                             max(old.max_ms, timing.max_ms), old.repeats + timing.repeats)
             spec, kernels = spec or old.spec, kernels or old.kernels
+            architecture = architecture or old.architecture
         rec = Measurement(key=key, median_ms=timing.median_ms, min_ms=timing.min_ms, max_ms=timing.max_ms,
                           repeats=timing.repeats, trials=trials, host=self.device,
                           tvm_version=tvm.__version__, measured_at=time.time(), spec=spec, kernels=kernels,
                           lowering=LOWERING_VERSION, threads=self.threads,
-                          passes=passes)
+                          passes=passes, architecture=architecture)
+        self._append(rec)
+        return rec
+
+    def tag_architecture(self, key: str, architecture: str) -> None:
+        """Record that the stored whole model ``key`` was compressed from ``architecture``
+        (``calibrate.architecture_key``), its timing unchanged: wholes stored before records
+        named their architecture get it when a calibration meets them again."""
+        old = self._records[key]
+        if old.architecture != architecture:
+            self._append(replace(old, architecture=architecture))
+
+    def _append(self, rec: Measurement) -> None:
         with self.path.open("a") as f:  # append-only: the last line of a key wins when loaded
             f.write(json.dumps(rec.__dict__) + "\n")
-        self._records[key] = rec
-        return rec
+        self._records[rec.key] = rec

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -12,8 +13,8 @@ from automc.compress import apply_candidate
 from automc.deploy.build import open_database
 from automc.deploy.lower import kernel_specs
 from automc.deploy.relax_lowering import lower_to_relax
-from automc.latency.calibrate import (ModelMeasurement, calibrate_model, is_calibrated, match_tasks, measure_model,
-                                      model_key, predictor_for, store_measurement)
+from automc.latency.calibrate import (ModelMeasurement, architecture_key, calibrate_model, is_calibrated, match_tasks,
+                                      measure_model, model_key, predictor_for, store_measurement)
 from automc.latency.kernels import kernel_module
 from automc.latency.measure import Timing, median_timing, task_calls
 from automc.latency.predictor import CalibratedPredictor, RooflinePredictor
@@ -250,6 +251,40 @@ def test_graph_pricing_recovers_overhead_and_family_rates(tmp_path, host_profile
     assert predictor.predict([big, norm]) == pytest.approx(0.3 + extra(big) + 0.05 + 2.0)
 
 
+def test_graph_pricing_is_an_architectures_own_once_enough_of_its_wholes_are_stored(tmp_path, host_profile):
+    """Two architectures over the same kernels, one paying 0.01 ms a layer beyond its tasks and
+    the other 0.03: each one's pricing recovers its own rate from its own wholes, and one with
+    too few wholes stored (or none, a held-out model) is priced from all of them."""
+    from automc.latency.predictor import MIN_OWN_WHOLES
+
+    store = MeasurementStore(host_profile, root=tmp_path)
+    kernels = [KernelSpec(op="conv2d", batch=1, in_channels=8, out_channels=c, height=8, width=8) for c in (8, 16)]
+    for k in kernels:
+        store.add(k.key, Timing(0.3, 0.3, 0.3, 3), 0, k.to_dict())
+    for arch, per_layer, n_models in (("light", 0.01, MIN_OWN_WHOLES), ("heavy", 0.03, MIN_OWN_WHOLES - 1)):
+        for n in range(1, n_models + 1):
+            layers = [kernels[i % 2] for i in range(n)]
+            ms = 0.3 * n + per_layer * n
+            store.add(f"model:{arch}-{n}", Timing(ms, ms, ms, 3), 0, kernels=[k.key for k in layers],
+                      architecture=arch)
+
+    def predict(architecture: str | None) -> float:  # a two-layer model of both architectures
+        return CalibratedPredictor(store, architecture).predict(kernels)
+
+    assert predict("light") == pytest.approx(0.6 + 0.02, abs=1e-6)
+    pooled = predict(None)
+    assert 0.6 + 0.02 + 1e-3 < pooled < 0.6 + 0.06 - 1e-3
+    assert predict("heavy") == pytest.approx(pooled)  # 11 wholes: too few
+    assert predict("held-out") == pytest.approx(pooled)
+    ms = 0.3 * 12 + 0.03 * 12
+    store.add("model:heavy-12", Timing(ms, ms, ms, 3), 0, kernels=[kernels[i % 2].key for i in range(12)],
+              architecture="heavy")
+    assert predict("heavy") == pytest.approx(0.6 + 0.06, abs=1e-6)
+    # the architecture survives a reload and a retime pass that does not name it
+    store.add("model:heavy-12", Timing(ms, ms, ms, 3), 0)
+    assert MeasurementStore(host_profile, root=tmp_path).get("model:heavy-12").architecture == "heavy"
+
+
 def test_tasks_timed_alone_add_up_to_the_whole_model(demo, quick_profile):
     m = measure_model(demo.model, demo.example_input, quick_profile)
     assert all((t is not None) == k.is_layer for k, t in zip(m.kernels, m.kernel_timings))
@@ -279,9 +314,16 @@ def test_calibration_reuses_store_and_predicts(demo, quick_profile, tmp_path):
     report = calibrate_model(ctx.model, demo.example_input, first[:2], sampled, quick_profile, budget_s=1e9, store=store)
     assert report.models_measured == 4 and report.kernels_measured > 20
     assert is_calibrated(ctx.model, demo.example_input, quick_profile, store)
+    architecture = architecture_key(ctx.model, demo.example_input, quick_profile)
+    assert [r.architecture for r in store.records() if r.kernels] == [architecture] * 4
+    # a store from before wholes named their architecture: calibrating again names them
+    untagged = [json.loads(line) | {"architecture": None} for line in store.path.read_text().splitlines()]
+    store.path.write_text("".join(json.dumps(r) + "\n" for r in untagged))
     again = calibrate_model(ctx.model, demo.example_input, first[:2], sampled, quick_profile, budget_s=0,
                             store=MeasurementStore(quick_profile, root=tmp_path))
     assert again.models_measured == 0 and again.models_reused == 4
+    store = MeasurementStore(quick_profile, root=tmp_path)
+    assert [r.architecture for r in store.records() if r.kernels] == [architecture] * 4
     predictor = predictor_for(ctx.model, demo.example_input, quick_profile, store)
     assert isinstance(predictor, CalibratedPredictor) and predictor.source == "calibrated"
     kernels = kernel_specs(ctx.model, demo.example_input, quick_profile)
