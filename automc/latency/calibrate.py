@@ -38,7 +38,8 @@ from automc.types import Candidate, KernelSpec
 @dataclass(frozen=True)
 class CalibrationReport:
     """What a calibration run did: candidate models measured now / skipped (all their kernels
-    stored), distinct kernels measured now, seconds, and the fitted per-model overhead (ms)."""  # noqa
+    stored), distinct kernels measured now, seconds, and the fitted per-model overhead (ms; of
+    the calibrated model's own wholes when a dozen are stored, see ``fit_graph_pricing``)."""  # noqa
 
     models_wanted: int
     models_measured: int
@@ -253,7 +254,7 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
     if on_progress:
         on_progress(len(pool), len(pool), None)
     return CalibrationReport(len(pool), measured, reused, new_kernels, time.perf_counter() - start,
-                             fit_graph_pricing(store).overhead_ms)
+                             fit_graph_pricing(store, architecture).overhead_ms)
 
 
 def calibrate_probes(profile: HardwareProfile, n: int = 16, budget_s: float = 600.0, seed: int = 0,
