@@ -34,12 +34,12 @@ baselines and is left as predicted. The plain predictor row stays the one the ba
 With ``--measured CSV`` the models are not compiled again: the current predictor is re-scored
 against the measurements a previous run recorded (same seeds, so the same candidates).
 
-Usage (x86-vnni on this host; the recorded run L, 57 min with its calibration stored, 40 of
+Usage (x86-vnni on this host; the recorded run O, 50 min with its calibration stored, 30 of
 them timing because the host never settled; 27 min when it does within the first 12; from an
 empty cache add the calibration, tuning database included: run C spent 34 of its 42 min on it):
     .venv/bin/python experiments/latency_validation.py --models demo-cnn,tiny-transformer,mobilenetv2 \
         --held-out resnet-small --calib-random 24 --per-model 14 --probes 96 --rounds 15 --minutes 12 \
-        --settle-pct 5 --max-minutes 40 --seed 12
+        --settle-pct 5 --max-minutes 30 --seed 15
 Prints a table; writes experiments/latency_validation.json (+ per-model rows in .csv).
 """
 
