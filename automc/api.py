@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -19,6 +20,7 @@ from automc.compress import find_cells
 from automc.deploy.export import ExportReport, export_candidate
 from automc.errors import UserInputError
 from automc.latency.calibrate import calibrate_model, is_calibrated, predictor_for
+from automc.latency.shipped import check_shipped, describe as describe_shipped
 from automc.latency.store import MeasurementStore
 from automc._host import host_description
 from automc.model.introspect import introspect
@@ -147,6 +149,11 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     _check_run_dir(run_dir, info)
     # The first search of a model on a host calibrates it within the budget; later searches reuse
     # the store as it is (`automc calibrate` extends it), so a warm search starts at once.
+    # shipped measurements count only where this host runs them at their speed (a check, once)
+    shipped = check_shipped(ctx.profile)
+    info["shipped_measurements"] = describe_shipped(shipped)
+    if shipped is not None and not shipped.accepted:
+        warnings.warn(info["shipped_measurements"], stacklevel=2)
     store = MeasurementStore(ctx.profile)
     # measurable(): this host, or an rpc profile's device when its tracker lists it
     if not is_calibrated(ctx.model, example_input, ctx.profile, store) and ctx.profile.measurable():

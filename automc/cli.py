@@ -162,8 +162,12 @@ def profiles() -> None:
         r = p.runner
         via = f" (RPC: {r.tracker_host}:{r.tracker_port}, key {r.device_key})" if r.kind == "rpc" else ""
         here = f"yes{via}" if not why_not else f"no: {why_not}"
-        state = (f"{n}" + (f" ({store.n_shipped} records shipped)" if store.n_shipped else "")
-                 if n else "0 (UNCALIBRATED: roofline)")
+        check = store.shipped_check
+        shipped = ("" if not store.n_shipped and check is None else
+                   f" ({store.n_shipped} records shipped, not yet checked here)" if check is None else
+                   f" ({store.n_shipped} records shipped, ×{check.ratio:.2f} here)" if check.accepted else
+                   " (shipped records IGNORED: " + (f"×{check.ratio:.2f} here)" if check.ratio else "unverifiable)"))
+        state = f"{n}{shipped}" if n else f"0 (UNCALIBRATED: roofline){shipped}"
         table.add_row(p.name, str(p.target), here, state, p.description[:80])
     console.print(table)
 
@@ -192,10 +196,14 @@ def calibrate(profile: Optional[str] = typer.Option(None, help="profile name or 
     from automc.search.runner import calibration_candidates
     from automc.model.zoo import load_builtin
 
+    from automc.latency.shipped import check_shipped, describe
+
     budget_s = parse_duration(budget, "--budget")
     builtin = load_builtin(model, verbose=True)
     ctx = api.prepare(builtin.model, builtin.example_input, builtin.evaluate, profile or api.default_profile_name(),
                       space, builtin.calib_batches)
+    # before the store opens: shipped records this host does not run at their speed are left out
+    console.print(f"{ctx.profile.name}: {describe(check_shipped(ctx.profile))}")
     start = time.perf_counter()
     with _progress() as progress:
         retimed: set[str] | None = set() if retime else None  # shared: one more pass a record, not one a part

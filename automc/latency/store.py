@@ -3,12 +3,16 @@
 A profile's store is the user's cache file (``cache/measurements/P.jsonl``, where new
 measurements go) read over the shipped one (``hw_profiles/measurements/P.jsonl.gz``, measured by the
 developers and committed): on the host the shipped records name, a fresh clone starts
-calibrated; on any other host they are ignored like any other device's measurements.
+calibrated; on any other host they are ignored like any other device's measurements. The host's
+name does not tell two VMs of one kind apart, so shipped records count only until a check that
+times some of them again (``latency.shipped.check_shipped``) finds this host runs them at another
+speed; its verdict is kept beside the cache file (``ShippedCheck``).
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import time
@@ -58,6 +62,17 @@ def measured_on(profile: HardwareProfile) -> str:
     return host_description()
 
 
+def read_records(path: Path, device: str, threads: int) -> list[Measurement]:
+    """The records of a store file (JSON lines, gzipped when it ends in .gz; none when it does
+    not exist) that describe the code that would deploy now: measured on ``device``, with the
+    current lowering, on ``threads`` threads. A key's last line wins."""
+    if not path.exists():
+        return []
+    text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    recs = (Measurement(**json.loads(line)) for line in text.splitlines() if line.strip())
+    return [r for r in recs if (r.host, r.lowering, r.threads) == (device, LOWERING_VERSION, threads)]
+
+
 def shipped_path(profile: HardwareProfile) -> Path:
     """The measurements shipped with automc for ``profile`` (may not exist): gzipped JSON lines,
     as every whole-model record lists its kernels' keys (MobileNetV2's 69 models: 1.0 MB of the
@@ -65,12 +80,58 @@ def shipped_path(profile: HardwareProfile) -> Path:
     return SHIPPED_MEASUREMENTS_DIR / f"{profile.name}.jsonl.gz"
 
 
+@dataclass(frozen=True)
+class ShippedCheck:
+    """A profile's shipped measurements timed again on this host: the ``digest`` of the shipped
+    file checked, the median ``ratio`` now / shipped of its reference models' whole times (None
+    when none of them was shipped), how many ``references`` were timed, whether the records
+    count here (``accepted``), and when (s since the epoch)."""
+
+    digest: str
+    ratio: float | None
+    references: int
+    accepted: bool
+    checked_at: float
+
+
+def shipped_digest(profile: HardwareProfile) -> str | None:
+    """SHA-1 of the profile's shipped file (None when nothing ships): a verdict holds for one file."""
+    path = shipped_path(profile)
+    return hashlib.sha1(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+def _check_path(profile: HardwareProfile) -> Path:
+    return cache_dir() / "measurements" / f"{profile.name}.shipped-check.json"
+
+
+def read_shipped_check(profile: HardwareProfile) -> ShippedCheck | None:
+    """The verdict on the profile's current shipped file, None when it was never checked here."""
+    path = _check_path(profile)
+    if not path.exists():
+        return None
+    check = ShippedCheck(**json.loads(path.read_text()))
+    return check if check.digest == shipped_digest(profile) else None
+
+
+def write_shipped_check(profile: HardwareProfile, check: ShippedCheck) -> None:
+    """Keep ``check`` beside the cache file: later stores of the profile follow it."""
+    path = _check_path(profile)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(check.__dict__))
+
+
+def shipped_enabled() -> bool:
+    """``AUTOMC_SHIPPED_MEASUREMENTS=0`` leaves shipped files out (the test suite does)."""
+    return os.environ.get("AUTOMC_SHIPPED_MEASUREMENTS", "1") != "0"
+
+
 class MeasurementStore:
     """Append-only JSONL file of measurements for one profile (``cache/measurements/P.jsonl``),
     over the shipped file of that profile when ``root`` is the default cache.
 
     ``AUTOMC_SHIPPED_MEASUREMENTS=0`` leaves the shipped file out (the test suite does, so that
-    calibration is tested from empty); an explicit ``root`` always does."""
+    calibration is tested from empty); an explicit ``root`` always does, and so does a check
+    that rejected it on this host (``read_shipped_check``)."""
 
     def __init__(self, profile: HardwareProfile, root: Path | None = None):
         self.path = (root or cache_dir() / "measurements") / f"{profile.name}.jsonl"
@@ -80,24 +141,15 @@ class MeasurementStore:
         self._records: dict[str, Measurement] = {}
         self.shipped_path = shipped_path(profile)
         self.n_shipped = 0
-        if root is None and os.environ.get("AUTOMC_SHIPPED_MEASUREMENTS", "1") != "0":
+        self.shipped_check = read_shipped_check(profile) if root is None and shipped_enabled() else None
+        if root is None and shipped_enabled() and (self.shipped_check is None or self.shipped_check.accepted):
             self.n_shipped = self._load(self.shipped_path)
         self._load(self.path)  # the user's own measurements win over the shipped ones
 
     def _load(self, path: Path) -> int:
-        if not path.exists():
-            return 0
-        n = 0
-        text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
-        for line in text.splitlines():
-            if line.strip():
-                rec = Measurement(**json.loads(line))
-                # only this device's measurements of the current lowering, on the profile's
-                # thread count, describe the code that would deploy now
-                if (rec.host, rec.lowering, rec.threads) == (self.device, LOWERING_VERSION, self.threads):
-                    self._records[rec.key] = rec
-                    n += 1
-        return n
+        recs = read_records(path, self.device, self.threads)
+        self._records.update((r.key, r) for r in recs)
+        return len(recs)
 
     def write_shipped(self) -> Path:
         """Write every record this store holds now (this device's, current lowering) as its

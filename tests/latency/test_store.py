@@ -135,3 +135,36 @@ def test_a_key_timed_again_keeps_the_fastest_of_its_passes(tmp_path, host_profil
     assert rec.median_ms == pytest.approx((1.5 + 1.9 + 1.3) / 3) and rec.spec == {"op": "dense"}
     again = MeasurementStore(host_profile, root=tmp_path)
     assert again.get("k1") == rec and len(again) == 1
+
+
+def test_shipped_records_count_only_where_this_host_runs_them_at_their_speed(tmp_path, monkeypatch,
+                                                                             quick_profile_path):
+    """A developer's calibration of the reference probes, shipped: timed again on this host it
+    holds (ratio near 1, kept, not timed a second time); the same records as a VM twice as fast
+    would have shipped them are rejected, and a store then leaves them out. Real builds, timed."""
+    import automc.latency.store as store_mod
+    from automc.latency.calibrate import calibrate_probes
+    from automc.latency.shipped import REFERENCE_PROBES, check_shipped, describe
+
+    profile = load_profile(str(quick_profile_path))
+    monkeypatch.setattr(store_mod, "SHIPPED_MEASUREMENTS_DIR", tmp_path / "shipped")
+    monkeypatch.setenv("AUTOMC_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("AUTOMC_SHIPPED_MEASUREMENTS", "1")
+    assert check_shipped(profile) is None  # nothing ships
+    developers = MeasurementStore(profile, root=tmp_path / "developers")
+    calibrate_probes(profile, n=REFERENCE_PROBES, store=developers)
+    developers.write_shipped()
+
+    check = check_shipped(profile)
+    assert check.accepted and check.references == REFERENCE_PROBES and 0.9 <= check.ratio <= 1.1
+    assert MeasurementStore(profile).n_shipped == len(developers)
+    assert check_shipped(profile) == check  # one verdict per shipped file
+    assert "used" in describe(check)
+
+    faster = [dict(r.__dict__, min_ms=r.min_ms / 2, median_ms=r.median_ms / 2) for r in developers.records()]
+    store_mod.shipped_path(profile).write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in faster).encode()))
+    check = check_shipped(profile)  # another file: checked again
+    assert not check.accepted and check.ratio > 1.6
+    assert "IGNORED" in describe(check)
+    store = MeasurementStore(profile)
+    assert store.n_shipped == 0 and len(store) == 0 and store.shipped_check == check
