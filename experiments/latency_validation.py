@@ -223,6 +223,9 @@ def main() -> None:
     ap.add_argument("--space", default="default")
     ap.add_argument("--calib-random", type=int, default=24)
     ap.add_argument("--probes", type=int, default=24, help="random probe networks calibrated first (0: none)")
+    ap.add_argument("--calib-passes", type=int, default=1,
+                    help="passes of calibration timing (2 or more: the later ones re-time everything stored, "
+                         "as `automc calibrate --retime`; the fastest of the passes counts)")
     ap.add_argument("--per-model", type=int, default=16)
     ap.add_argument("--seed", type=int, default=1,
                     help="seed of the fresh candidates (calibration samples seed 0): a new seed, new models")
@@ -240,6 +243,11 @@ def main() -> None:
                     help="a CSV this script wrote: re-score the current predictor against its measurements "
                          "(same models and seeds) instead of compiling and measuring again")
     args = ap.parse_args()
+    if args.rounds < 2:
+        # the odd-vs-even re-measurement row needs a round of each parity
+        ap.error(f"--rounds {args.rounds}: give 2 or more (the re-measurement row compares odd with even rounds)")
+    if args.calib_passes < 1:
+        ap.error(f"--calib-passes {args.calib_passes}: give 1 or more")
     torch.set_num_threads(1)  # torch only compresses here; the 2 cores belong to TVM's timings
     profile = load_profile(args.profile or api.default_profile_name())
     store = MeasurementStore(profile)
@@ -262,6 +270,23 @@ def main() -> None:
         rep = calibrate_model(ctx.model, b.example_input, first, sampled, profile, budget_s=args.budget, store=store)
         calib_report[name] = {**rep.__dict__, "wall_s": time.perf_counter() - t}
         print(f"calibrated {name}: {rep}")
+    for p in range(2, args.calib_passes + 1):
+        # one more pass over everything stored, as `automc calibrate --retime` does; the store as
+        # it was before is kept beside it, so `--measured` can re-score the predictor on it
+        kept = store.path.with_suffix(f".pass{p - 1}.jsonl")
+        kept.write_bytes(store.path.read_bytes())
+        t, retimed = time.perf_counter(), set()
+        if args.probes:
+            calibrate_probes(profile, n=args.probes, budget_s=args.budget, store=store, retimed=retimed)
+        for name in calibrated:
+            b, ctx = contexts[name]
+            first, sampled = calibration_candidates(ctx.space, n_random=args.calib_random, seed=0)
+            calibrate_model(ctx.model, b.example_input, first, sampled, profile, budget_s=args.budget, store=store,
+                            retimed=retimed)
+        calib_report[f"pass {p}"] = {"records_retimed": len(retimed), "wall_s": time.perf_counter() - t,
+                                     "before_kept_in": str(kept)}
+        print(f"calibration pass {p}: {len(retimed)} records timed again, {time.perf_counter() - t:.0f} s "
+              f"(the store before it: {kept})")
     # each architecture's own predictor, as a search builds it: a calibrated one prices its graph
     # from its own stored wholes, a held-out one (none stored) from all
     predictors = {name: predictor_for(ctx.model, b.example_input, profile, store) for name, (b, ctx) in contexts.items()}
