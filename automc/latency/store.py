@@ -152,10 +152,16 @@ class MeasurementStore:
         return len(recs)
 
     def write_shipped(self) -> Path:
-        """Write every record this store holds now (this device's, current lowering) as its
-        profile's shipped file (``shipped_path``), for committing; returns that path."""
+        """Write every record this store holds now (this device's, current lowering) into its
+        profile's shipped file (``shipped_path``), for committing; returns that path. The file's
+        records of other devices stay: one file serves every host a developer calibrated on
+        (each reads its own, ``read_records``); this device's earlier ones are replaced."""
         self.shipped_path.parent.mkdir(parents=True, exist_ok=True)
-        text = "".join(json.dumps(r.__dict__) + "\n" for r in self._records.values())
+        others = []
+        if self.shipped_path.exists():
+            lines = gzip.decompress(self.shipped_path.read_bytes()).decode().splitlines()
+            others = [line + "\n" for line in lines if line.strip() and json.loads(line)["host"] != self.device]
+        text = "".join(others) + "".join(json.dumps(r.__dict__) + "\n" for r in self._records.values())
         # mtime 0: the same store gives the same bytes
         self.shipped_path.write_bytes(gzip.compress(text.encode(), mtime=0))
         return self.shipped_path
