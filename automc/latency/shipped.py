@@ -8,7 +8,7 @@ every prediction from them would have been that much fast, and labelled calibrat
 shipped records count, the first ``REFERENCE_PROBES`` probe networks (``latency.probes``:
 seeded, untrained, measured by every calibration that ships) are compiled and timed whole as
 calibration times them; the records count when the median ratio now / shipped is within
-``TOLERANCE``. The verdict is kept per shipped file (``store.ShippedCheck``), so this costs
+``TOLERANCE`` in one of up to ``PASSES`` passes. The verdict is kept per shipped file (``store.ShippedCheck``), so this costs
 about half a minute once.
 """
 
@@ -32,6 +32,13 @@ from automc.profiles import HardwareProfile
 REFERENCE_PROBES = 4
 # the validation's bar: records this far off cannot predict within ±10%
 TOLERANCE = 0.10
+# A check outside TOLERANCE times the probes again, up to PASSES in all, PAUSE_S apart, and
+# the records count if one pass comes within it: this host has slow phases (a CI run once timed
+# the reference probes ×1.72 of their calibration seconds before), and one would otherwise
+# throw away good records for an hour of calibration. A VM really faster or slower is off in
+# every pass and still rejected.
+PASSES = 3
+PAUSE_S = 10.0
 
 
 def check_shipped(profile: HardwareProfile, again: bool = False) -> ShippedCheck | None:
@@ -55,7 +62,7 @@ def check_shipped(profile: HardwareProfile, again: bool = False) -> ShippedCheck
     if done is not None and not again:
         return done
     database = open_database(profile)
-    ratios = []
+    references = []  # (executable, input, shipped record)
     for probe in probe_networks(REFERENCE_PROBES):
         x = probe.example_input
         compressed = apply_candidate(probe.model, probe.candidate, x, (x,)).eval()
@@ -64,13 +71,21 @@ def check_shipped(profile: HardwareProfile, again: bool = False) -> ShippedCheck
             continue
         mod = lower_to_relax(compressed, x, profile)
         tune(mod, profile, database=database)
-        executable = compile_module(mod, profile, database)
-        # three spaced timings, the fastest repeat of them, as calibration stores a whole
-        now = median_timing([time_executable(executable, [x.numpy()], profile) for _ in range(3)])
-        ratios.append(now.latency_ms / rec.latency_ms)
-    ratio = statistics.median(ratios) if ratios else None
-    accepted = ratio is not None and abs(math.log(ratio)) <= math.log1p(TOLERANCE)
-    check = ShippedCheck(digest, ratio, len(ratios), accepted, time.time())
+        references.append((compile_module(mod, profile, database), x.numpy(), rec))
+    ratio, accepted, pass_ratios = None, False, []
+    for attempt in range(PASSES if references else 0):
+        if attempt:
+            time.sleep(PAUSE_S)
+        # three spaced timings of each, the fastest repeat of them, as calibration stores a whole
+        pass_ratios.append(statistics.median(
+            median_timing([time_executable(executable, [x], profile) for _ in range(3)]).latency_ms / rec.latency_ms
+            for executable, x, rec in references))
+        accepted = abs(math.log(pass_ratios[-1])) <= math.log1p(TOLERANCE)
+        if accepted:
+            break
+    if pass_ratios:
+        ratio = pass_ratios[-1] if accepted else statistics.median(pass_ratios)
+    check = ShippedCheck(digest, ratio, len(references), accepted, time.time())
     write_shipped_check(profile, check)
     return check
 
