@@ -47,6 +47,26 @@ def test_deploy_module_folds_batchnorm(mixed, demo, host_profile):
     assert integer["blocks.3.expand.0"].w_bits == 4
 
 
+def test_a_deploy_module_sharing_tensors_is_the_exported_one_and_leaves_the_model_alone(mixed, demo, host_profile):
+    before = {k: v.clone() for k, v in mixed.state_dict().items() if isinstance(v, torch.Tensor)}
+    modes = [m.training for m in mixed.modules()]
+    exported, integer = deploy_module(mixed, host_profile)
+    shared, shared_integer = deploy_module(mixed, host_profile, share_tensors=True)
+    assert shared_integer == integer
+    assert [(n, type(m)) for n, m in shared.named_modules()] == [(n, type(m)) for n, m in exported.named_modules()]
+    exported_state = exported.state_dict()
+    for name, t in shared.state_dict().items():
+        if isinstance(t, torch.Tensor):
+            assert torch.equal(t, exported_state[name]), name  # folded weights too
+    with torch.no_grad():
+        assert torch.equal(shared(demo.example_input), exported(demo.example_input))
+    kernel_specs(mixed, demo.example_input, host_profile)
+    after = mixed.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
+    assert [m.training for m in mixed.modules()] == modes
+    assert any(p is q for p in shared.parameters() for q in mixed.parameters())  # shared, not copied
+
+
 def test_integer_lowering_runs_and_matches_torch(mixed, demo, host_profile):
     import tvm
     from tvm import relax
