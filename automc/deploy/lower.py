@@ -94,7 +94,7 @@ def _clone_modules(module: nn.Module) -> nn.Module:
     Folding and unwrapping only replace entries of ``_modules`` (a folded conv is a new
     module), so the copy can be rewritten while ``module`` stays as it was; nothing here
     writes into a tensor. Against ``copy.deepcopy`` it skips copying every tensor and every
-    module's hook dicts: 11 of a demo candidate's 13 ms of kernel extraction."""
+    module's hook dicts (a demo candidate: 7.7 ms by deepcopy, 1.9 shared; experiments/README.md)."""
     clone = copy.copy(module)
     state = clone.__dict__  # set directly: nn.Module.__setattr__ would look each name up in three dicts
     state["_parameters"] = dict(module._parameters)

@@ -60,9 +60,14 @@ def test_a_deploy_module_sharing_tensors_is_the_exported_one_and_leaves_the_mode
             assert torch.equal(t, exported_state[name]), name  # folded weights too
     with torch.no_grad():
         assert torch.equal(shared(demo.example_input), exported(demo.example_input))
-    kernel_specs(mixed, demo.example_input, host_profile)
+    mixed.train()  # the copy is put in eval mode: the model handed in must keep its own mode
+    try:
+        kernel_specs(mixed, demo.example_input, host_profile)
+        assert all(m.training for m in mixed.modules())
+    finally:
+        mixed.eval()
     after = mixed.state_dict()
-    assert all(torch.equal(v, after[k]) for k, v in before.items())
+    assert all(torch.equal(v, after[k]) for k, v in before.items())  # nothing folded into it
     assert [m.training for m in mixed.modules()] == modes
     assert any(p is q for p in shared.parameters() for q in mixed.parameters())  # shared, not copied
 
