@@ -1,12 +1,16 @@
 """How long latency prediction takes per candidate (DESIGN §7: ≤ 100 µs).
 
-Random candidates of the demo's default space are compressed once; then, per candidate, we time
-(a) extracting its kernels from the deployed graph (`kernel_specs`, a recorded forward pass) and
-(b) predicting from those kernels with a fresh predictor (cold: work-model estimates for unseen
-kernels) and again (warm: every kernel cached). Needs the profile calibrated on this host
-(`automc calibrate --profile x86-avx2`). Prints a table; writes experiments/predictor_speed.json.
+As a search does it: for each architecture, one predictor is built, then fresh random candidates
+(seed 1000, not the calibration's seed 0) are compressed one at a time; per candidate we time
+(a) extracting its kernels from the deployed graph (`kernel_specs`, a recorded forward pass),
+(b) the search's prediction right after that extraction, with the long-lived predictor, and
+(c) a prediction with a fresh predictor, right after extracting again (cold: nothing priced yet,
+work-model estimates for unseen kernels), then (d) the same fresh predictor again (warm).
+Needs the profile calibrated (or its shipped records accepted) on this host. Prints a table;
+writes experiments/predictor_speed.json.
 
-    .venv/bin/python experiments/predictor_speed.py [--profile x86-avx2] [--candidates 100]
+    .venv/bin/python experiments/predictor_speed.py [--profile x86-vnni] [--candidates 40]
+        [--models demo-cnn resnet-small tiny-transformer mobilenetv2]
 """
 
 from __future__ import annotations
@@ -20,15 +24,16 @@ from pathlib import Path
 
 import torch
 
+MODELS = ["demo-cnn", "resnet-small", "tiny-transformer", "mobilenetv2"]
+STEPS = {
+    "extract": "kernel extraction (ms)",
+    "search": "prediction right after extraction, search's predictor (µs)",
+    "cold": "prediction right after extraction, fresh predictor (µs)",
+    "warm": "prediction again, all kernels priced (µs)",
+}
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--profile", default=None, help="default: this host's x86 profile")
-    parser.add_argument("--model", default="demo-cnn")
-    parser.add_argument("--candidates", type=int, default=100)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
 
+def time_model(name: str, profile_name: str, n: int, seed: int) -> dict:
     from automc.api import prepare
     from automc.compress import apply_candidate
     from automc.deploy.lower import kernel_specs
@@ -38,53 +43,68 @@ def main() -> None:
     from automc.search.runner import random_params
     from automc.search.space import candidate_from_params
 
-    from automc.api import default_profile_name
-
-    args.profile = args.profile or default_profile_name()
-    builtin = load_builtin(args.model)
-    ctx = prepare(builtin.model, builtin.example_input, builtin.evaluate, args.profile, "default",
+    builtin = load_builtin(name)
+    ctx = prepare(builtin.model, builtin.example_input, builtin.evaluate, profile_name, "default",
                   builtin.calib_batches)
     predictor = predictor_for(ctx.model, ctx.example_input, ctx.profile)
     if not isinstance(predictor, CalibratedPredictor):
-        raise SystemExit(f"profile {args.profile} is not calibrated here: run `automc calibrate --profile {args.profile}`")
+        raise SystemExit(f"profile {profile_name} is not calibrated here: run `automc calibrate --profile {profile_name}`")
     architecture = architecture_key(ctx.model, ctx.example_input, ctx.profile)
-    rng = random.Random(0)
-    models = [apply_candidate(ctx.model, candidate_from_params(ctx.space, random_params(ctx.space, rng)),
-                              ctx.example_input, ctx.calib_batches) for _ in range(args.candidates)]
-
-    extract_us, cold_us, warm_us, n_kernels = [], [], [], []
-    for m in models:
+    rng = random.Random(seed)
+    times: dict[str, list[float]] = {k: [] for k in STEPS}
+    n_kernels, n_unstored = [], []
+    for _ in range(n):
+        m = apply_candidate(ctx.model, candidate_from_params(ctx.space, random_params(ctx.space, rng)),
+                            ctx.example_input, ctx.calib_batches)
         t = time.perf_counter()
         kernels = kernel_specs(m, ctx.example_input, ctx.profile)
-        extract_us.append((time.perf_counter() - t) * 1e6)
+        t1 = time.perf_counter()
+        predictor.predict(kernels)
+        t2 = time.perf_counter()
+        times["extract"].append((t1 - t) * 1e3)
+        times["search"].append((t2 - t1) * 1e6)
         fresh = CalibratedPredictor(predictor.store, architecture)
+        n_unstored.append(sum(k.is_layer and not fresh.is_stored(k) for k in kernels))
+        kernels = kernel_specs(m, ctx.example_input, ctx.profile)
         t = time.perf_counter()
         fresh.predict(kernels)
-        cold_us.append((time.perf_counter() - t) * 1e6)
-        t = time.perf_counter()
+        t1 = time.perf_counter()
         fresh.predict(kernels)
-        warm_us.append((time.perf_counter() - t) * 1e6)
+        t2 = time.perf_counter()
+        times["cold"].append((t1 - t) * 1e6)
+        times["warm"].append((t2 - t1) * 1e6)
         n_kernels.append(len(kernels))
+    return {"candidates": n, "seed": seed, "kernels_median": statistics.median(n_kernels),
+            "unstored_layer_kernels_median": statistics.median(n_unstored),
+            "stored_kernels": predictor.n_measured,
+            "steps": {k: {"median": statistics.median(xs), "p90": statistics.quantiles(xs, n=10)[-1]}
+                      for k, xs in times.items()}}
 
-    rows = {
-        "kernel extraction (recorded forward of the deploy module)": extract_us,
-        "prediction, cold (work model for unseen kernels)": cold_us,
-        "prediction, warm (all kernels cached)": warm_us,
-    }
-    print(f"{args.candidates} random candidates of {args.model}/default, {statistics.median(n_kernels):.0f} kernels "
-          f"each (median), profile {args.profile}, {predictor.n_measured} stored kernels")
-    print(f"| step | median µs | p90 µs |\n|---|---|---|")
-    out = {"profile": args.profile, "model": args.model, "candidates": args.candidates, "kernels_median": statistics.median(n_kernels),
-           "stored_kernels": predictor.n_measured, "steps": {}}
-    for name, xs in rows.items():
-        p90 = statistics.quantiles(xs, n=10)[-1]
-        print(f"| {name} | {statistics.median(xs):.0f} | {p90:.0f} |")
-        out["steps"][name] = {"median_us": statistics.median(xs), "p90_us": p90}
-    path = Path(__file__).with_name("predictor_speed.json")
-    results = json.loads(path.read_text()) if path.exists() else {}
-    results = {k: v for k, v in results.items() if isinstance(v, dict) and "steps" in v}  # one entry per model
-    results[args.model] = out
-    path.write_text(json.dumps(results, indent=1))
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--profile", default=None, help="default: this host's x86 profile")
+    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--candidates", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=1000)
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # as one search worker
+
+    from automc.api import default_profile_name
+
+    profile = args.profile or default_profile_name()
+    results = {"profile": profile, "models": {}}
+    for name in args.models:
+        results["models"][name] = time_model(name, profile, args.candidates, args.seed)
+    print(f"{args.candidates} fresh random candidates (seed {args.seed}) per model, profile {profile}; "
+          "median (p90)")
+    print("| model | kernels | unstored layer kernels | " + " | ".join(STEPS.values()) + " |")
+    print("|---|---|---|" + "---|" * len(STEPS))
+    for name, r in results["models"].items():
+        cells = [f"{r['steps'][k]['median']:.{1 if k == 'extract' else 0}f} ({r['steps'][k]['p90']:.{1 if k == 'extract' else 0}f})"
+                 for k in STEPS]
+        print(f"| {name} | {r['kernels_median']:.0f} | {r['unstored_layer_kernels_median']:.0f} | " + " | ".join(cells) + " |")
+    Path(__file__).with_name("predictor_speed.json").write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -17,11 +17,15 @@ def test_kernel_spec_macs_and_key():
     assert k.key != KernelSpec(**{**k.to_dict(), "dtype": "int8"}).key
 
 
-def test_kernel_spec_hashes_its_fields_once_and_pickles_by_value():
-    """The cached hash must cover every field (a field missing from ``_values`` would make
-    two different kernels one dict key) and be recomputed in the process that unpickles."""
+def test_kernel_spec_identifies_by_its_fields_once_and_pickles_by_value():
+    """The cached identity must cover every field (a field missing from ``_ident`` would make
+    two different kernels one dict key), take an integer for the int it equals (a numpy shape
+    from a traced tensor is the kernel the store holds), and be rehashed in the process that
+    unpickles."""
     import dataclasses
     import pickle
+
+    import numpy as np
 
     k = KernelSpec(op="conv2d", batch=1, in_channels=8, out_channels=16, height=8, width=8, blocked_in=True)
     assert k._values == tuple(getattr(k, f.name) for f in dataclasses.fields(KernelSpec))
@@ -32,3 +36,5 @@ def test_kernel_spec_hashes_its_fields_once_and_pickles_by_value():
     again = KernelSpec.from_key(k.key)
     assert again == k and hash(again) == hash(k) and {k: 1}[again] == 1
     assert pickle.loads(pickle.dumps(k)) == k and dataclasses.replace(k, width=9) != k
+    same = KernelSpec(**{**k.to_dict(), "batch": np.int64(1), "height": np.int32(8), "blocked_in": 1})
+    assert same == k and hash(same) == hash(k) and {k: 1}[same] == 1

@@ -90,7 +90,6 @@ def shift_compensation(wq: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)  # pure; the latency predictor calls it per kernel it prices
-@functools.lru_cache(maxsize=None)
 def width_tile(width: int) -> int:
     """Output columns one tile accumulates in registers: a divisor of ``width`` up to 8, or 8
     (then the kernel computes a few padded columns) when the best divisor is below 4."""

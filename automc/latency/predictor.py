@@ -15,7 +15,6 @@ squares (``fit_graph_pricing``).
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, Sequence
 
@@ -66,6 +65,7 @@ class Work(NamedTuple):
     requantized: float  # output elements rounded, clamped and narrowed to 8 bits
     launches: float  # parallel loops of more than one iteration (the thread pool's fork-join):
     # the kernel's, and its input stage's when that is a loop of its own
+    # (eight terms: ``WorkModel.ms`` unrolls its dot product over them)
 
 
 def work_terms(spec: KernelSpec, threads: int = 2) -> Work:
@@ -80,42 +80,52 @@ def work_terms(spec: KernelSpec, threads: int = 2) -> Work:
     take as long as 8. The staged terms follow the layouts (``KernelSpec.blocked_in``): from
     NCHW a scalar gather, from blocked data a vector copy that only pads (and shifts s8), and
     none at all for a u8 / fp32 conv that needs no padding."""
-    oh, ow = spec.out_hw
-    n, ic, oc, k = spec.batch, spec.in_channels, spec.out_channels, spec.kernel_size
-    g = 1 if spec.dtype == "float32" else 4
+    return Work(*_work(spec, threads))
+
+
+def _work(spec: KernelSpec, threads: int) -> tuple[float, ...]:
+    # ``work_terms`` as a plain tuple, the fields read once: the work model prices every kernel
+    # the store lacks this way, 17-20 of a fresh ResNet candidate's 22 (DESIGN §7: ≤ 100 µs)
+    op, n, ic, oc, h, w, k, stride, pad, groups, dtype, _, residual, out_dtype, blocked_in, blocked_out, signed_in = spec._values
+    if op == "dense":
+        oh = ow = 1
+    else:
+        oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    g = 1 if dtype == "float32" else 4
     blocks = -(-oc // 16)
     lanes, steps = blocks * 16, -(-ic // g)
     loads = macs = scalar = vector = stage = 0.0
     chunks = 1  # iterations of the kernel's parallel loop
-    padded_in = n * (spec.height + 2 * spec.padding) * (spec.width + 2 * spec.padding)
-    if spec.op == "quantize":
-        elements = n * ic * spec.height * spec.width
-        vector, scalar = (n * -(-ic // 16) * 16 * spec.height * spec.width, 0) if spec.blocked_in else (0, elements)
+    padded_in = n * (h + 2 * pad) * (w + 2 * pad)
+    if op == "quantize":
+        elements = n * ic * h * w
+        vector, scalar = (n * -(-ic // 16) * 16 * h * w, 0) if blocked_in else (0, elements)
         out = vector or elements
         # MetaSchedule's schedules run a quantization of more than 64 elements as a parallel
         # loop (measured: 64 elements 0.01 µs, 128 elements 0.88 µs: the fork-join)
         chunks = elements if elements > 64 else 1
-    elif spec.op == "dense":
+    elif op == "dense":
         macs = n * lanes * steps * g
         bt, rt = register_tile(blocks, n, conv=False)
         chunks = blocks // bt * (n // rt)
         loads = chunks * steps * (bt + rt)
         out = n * oc
     else:
-        if spec.groups > 1 and (spec.blocked_in or depthwise_channel_lanes(spec.width)):
+        if groups > 1 and (blocked_in or depthwise_channel_lanes(w)):
             # depthwise on channel lanes, one 16-channel vector a tap; a blocked output in
             # bands of up to 8 rows (_packed_schedule._row_band), an NCHW one a group at a time
             macs = n * lanes * oh * ow * k * k
-            chunks = n * blocks * (-(-oh // 8) if spec.blocked_out else 1)
-            if spec.blocked_in:
+            chunks = n * blocks * (-(-oh // 8) if blocked_out else 1)
+            if blocked_in:
                 vector = padded_in * blocks * 16
             else:
                 scalar = padded_in * ic
-        elif spec.groups > 1:  # depthwise on NCHW planes, 16 output columns a vector, a channel a task
+        elif groups > 1:  # depthwise on NCHW planes, 16 output columns a vector, a channel a task
             macs = n * ic * oh * -(-ow // 16) * 16 * k * k
             chunks, scalar = n * ic, padded_in * ic
         else:
-            owp = -(-ow // width_tile(ow)) * width_tile(ow)
+            tile = width_tile(ow)
+            owp = -(-ow // tile) * tile
             macs = n * lanes * oh * owp * steps * g * k * k
             bt, ct = register_tile(blocks, owp)
             chunks = n * blocks // bt * oh
@@ -123,20 +133,19 @@ def work_terms(spec: KernelSpec, threads: int = 2) -> Work:
             # no stage when the kernel reads nothing past the data (conv2d_func's test): a 1×1
             # stride-2 conv reads every other pixel in place (staged as if copied, the 61 stored
             # ones were over-predicted by 58% on 5-fold cross-validation, median 23%)
-            unpadded = spec.padding == 0 and (owp - 1) * spec.stride + k <= spec.width
-            if spec.blocked_in:  # pads (and shifts s8 data); a u8 or fp32 one without padding reads it as it is
-                if not unpadded or spec.signed_in:
+            unpadded = pad == 0 and (owp - 1) * stride + k <= w
+            if blocked_in:  # pads (and shifts s8 data); a u8 or fp32 one without padding reads it as it is
+                if not unpadded or signed_in:
                     vector = padded_in * -(-ic // 16) * 16
             elif g == 4 or not unpadded:
                 scalar = padded_in * steps * g
             stage = 1.0 if (vector or scalar) else 0.0
-        out = n * (lanes if spec.blocked_out else oc) * oh * ow
+        out = n * (lanes if blocked_out else oc) * oh * ow
     imbalance = -(-chunks // threads) * threads / chunks
-    out *= 1e-6 * (2 if spec.residual else 1)
-    requantized = n * oc * oh * ow if spec.out_dtype != "float32" else 0
-    return Work(macs * imbalance * 1e-6, scalar * 1e-6, vector * 1e-6, 0.0 if spec.blocked_out else out,
-                out if spec.blocked_out else 0.0, loads * imbalance * 1e-6,
-                requantized * 1e-6, (chunks > 1) + stage)
+    out *= 1e-6 * (2 if residual else 1)
+    requantized = n * oc * oh * ow if out_dtype != "float32" else 0
+    return (macs * imbalance * 1e-6, scalar * 1e-6, vector * 1e-6, 0.0 if blocked_out else out,
+            out if blocked_out else 0.0, loads * imbalance * 1e-6, requantized * 1e-6, (chunks > 1) + stage)
 
 
 # Below this a kernel's relative error is noise, not signal: its time is a fork-join (~0.9 µs
@@ -184,8 +193,10 @@ class WorkModel:
     threads: int = 2
 
     def ms(self, spec: KernelSpec) -> float:
-        coef = self.coef.get(kernel_family(spec), self.pooled)
-        return coef[0] + sum(map(operator.mul, coef[1:], work_terms(spec, self.threads)))
+        c = self.coef.get(kernel_family(spec), self.pooled)
+        t = _work(spec, self.threads)  # unrolled: a third faster than sum(map(mul, ...))
+        return (c[0] + c[1] * t[0] + c[2] * t[1] + c[3] * t[2] + c[4] * t[3] + c[5] * t[4] + c[6] * t[5]
+                + c[7] * t[6] + c[8] * t[7])
 
 
 _MIN_FAMILY = 12  # measurements before a family gets a fit of its own (9 coefficients)
@@ -335,43 +346,47 @@ class CalibratedPredictor:
         specs = [KernelSpec.from_dict(r.spec) for r in recs]
         ms = [r.latency_ms for r in recs]
         self.work = fit_work_model(specs, np.array(ms), store.threads)
-        # keyed by the (hashable, frozen) spec, never its string key: building that costs ~5 µs,
-        # which over ~20-50 kernels would take the whole per-candidate budget (DESIGN §7: 100 µs)
-        self._alone: dict[KernelSpec, float] = dict(zip(specs, ms))  # stored hits, then estimates
+        # keyed by the spec's identity string (``KernelSpec._ident``), never its store key:
+        # building that costs ~5 µs, which over ~20-60 kernels would take the whole
+        # per-candidate budget (DESIGN §7: 100 µs)
+        self._alone: dict[str, float] = {k._ident: t for k, t in zip(specs, ms)}  # stored hits, then estimates
         # stored kernels priced in a model once, here: a search builds one predictor for
         # thousands of candidates, and a candidate's first prediction then only prices what
         # the store lacks (cold, with 1502 kernels stored: 100-106 µs a demo candidate before)
-        self._in_model: dict[KernelSpec, float] = {k: t + self.pricing.layer_ms(k)
-                                                   for k, t in self._alone.items() if k.is_layer}
+        self._in_model: dict[str, float] = {k._ident: t + self.pricing.layer_ms(k)
+                                            for k, t in zip(specs, ms) if k.is_layer}
+        self._stored = frozenset(self._alone)
         self.n_measured = len(recs)
-
-    def _base_ms(self, spec: KernelSpec) -> float:
-        return max(self.work.ms(spec), 1e-4)  # a floor: a degenerate fit must not give 0 ms
 
     def kernel_ms(self, spec: KernelSpec) -> float:
         """One kernel alone (ms): the stored measurement, else the work model's estimate."""
         self._in_model_ms([spec])
-        return self._alone[spec]
+        return self._alone[spec._ident]
+
+    def is_stored(self, spec: KernelSpec) -> bool:
+        """Whether the store measured this kernel (else the work model estimates it)."""
+        return spec._ident in self._stored
 
     def predict(self, kernels: Sequence[KernelSpec]) -> float:
         return sum(self._in_model_ms(kernels)) + self.pricing.overhead_ms
 
     def _in_model_ms(self, kernels: Sequence[KernelSpec]) -> list[float]:
         """What each kernel adds to a model's time: alone, plus its in-model cost."""
-        # one dict lookup per kernel when cached: hashing and comparing a KernelSpec (14
-        # fields) is most of a prediction's time
-        in_model, alone, pricing = self._in_model, self._alone, self.pricing
+        # one dict lookup per kernel when cached
+        in_model, alone, pricing, work = self._in_model, self._alone, self.pricing, self.work
         out = []
         for k in kernels:
-            ms = in_model.get(k)
+            ident = k._ident
+            ms = in_model.get(ident)
             if ms is None:
                 if not k.is_layer:  # priced per family, never looked up or estimated
-                    ms = alone[k] = pricing.graph_op_ms(k)
+                    ms = alone[ident] = pricing.graph_op_ms(k)
                 else:
-                    base = alone.get(k)
+                    base = alone.get(ident)
                     if base is None:
-                        base = alone[k] = self._base_ms(k)
+                        # floored: a degenerate fit must not give 0 ms
+                        base = alone[ident] = max(work.ms(k), 1e-4)
                     ms = base + pricing.layer_ms(k)
-                in_model[k] = ms
+                in_model[ident] = ms
             out.append(ms)
         return out

@@ -334,8 +334,9 @@ def test_calibration_reuses_store_and_predicts(demo, quick_profile, tmp_path):
     rec = next(r for r in store.records() if r.spec)
     spec = KernelSpec.from_dict(rec.spec)
     assert predictor.kernel_ms(spec) == rec.latency_ms        # exact hit
+    assert all(predictor.is_stored(k) for k in kernels if k.is_layer)  # extracted anew, found by value
     unseen = KernelSpec(**{**spec.to_dict(), "out_channels": spec.out_channels + 3})
-    assert predictor.kernel_ms(unseen) > 0                     # regression
+    assert not predictor.is_stored(unseen) and predictor.kernel_ms(unseen) > 0  # regression
     start = time.perf_counter()
     for _ in range(100):
         predictor.predict(kernels)
