@@ -11,8 +11,12 @@ fp32 untuned (an empty database: default schedules); automc's uniform-int8 basel
 ``--trials`` per task and compiled; optionally TVM fp32 tuned the same way (``--fp32-tuned``)
 and a candidate exported by ``automc export`` (``--candidate DIR/config.json``).
 
-Latency: each figure is the median of ``repeat`` runs of at least ``min_repeat_ms`` ms each,
-the same settings for every backend (TVM through ``automc.latency.measure.time_executable``).
+Latency: every backend is built first, then timed in ``--rounds`` rounds, each backend once a
+round in turn, each time the median of ``repeat`` runs of at least ``min_repeat_ms`` ms (TVM
+through ``automc.latency.measure.time_executable``); a figure is its median round. This host's
+slow phases last minutes: timed one after another, each backend met a phase of its own (Zen 4,
+MobileNetV2 uniform int8 in TVM 2.0 ms alone, 3.4-3.5 ms in two such runs, while ORT int8 gave
+1.9 and 3.3 ms in them), so a ratio of two figures measured minutes apart was the phases'.
 Accuracy (fraction) of the int8 variants where the model is trained: every variant is run
 exactly as timed (batch-1 artifacts, one validation image at a time).
 
@@ -35,6 +39,7 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from _timing import median_ms
 from torch import nn
@@ -193,61 +198,81 @@ def bench_model(name: str, args, profile, candidate=None) -> dict:
     model, x = builtin.model.eval(), builtin.example_input.contiguous()
     trained = name != "mobilenetv2"  # the benchmark MobileNetV2 is untrained (see automc.model.zoo)
     rows: dict[str, dict] = {}
+    timers: dict[str, Callable[[], float]] = {}  # label → one timing (ms: the median of `repeat` runs)
+    tvm_profile = profile.model_copy(update={"tuning": profile.tuning.model_copy(
+        update={"repeat": args.repeat, "min_repeat_ms": args.min_repeat_ms})})
 
-    def record(label: str, run: Runner | None, ms: float | None = None, acc_of: nn.Module | None = None,
-               build_s: float | None = None) -> None:
-        if ms is None:
-            with torch.inference_mode():
-                ms = median_ms(lambda: run(x), args.repeat, args.min_repeat_ms)
+    def torch_timer(run: Runner) -> Callable[[], float]:
+        return lambda: median_ms(lambda: run(x), args.repeat, args.min_repeat_ms)
+
+    def tvm_timer(ex) -> Callable[[], float]:
+        return lambda: time_executable(ex, [x.numpy()], tvm_profile).median_ms
+
+    def add(label: str, timer: Callable[[], float], acc_of: nn.Module | None = None,
+            build_s: float | None = None) -> None:
         acc = None
         if trained and acc_of is not None:
             with torch.inference_mode():
                 acc = builtin.evaluate(acc_of)
-        rows[label] = {"ms": ms, "accuracy": acc, "build_s": build_s}
-        extra = f", accuracy {acc:.4f}" if acc is not None else ""
-        print(f"  {label}: {ms:.3f} ms{extra}", flush=True)
+        rows[label] = {"accuracy": acc, "build_s": build_s}
+        timers[label] = timer
+        print(f"  built {label}" + (f", accuracy {acc:.4f}" if acc is not None else ""), flush=True)
 
     print(f"{name} {tuple(x.shape)}", flush=True)
-    record("torch eager fp32", model, acc_of=model)
+    add("torch eager fp32", torch_timer(model), acc_of=model)
     t = time.perf_counter()
     compiled = torch_compiled(model, x)
-    record("torch.compile fp32", compiled, build_s=time.perf_counter() - t)
+    add("torch.compile fp32", torch_timer(compiled), build_s=time.perf_counter() - t)
     t = time.perf_counter()
     pt2e = torch_pt2e_int8(model, x, builtin.calib_batches)
-    record("torch PT2E int8 (x86 inductor, freezing)", pt2e, acc_of=PerSample(pt2e), build_s=time.perf_counter() - t)
+    add("torch PT2E int8 (x86 inductor, freezing)", torch_timer(pt2e), acc_of=PerSample(pt2e), build_s=time.perf_counter() - t)
     with tempfile.TemporaryDirectory() as tmp:
         fp32_path = onnx_export(model, x, Path(tmp) / "model.onnx")
-        ort_fp32 = ort_runner(fp32_path)
-        record("ONNX Runtime fp32", ort_fp32)
+        add("ONNX Runtime fp32", torch_timer(ort_runner(fp32_path)))
         t = time.perf_counter()
         ort_int8 = ort_runner(ort_quantize(fp32_path, Path(tmp) / "model_int8.onnx", builtin.calib_batches))
-        record("ONNX Runtime int8 (QDQ, per-channel)", ort_int8, acc_of=PerSample(ort_int8), build_s=time.perf_counter() - t)
+        add("ONNX Runtime int8 (QDQ, per-channel)", torch_timer(ort_int8), acc_of=PerSample(ort_int8),
+            build_s=time.perf_counter() - t)
 
-    tvm_profile = profile.model_copy(update={"tuning": profile.tuning.model_copy(
-        update={"repeat": args.repeat, "min_repeat_ms": args.min_repeat_ms})})
     with tempfile.TemporaryDirectory() as tmp:
         ex, build_s = tvm_compiled(model, x, profile, None, empty_database(Path(tmp)))
-    record("TVM fp32, empty database (packed kernels, other tasks default schedules)", None, time_executable(ex, [x.numpy()], tvm_profile).median_ms,
-           build_s=build_s)
+    add("TVM fp32, empty database (packed kernels, other tasks default schedules)", tvm_timer(ex), build_s=build_s)
     if args.fp32_tuned:
         ex, build_s = tvm_compiled(model, x, profile, args.trials)
-        record(f"TVM fp32 tuned ({args.trials} trials/task)", None,
-               time_executable(ex, [x.numpy()], tvm_profile).median_ms, build_s=build_s)
+        add(f"TVM fp32 tuned ({args.trials} trials/task)", tvm_timer(ex), build_s=build_s)
 
     ctx = prepare(model, x, builtin.evaluate, profile, "default", builtin.calib_batches)
     int8 = automc_candidate(builtin, candidate_from_params(ctx.space, baseline_params(ctx.space)["int8"]))
     ex, build_s = tvm_compiled(int8, x, profile, args.trials)
-    record(f"automc uniform int8, TVM ({args.trials} trials/task)", None,
-           time_executable(ex, [x.numpy()], tvm_profile).median_ms, acc_of=PerSample(tvm_runner(ex)), build_s=build_s)
+    label = f"automc uniform int8, TVM ({args.trials} trials/task)"
+    add(label, tvm_timer(ex), acc_of=PerSample(tvm_runner(ex)), build_s=build_s)
     if trained:
-        rows[f"automc uniform int8, TVM ({args.trials} trials/task)"]["accuracy_torch_simulated"] = builtin.evaluate(int8)
+        rows[label]["accuracy_torch_simulated"] = builtin.evaluate(int8)
     if candidate is not None:
         chosen = automc_candidate(builtin, candidate)
         ex, build_s = tvm_compiled(chosen, x, profile, args.trials)
-        record(f"automc candidate {args.candidate}", None, time_executable(ex, [x.numpy()], tvm_profile).median_ms,
-               acc_of=PerSample(tvm_runner(ex)), build_s=build_s)
-    record("torch eager fp32 (again, at the end)", model)
+        add(f"automc candidate {args.candidate}", tvm_timer(ex), acc_of=PerSample(tvm_runner(ex)), build_s=build_s)
+
+    # every backend once a round, in turn: this host's slow phases last minutes, and timed one
+    # after another each backend met a phase of its own (see the module docstring)
+    rounds: dict[str, list[float]] = {label: [] for label in timers}
+    for r in range(args.rounds):
+        for label, timer in timers.items():
+            rounds[label].append(timer())
+        print(f"  round {r + 1}/{args.rounds}: " + ", ".join(f"{v[-1]:.3f}" for v in rounds.values()), flush=True)
+    for label, ms in rounds.items():
+        rows[label].update(ms=float(np.median(ms)), rounds_ms=ms)
     return {"input_shape": list(x.shape), "trained": trained, "rows": rows}
+
+
+def int8_to_ort_int8(rows: dict[str, dict], trials: int) -> dict | None:
+    """automc's uniform int8 over ORT int8, round by round (the two timed a few seconds apart,
+    so in one phase of the host) and their median."""
+    ours, ort = rows.get(f"automc uniform int8, TVM ({trials} trials/task)"), rows.get("ONNX Runtime int8 (QDQ, per-channel)")
+    if ours is None or ort is None:
+        return None
+    per_round = [a / b for a, b in zip(ours["rounds_ms"], ort["rounds_ms"])]
+    return {"median": float(np.median(per_round)), "rounds": per_round}
 
 
 def main() -> None:
@@ -260,6 +285,7 @@ def main() -> None:
     parser.add_argument("--fp32-tuned", action="store_true", help="also tune and time TVM fp32")
     parser.add_argument("--candidate", default=None, help="config.json written by `automc export`")
     parser.add_argument("--candidate-model", default="demo-cnn")
+    parser.add_argument("--rounds", type=int, default=5, help="times every backend is timed, in turn")
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--min-repeat-ms", type=float, default=200.0)
     parser.add_argument("--out", default=str(Path(__file__).with_name("backends.json")))
@@ -276,7 +302,7 @@ def main() -> None:
     profile_name = args.profile or default_profile_name()
     profile = load_profile(profile_name)
     candidate = Candidate.from_dict(json.loads(Path(args.candidate).read_text())["candidate"]) if args.candidate else None
-    result = {"profile": profile_name, "threads": THREADS, "batch": 1, "repeat": args.repeat,
+    result = {"profile": profile_name, "threads": THREADS, "batch": 1, "rounds": args.rounds, "repeat": args.repeat,
               "min_repeat_ms": args.min_repeat_ms, "trials_per_task": args.trials, "host": platform.processor() or platform.machine(),
               "versions": {"torch": torch.__version__, "torchao": torchao.__version__, "onnxruntime": onnxruntime.__version__,
                            "tvm": tvm.__version__}, "models": {}}
@@ -285,13 +311,21 @@ def main() -> None:
         result["models"][name] = bench_model(name, args, profile, candidate if name == args.candidate_model else None)
     result["wall_s"] = time.perf_counter() - started
 
-    print(f"\nprofile {profile_name}, batch 1, {THREADS} threads, median of {args.repeat} runs ≥ {args.min_repeat_ms:g} ms each")
+    print(f"\nprofile {profile_name}, batch 1, {THREADS} threads; each backend timed in {args.rounds} rounds, in "
+          f"turn, each round the median of {args.repeat} runs ≥ {args.min_repeat_ms:g} ms; the median round")
     for name, res in result["models"].items():
         base = res["rows"]["torch eager fp32"]["ms"]
-        print(f"\n{name} {tuple(res['input_shape'])}\n| backend | median ms | ÷ torch eager | accuracy |\n|---|---|---|---|")
+        print(f"\n{name} {tuple(res['input_shape'])}\n| backend | median ms | rounds min–max | ÷ torch eager | accuracy |"
+              "\n|---|---|---|---|---|")
         for label, row in res["rows"].items():
             acc = f"{row['accuracy']:.2%}" if row["accuracy"] is not None else "–"
-            print(f"| {label} | {row['ms']:.3f} | {row['ms'] / base:.2f} | {acc} |")
+            print(f"| {label} | {row['ms']:.3f} | {min(row['rounds_ms']):.3f}–{max(row['rounds_ms']):.3f} | "
+                  f"{row['ms'] / base:.2f} | {acc} |")
+        ratio = int8_to_ort_int8(res["rows"], args.trials)
+        if ratio is not None:
+            res["automc_uniform_int8_over_ort_int8"] = ratio
+            print(f"automc uniform int8 ÷ ORT int8 (bar ≤ 1.5): {ratio['median']:.2f}, median of the rounds' ratios "
+                  f"({min(ratio['rounds']):.2f}–{max(ratio['rounds']):.2f})")
     Path(args.out).write_text(json.dumps(result, indent=1))
 
 
