@@ -252,8 +252,8 @@ class KernelSpec:
         return cls(**values)
 
 
-# KernelSpec._values, formatted: strings as they are, integers and flags by %d
-_KERNEL_IDENT = " ".join("%s" if f.type == "str" or f.type.startswith("Literal") else "%d" for f in fields(KernelSpec))
+# KernelSpec._values, formatted: integers and flags by %d, anything else (strings) by %s
+_KERNEL_IDENT = " ".join("%d" if f.type in ("int", "bool") else "%s" for f in fields(KernelSpec))
 
 
 @dataclass(frozen=True)

@@ -87,10 +87,7 @@ def _work(spec: KernelSpec, threads: int) -> tuple[float, ...]:
     # ``work_terms`` as a plain tuple, the fields read once: the work model prices every kernel
     # the store lacks this way, 17-20 of a fresh ResNet candidate's 22 (DESIGN §7: ≤ 100 µs)
     op, n, ic, oc, h, w, k, stride, pad, groups, dtype, _, residual, out_dtype, blocked_in, blocked_out, signed_in = spec._values
-    if op == "dense":
-        oh = ow = 1
-    else:
-        oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    oh, ow = spec.out_hw
     g = 1 if dtype == "float32" else 4
     blocks = -(-oc // 16)
     lanes, steps = blocks * 16, -(-ic // g)
