@@ -160,10 +160,9 @@ class KernelSpec:
         ident = _KERNEL_IDENT % values
         object.__setattr__(self, "_values", values)
         object.__setattr__(self, "_ident", ident)
-        object.__setattr__(self, "_hash", hash(ident))
 
     def __hash__(self) -> int:
-        return self._hash
+        return hash(self._ident)  # a str caches its own hash
 
     def __eq__(self, other: object) -> bool:
         if self is other:
