@@ -19,6 +19,8 @@ import math
 import statistics
 import time
 
+import numpy as np
+
 from automc.compress import apply_candidate
 from automc.deploy.build import compile_module, open_database, tune
 from automc.deploy.lower import kernel_specs
@@ -26,7 +28,7 @@ from automc.deploy.relax_lowering import lower_to_relax
 from automc.latency.calibrate import model_key
 from automc.latency.measure import time_executable
 from automc.latency.probes import probe_networks
-from automc.latency.store import (ShippedCheck, measured_on, read_records, read_shipped_check, shipped_digest,
+from automc.latency.store import (Measurement, ShippedCheck, measured_on, read_records, read_shipped_check, shipped_digest,
                                   shipped_enabled, shipped_path, write_shipped_check)
 from automc.profiles import HardwareProfile
 
@@ -81,7 +83,8 @@ def check_shipped(profile: HardwareProfile, again: bool = False) -> ShippedCheck
     return check
 
 
-def _fastest_ratio(references: list, profile: HardwareProfile) -> tuple[float, bool]:
+def _fastest_ratio(references: list[tuple[object, np.ndarray, Measurement]],
+                   profile: HardwareProfile) -> tuple[float, bool]:
     """Time each (executable, input, shipped record) of ``references`` once a pass, PAUSE_S
     apart, until the median over them of (fastest time here ÷ shipped ``latency_ms``) is judged
     (see WINDOW_S). Returns (that ratio, accepted)."""
