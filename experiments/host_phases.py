@@ -2,7 +2,7 @@
 window (``automc.latency.shipped.WINDOW_S``).
 
 Every ``--pause`` seconds for ``--minutes``, times the shipped check's reference probes
-(``shipped.REFERENCE_PROBES`` probe networks, compiled with the profile's tuning database, on
+(``automc.latency.shipped.reference_executables``: compiled with the profile's tuning database, on
 its threads, each timed as calibration times a whole: ``Timing.latency_ms``) and a 384×384 fp32
 matmul in torch on 1 and on 2 threads (fastest of 30 calls). Prints, per series, the fastest,
 median and slowest sample and the share of samples more than 10% over the fastest; writes
@@ -26,25 +26,6 @@ import torch
 HERE = Path(__file__).parent
 
 
-def reference_executables(profile):
-    """(name, executable, input array) of the shipped check's reference probes, compiled."""
-    from automc.compress import apply_candidate
-    from automc.deploy.build import compile_module, open_database, tune
-    from automc.deploy.relax_lowering import lower_to_relax
-    from automc.latency.probes import probe_networks
-    from automc.latency.shipped import REFERENCE_PROBES
-
-    database = open_database(profile)
-    out = []
-    for i, probe in enumerate(probe_networks(REFERENCE_PROBES)):
-        x = probe.example_input
-        compressed = apply_candidate(probe.model, probe.candidate, x, (x,)).eval()
-        mod = lower_to_relax(compressed, x, profile)
-        tune(mod, profile, database=database)
-        out.append((f"probe{i} (ms)", compile_module(mod, profile, database), x.numpy()))
-    return out
-
-
 def matmul_ms(threads: int, a: torch.Tensor) -> float:
     """Fastest of 30 calls of a @ a on ``threads`` torch threads (ms)."""
     torch.set_num_threads(threads)
@@ -64,10 +45,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from automc.latency.measure import time_executable
+    from automc.latency.shipped import reference_executables
     from automc.profiles import load_profile
 
     profile = load_profile(args.profile)
-    references = reference_executables(profile)
+    references = [(f"probe{i} (ms)", executable, x)
+                  for i, (_, executable, x) in enumerate(reference_executables(profile))]
     a = torch.randn(384, 384)
     rows = []
     start = time.monotonic()

@@ -66,21 +66,27 @@ def check_shipped(profile: HardwareProfile, again: bool = False) -> ShippedCheck
     done = read_shipped_check(profile)
     if done is not None and not again:
         return done
-    database = open_database(profile)
-    references = []  # (executable, input, shipped record)
-    for probe in probe_networks(REFERENCE_PROBES):
-        x = probe.example_input
-        compressed = apply_candidate(probe.model, probe.candidate, x, (x,)).eval()
-        rec = shipped.get(model_key(kernel_specs(compressed, x, profile), x))
-        if rec is None:  # shipped by an older probe sampler
-            continue
-        mod = lower_to_relax(compressed, x, profile)
-        tune(mod, profile, database=database)
-        references.append((compile_module(mod, profile, database), x.numpy(), rec))
+    references = [(executable, x, shipped[key]) for key, executable, x in reference_executables(profile)
+                  if key in shipped]  # a key not shipped: shipped by an older probe sampler
     ratio, accepted = _fastest_ratio(references, profile) if references else (None, False)
     check = ShippedCheck(digest, ratio, len(references), accepted, time.time())
     write_shipped_check(profile, check)
     return check
+
+
+def reference_executables(profile: HardwareProfile) -> list[tuple[str, object, np.ndarray]]:
+    """The check's reference probes compressed, tuned (from the profile's database) and compiled
+    for ``profile``: (the model key calibration stores them under, executable, input array)."""
+    database = open_database(profile)
+    out = []
+    for probe in probe_networks(REFERENCE_PROBES):
+        x = probe.example_input
+        compressed = apply_candidate(probe.model, probe.candidate, x, (x,)).eval()
+        mod = lower_to_relax(compressed, x, profile)
+        tune(mod, profile, database=database)
+        out.append((model_key(kernel_specs(compressed, x, profile), x), compile_module(mod, profile, database),
+                    x.numpy()))
+    return out
 
 
 def _fastest_ratio(references: list[tuple[object, np.ndarray, Measurement]],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import time
 
 import pytest
 
@@ -144,10 +145,11 @@ def test_shipped_records_count_only_where_this_host_runs_them_at_their_speed(tmp
                                                                              quick_profile_path):
     """A developer's calibration of the reference probes, shipped: timed again on this host it
     holds (ratio near 1, kept, not timed a second time); the same records as a VM twice as fast
-    would have shipped them are rejected, and a store then leaves them out. Real builds, timed."""
+    would have shipped them are rejected after the check's window, and a store then leaves them
+    out; records twice as slow as this host are rejected at once. Real builds, timed."""
     import automc.latency.store as store_mod
     from automc.latency.calibrate import calibrate_probes
-    from automc.latency.shipped import REFERENCE_PROBES, check_shipped, describe
+    from automc.latency.shipped import REFERENCE_PROBES, WINDOW_S, check_shipped, describe
 
     profile = load_profile(str(quick_profile_path))
     monkeypatch.setattr(store_mod, "SHIPPED_MEASUREMENTS_DIR", tmp_path / "shipped")
@@ -173,3 +175,10 @@ def test_shipped_records_count_only_where_this_host_runs_them_at_their_speed(tmp
     assert "IGNORED" in describe(check)
     store = MeasurementStore(profile)
     assert store.n_shipped == 0 and len(store) == 0 and store.shipped_check == check
+
+    # records twice as slow as this host: more timings could only widen the gap, so no window
+    slower = [dict(r.__dict__, min_ms=r.min_ms * 2, median_ms=r.median_ms * 2) for r in developers.records()]
+    store_mod.shipped_path(profile).write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in slower).encode()))
+    start = time.monotonic()
+    check = check_shipped(profile)
+    assert not check.accepted and check.ratio < 0.6 and time.monotonic() - start < WINDOW_S / 2
