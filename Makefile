@@ -29,10 +29,10 @@ demo: venv
 	$(BIN)/automc search
 
 test: venv sysdeps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
 
 test-all: venv sysdeps
-	$(BIN)/python -m pytest -q -m ""
+	$(BIN)/python -m pytest -q -rs -m ""
 
 # Extra packages of experiments/backends.py (ONNX Runtime, torchao); torch stays pinned.
 bench-deps: venv

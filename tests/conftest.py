@@ -75,5 +75,22 @@ def _require_in_ci(condition: bool, reason: str) -> None:
 @pytest.fixture
 def require_in_ci():
     """``require_in_ci(cond, why)``: skip on a user's machine when ``cond`` is false; in CI
-    (CI=true) the test must run, so it fails instead."""
+    (CI=true) the test must run, so it fails instead. For what CI can always provide (system
+    packages the Makefile installs), never for CPU features: see ``require_cpu``."""
     return _require_in_ci
+
+
+def _require_cpu(flag: str, what: str) -> None:
+    from automc._host import host_cpu_flags
+
+    if flag not in host_cpu_flags():
+        pytest.skip(f"this host's CPU lacks {flag}: {what} cannot run here")
+
+
+@pytest.fixture
+def require_cpu():
+    """``require_cpu(flag, what)``: skip, in CI too, where this host's CPU lacks the feature
+    ``flag`` (a /proc/cpuinfo flag such as ``avx512_vnni``). CI runs on whichever host a change
+    is submitted from, so code that needs the feature to *execute* cannot be required there;
+    what can be checked without running it (builds, generated assembly) runs everywhere."""
+    return _require_cpu

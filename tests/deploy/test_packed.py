@@ -1,13 +1,15 @@
-"""Packed AVX-512 kernels (x86-vnni): real TVM builds; int8 must execute ``vpdpbusd`` and be exact,
-fp32 must match torch, depthwise int8 must be exact."""
+"""Packed AVX-512 kernels (x86-vnni): real TVM builds for ``mcpu=cascadelake``. On every x86 host
+they build and their assembly holds ``vpdpbusd`` (and no saturating ``vpmaddubsw`` fallback);
+where the CPU has AVX-512 VNNI they also run: int8 exact, fp32 as torch, depthwise int8 exact."""
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import pytest
 import torch
 
-from automc._host import host_cpu_flags
 from automc.accuracy import recalibrate_bn
 from automc.compress import apply_candidate
 from automc.deploy import _cpu, _packed, _packed_schedule
@@ -19,9 +21,11 @@ from automc.types import Candidate, LayerChoice
 TARGET = {"kind": "llvm", "mcpu": "cascadelake", "num-cores": 2}
 
 
-@pytest.fixture(autouse=True)
-def _vnni_host(require_in_ci):
-    require_in_ci("avx512_vnni" in host_cpu_flags(), "this host's CPU lacks avx512_vnni: VNNI kernels cannot run here")
+@pytest.fixture
+def runs_here(require_cpu):
+    """For tests that execute the built code: a cascadelake build may use any of its features,
+    of which AVX-512 VNNI is the one AVX-512 hosts without it (and AVX2-only hosts) lack."""
+    require_cpu("avx512_vnni", "code built for mcpu=cascadelake (AVX-512 VNNI)")
 
 
 def _build(func, name: str):
@@ -29,6 +33,12 @@ def _build(func, name: str):
 
     lib = tvm.compile(tvm.IRModule({name: _packed_schedule.schedule_fused(func)}), tvm.target.Target(TARGET))
     return lib.mod
+
+
+def _int8_asm_ok(lib) -> None:
+    asm = lib.inspect_source("asm")
+    assert "vpdpbusd" in asm
+    assert "vpmaddubsw" not in asm  # the wheel's AVX-512 fallback, which saturates
 
 
 def _conv_reference(x: np.ndarray, w: np.ndarray, stride: int, pad: int) -> np.ndarray:
@@ -55,20 +65,51 @@ def _data(rng, shape, signed: bool) -> np.ndarray:
     return rng.integers(0, 256, shape).astype(np.uint8)
 
 
-@pytest.mark.parametrize("n,c,hw,oc,k,stride,pad,signed", [
+INT8_CONVS = pytest.mark.parametrize("n,c,hw,oc,k,stride,pad,signed", [
     (1, 64, 14, 64, 3, 1, 1, False),   # the 3x3 workhorse
     (1, 12, 17, 24, 3, 2, 1, False),   # stride 2, channels not multiples of 16 / 4, odd size
     (2, 40, 9, 40, 1, 1, 0, True),     # s8 activations, batch 2
     (1, 24, 8, 96, 1, 2, 0, True),     # stride-2 1x1
     (1, 3, 15, 20, 3, 2, 0, False),    # 3 input channels (a stem), no padding
 ])
-def test_conv_runs_vpdpbusd_and_is_exact(n, c, hw, oc, k, stride, pad, signed):
+INT8_DENSES = pytest.mark.parametrize("m,k,n,signed", [(16, 256, 64, False), (3, 37, 50, True), (1, 64, 10, False)])
+
+
+@functools.cache
+def _int8_conv(n, c, hw, oc, k, stride, pad, signed):
+    return _build(_packed.conv2d_func((n, c, hw, hw), oc, (k, k), (stride, stride), (pad,) * 4, _dtype(signed), "conv"), "conv")
+
+
+@functools.cache
+def _int8_dense(m, k, n, signed):
+    return _build(_packed.dense_func(m, k, n, _dtype(signed), "dense"), "dense")
+
+
+@INT8_CONVS
+def test_int8_conv_builds_to_vpdpbusd_on_any_host(n, c, hw, oc, k, stride, pad, signed):
+    _int8_asm_ok(_int8_conv(n, c, hw, oc, k, stride, pad, signed))
+
+
+@INT8_DENSES
+def test_int8_dense_builds_to_vpdpbusd_on_any_host(m, k, n, signed):
+    _int8_asm_ok(_int8_dense(m, k, n, signed))
+
+
+def test_fp32_kernels_build_to_avx512_fma_on_any_host():
+    for lib in (_build(_packed.conv2d_func((1, 16, 14, 14), 24, (3, 3), (1, 1), (1,) * 4, "float32", "conv"), "conv"),
+                _build(_packed.dense_func(5, 70, 40, "float32", "dense"), "dense")):
+        asm = lib.inspect_source("asm")
+        assert "zmm" in asm and "vfmadd" in asm
+
+
+@INT8_CONVS
+@pytest.mark.usefixtures("runs_here")
+def test_int8_conv_is_exact(n, c, hw, oc, k, stride, pad, signed):
     import tvm
 
     rng = np.random.default_rng(0)
     x, w = _data(rng, (n, c, hw, hw), signed), rng.integers(-127, 128, (oc, c, k, k)).astype(np.int8)
-    lib = _build(_packed.conv2d_func((n, c, hw, hw), oc, (k, k), (stride, stride), (pad,) * 4, _dtype(signed), "conv"), "conv")
-    assert "vpdpbusd" in lib.inspect_source("asm")
+    lib = _int8_conv(n, c, hw, oc, k, stride, pad, signed)
     want = _conv_reference(x, w, stride, pad)
     args = [x, _packed.pack_conv_weight(w)] + ([_packed.shift_compensation(w)] if signed else [])
     out = tvm.runtime.tensor(np.zeros(want.shape, np.int32))
@@ -76,14 +117,14 @@ def test_conv_runs_vpdpbusd_and_is_exact(n, c, hw, oc, k, stride, pad, signed):
     np.testing.assert_array_equal(out.numpy(), want)
 
 
-@pytest.mark.parametrize("m,k,n,signed", [(16, 256, 64, False), (3, 37, 50, True), (1, 64, 10, False)])
-def test_dense_runs_vpdpbusd_and_is_exact(m, k, n, signed):
+@INT8_DENSES
+@pytest.mark.usefixtures("runs_here")
+def test_int8_dense_is_exact(m, k, n, signed):
     import tvm
 
     rng = np.random.default_rng(1)
     x, w = _data(rng, (m, k), signed), rng.integers(-127, 128, (n, k)).astype(np.int8)
-    lib = _build(_packed.dense_func(m, k, n, _dtype(signed), "dense"), "dense")
-    assert "vpdpbusd" in lib.inspect_source("asm")
+    lib = _int8_dense(m, k, n, signed)
     args = [x, _packed.pack_dense_weight(w)] + ([_packed.shift_compensation(w)] if signed else [])
     out = tvm.runtime.tensor(np.zeros((m, n), np.int32))
     lib["dense"](*[tvm.runtime.tensor(a) for a in args], out)
@@ -113,6 +154,7 @@ def _run(func, name: str, args: list[np.ndarray], out_shape, out_dtype) -> np.nd
     (1, 3, 17, 20, 3, 2, 1),    # a stem: stride 2, odd size, channels not multiples of 16
     (2, 8, 9, 32, 3, 1, 1),     # batch 2, two 16-channel blocks per tile
 ])
+@pytest.mark.usefixtures("runs_here")
 def test_fp32_conv_matches_torch(n, c, hw, oc, k, stride, pad):
     rng = np.random.default_rng(2)
     x, w = rng.standard_normal((n, c, hw, hw), np.float32), rng.standard_normal((oc, c, k, k), np.float32)
@@ -122,6 +164,7 @@ def test_fp32_conv_matches_torch(n, c, hw, oc, k, stride, pad):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.usefixtures("runs_here")
 def test_fp32_dense_matches_numpy():
     rng = np.random.default_rng(3)
     x, w = rng.standard_normal((5, 70), np.float32), rng.standard_normal((40, 70), np.float32)
@@ -135,6 +178,7 @@ def test_fp32_dense_matches_numpy():
 # 16 columns per vector, 2 output rows per tile (56: even rows) or 1 (49), stride 2 phase-split (33)
 @pytest.mark.parametrize("c,hw,k,stride,pad", [(24, 14, 3, 1, 1), (8, 15, 3, 2, 1), (4, 9, 5, 2, 2),
                                                (16, 56, 3, 1, 1), (4, 49, 5, 1, 2), (8, 33, 3, 2, 1)])
+@pytest.mark.usefixtures("runs_here")
 def test_depthwise_matches_torch_and_is_exact_in_int8(dtype, c, hw, k, stride, pad):
     rng = np.random.default_rng(4)
     if dtype == "float32":
@@ -152,6 +196,7 @@ def test_depthwise_matches_torch_and_is_exact_in_int8(dtype, c, hw, k, stride, p
 
 
 @pytest.mark.parametrize("dtype,extreme", [("uint8", 255), ("int8", -128)])
+@pytest.mark.usefixtures("runs_here")
 def test_integer_depthwise_is_exact_at_the_largest_sums(dtype, extreme):
     """Summed in float32, the largest integer sums (every input and weight at its extreme, a
     7x7 kernel: 49 · 255 · 127) come out exactly."""
@@ -188,6 +233,7 @@ def _from_blocked(x: np.ndarray, c: int) -> np.ndarray:
     ("float32", 12, 9, 24, 3, 2, 1),
     ("float32", 24, 7, 16, 1, 1, 0),  # 1x1 fp32 reads the blocked data with no staging
 ])
+@pytest.mark.usefixtures("runs_here")
 def test_blocked_conv_matches_the_nchw_one(blocked_in, blocked_out, dtype, c, hw, oc, k, stride, pad):
     """The blocked layout between packed convs: whatever the padded channels of the input
     hold, the output's real channels are the conv's, exactly for integers."""
@@ -214,6 +260,7 @@ def test_blocked_conv_matches_the_nchw_one(blocked_in, blocked_out, dtype, c, hw
 
 @pytest.mark.parametrize("dtype", ["float32", "uint8"])
 @pytest.mark.parametrize("c,hw,stride", [(24, 56, 1), (40, 33, 2)])  # wide planes: channel lanes on blocked data
+@pytest.mark.usefixtures("runs_here")
 def test_blocked_depthwise_matches_torch(dtype, c, hw, stride):
     rng = np.random.default_rng(6)
     if dtype == "float32":
@@ -243,12 +290,20 @@ def quantized(demo):
     return model.eval()
 
 
-def test_quantized_demo_runs_vnni_and_matches_torch(quantized, demo):
-    import tvm
-    from tvm import relax
+@pytest.fixture(scope="module")
+def vnni_profile():
+    return load_profile("x86-vnni").model_copy(update={"target": TARGET})
 
-    profile = load_profile("x86-vnni").model_copy(update={"target": TARGET})
-    mod = lower_to_relax(quantized, demo.example_input, profile)
+
+@pytest.fixture(scope="module")
+def quantized_build(quantized, demo, vnni_profile):
+    """The quantized demo lowered and compiled for cascadelake (on any x86 host)."""
+    mod = lower_to_relax(quantized, demo.example_input, vnni_profile)
+    return mod, compile_module(mod, vnni_profile, database=_empty_database())
+
+
+def test_quantized_demo_builds_to_vnni_on_any_host(quantized_build):
+    mod, executable = quantized_build
     vnni = [gv.name_hint for gv, f in mod.functions.items() if _packed_schedule.is_packed_func(f)]
     assert sum(name.startswith("conv2d_packed") for name in vnni) >= 6 and any(n.startswith("matmul") for n in vnni)
     assert any(name.startswith("conv2d_dw_packed") for name in vnni)  # the int8 depthwise conv
@@ -260,9 +315,16 @@ def test_quantized_demo_runs_vnni_and_matches_torch(quantized, demo):
     # feeding the pooling writes NCHW, so no task of its own turns the layout back
     assert sum("_bb_" in n for n in fused) >= 5 and any("_bn_" in n for n in fused)
     assert not any("unblock" in gv.name_hint for gv in mod.functions)
+    asm = executable.mod.imports[0].inspect_source("asm")
+    assert asm.count("vpdpbusd") >= 7 and "vpmaddubsw" not in asm
 
-    executable = compile_module(mod, profile, database=_empty_database())
-    assert executable.mod.imports[0].inspect_source("asm").count("vpdpbusd") >= 7
+
+@pytest.mark.usefixtures("runs_here")
+def test_quantized_demo_runs_vnni_and_matches_torch(quantized_build, quantized, demo, vnni_profile):
+    import tvm
+    from tvm import relax
+
+    _, executable = quantized_build
     x = demo.calib_batches[0][:1]
     got = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(x.numpy()))[0].numpy()
     with torch.no_grad():
@@ -270,7 +332,8 @@ def test_quantized_demo_runs_vnni_and_matches_torch(quantized, demo):
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max(), (got, want)
     assert got.argmax() == want.argmax()
     # the same integer arithmetic as the generic int32 path, up to float rounding in the epilogue
-    generic = tvm.compile(relax_from_deploy(*_deploy(quantized, profile), demo.example_input), tvm.target.Target(TARGET))
+    generic = tvm.compile(relax_from_deploy(*_deploy(quantized, vnni_profile), demo.example_input),
+                          tvm.target.Target(TARGET))
     ref = relax.VirtualMachine(generic, tvm.cpu())["main"](tvm.runtime.tensor(x.numpy()))[0].numpy()
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 
