@@ -34,7 +34,7 @@ test: venv sysdeps
 test-all: venv sysdeps
 	$(BIN)/python -m pytest -q -rs -m ""
 
-# Extra packages of experiments/backends.py (ONNX Runtime, torchao); torch stays pinned.
+# Extra packages of experiments/backends.py (torchao); torch stays pinned.
 bench-deps: venv
 	$(BIN)/pip install -q -e '.[dev,bench]' torch==2.13.0
 

@@ -130,7 +130,7 @@ def pareto(run: Path = typer.Argument(..., help="run directory")) -> None:
 def export(run: Path = typer.Argument(..., help="run directory"),
            trial: int = typer.Option(..., help="trial number (see `automc pareto`)"),
            out: Path = typer.Option(..., help="output directory")) -> None:
-    """Export a trial: config.json/.yaml, model.pt, TVM library; measured vs predicted here."""
+    """Export a trial: config.json/.yaml, model.pt2, model.onnx (QDQ), TVM library; measured vs predicted here."""
     from automc.api import open_run
 
     result = open_run(run)

@@ -1,5 +1,5 @@
-"""Export a chosen candidate: config, compressed PyTorch model, TVM library for the target,
-and — where the profile can be measured (this host, or its device through a TVM RPC
+"""Export a chosen candidate: config, the compressed model as a ``torch.export`` program and as
+ONNX with QDQ (neither needs automc to run), the TVM library for the target, and — where the profile can be measured (this host, or its device through a TVM RPC
 tracker) — a correctness check and a measured latency."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from torch import nn
 from automc.accuracy import recalibrate_bn
 from automc.compress import apply_candidate
 from automc.deploy.build import compile_module, export_library, open_database, tune, tvm_target
+from automc.deploy.portable import write_portable
 from automc.deploy.relax_lowering import lower_to_relax
 from automc.profiles import HardwareProfile
 from automc.types import Candidate
@@ -47,7 +48,8 @@ def export_candidate(model: nn.Module, example_input: torch.Tensor, calib_batche
                      candidate: Candidate, profile: HardwareProfile, out_dir: Path,
                      predicted_ms: float | None = None, latency_source: str = "calibrated",
                      extra_config: dict | None = None) -> ExportReport:
-    """Write ``config.json``/``config.yaml``, ``model.pt`` and the TVM library into ``out_dir``.
+    """Write ``config.json``/``config.yaml``, ``model.pt2``, ``model.onnx`` (see
+    ``deploy.portable``), a README saying how to run them, and the TVM library into ``out_dir``.
 
     For a profile that can be measured now (this host runs it, or its RPC device is reachable),
     the library is tuned (reusing the profile's database), loaded back where it runs, checked
@@ -68,8 +70,7 @@ def export_candidate(model: nn.Module, example_input: torch.Tensor, calib_batche
               "tvm_num_threads": profile.threads, **(extra_config or {})}
     (out_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=True))
-    torch.save(compressed, out_dir / "model.pt")
-    files = ["config.json", "config.yaml", "model.pt"]
+    files = ["config.json", "config.yaml", *write_portable(compressed, example_input, out_dir, profile.threads)]
 
     mod = lower_to_relax(compressed, example_input, profile)
     if profile.target_kind == "cuda":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 
 from automc.deploy.export import export_candidate
 from automc.profiles import load_profile
@@ -16,12 +18,46 @@ CAND = Candidate(layers={"blocks.1.expand.0": LayerChoice(8, 8, prune=0.25), "he
 def test_export_host_profile_loads_matches_and_measures(tmp_path, demo, quick_profile):
     report = export_candidate(demo.model, demo.example_input, demo.calib_batches[:2], CAND, quick_profile,
                               tmp_path, predicted_ms=1.0)
-    for name in ("config.json", "config.yaml", "model.pt", "model.so", "export_report.json"):
+    for name in ("config.json", "config.yaml", "model.pt2", "model.onnx", "model.so", "README.md",
+                 "export_report.json"):
         assert (tmp_path / name).exists(), name
+    assert set(report.files) >= {"model.pt2", "model.onnx", "model.so", "README.md"}
     assert report.measured_ms and report.measured_ms > 0
     assert report.max_abs_diff is not None and report.max_abs_diff < 0.1
     # the measured (and predicted) latency is for the profile's thread count: the config says so
     assert json.loads((tmp_path / "config.json").read_text())["tvm_num_threads"] == quick_profile.threads == 2
+    assert "TVM_NUM_THREADS=2" in (tmp_path / "README.md").read_text()
+    _runs_without_automc(tmp_path)
+
+
+# What a user who never installed automc runs: each exported file in its own runtime, against the
+# compressed model's own output; the ONNX graph really carries QDQ pairs (ONNX Runtime runs
+# them as integer kernels, hence the looser bound there).
+_USER_SCRIPT = """
+import sys
+sys.modules["automc"] = None  # any import of automc, by unpickling or otherwise, now fails
+import numpy as np, onnx, onnxruntime as ort, torch, tvm
+from tvm import relax
+x, want = np.load("sample_input.npy"), np.load("sample_output.npy")
+scale = float(np.abs(want).max())
+ops = [n.op_type for n in onnx.load("model.onnx").graph.node]
+assert ops.count("QuantizeLinear") >= 4 and ops.count("DequantizeLinear") >= 4, ops
+session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])
+got = session.run(None, {"input": x})[0]
+assert np.abs(got - want).max() < 0.02 * scale and got.argmax() == want.argmax(), (got, want)
+got = torch.export.load("model.pt2").module()(torch.from_numpy(x)).detach().numpy()
+assert np.abs(got - want).max() < 1e-4 * scale, (got, want)
+vm = relax.VirtualMachine(tvm.runtime.load_module("model.so"), tvm.cpu())
+got = vm["main"](tvm.runtime.tensor(x))[0].numpy()
+assert np.abs(got - want).max() < 0.1 * scale and got.argmax() == want.argmax(), (got, want)
+print("ok")
+"""
+
+
+def _runs_without_automc(export_dir):
+    res = subprocess.run([sys.executable, "-c", _USER_SCRIPT], cwd=export_dir, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-3000:]
 
 
 def test_export_arm_cross_compiles_aarch64(tmp_path, demo, require_in_ci):
