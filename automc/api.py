@@ -7,12 +7,14 @@ import platform
 import time
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Sequence
 
 import optuna
 import pandas as pd
 import torch
+import yaml
 from torch import nn
 
 from automc.accuracy import EvalProxy
@@ -24,6 +26,7 @@ from automc.latency.shipped import check_shipped, describe as describe_shipped
 from automc.latency.store import MeasurementStore
 from automc._host import host_description
 from automc.model.introspect import introspect
+from automc.model.source import MEMORY, ModelSource, load_model
 from automc.profiles import HardwareProfile, load_profile
 from automc.report import pareto_figure, write_pareto_html
 from automc.search.objective import make_scorer
@@ -31,6 +34,9 @@ from automc.search.pareto import load_study, pareto_frame, trials_frame
 from automc.search.runner import SearchSettings, calibration_candidates, run_search
 from automc.search.space import ResolvedSpace, load_space, resolve_space
 from automc.types import Candidate
+
+
+PROFILE_COPY = "profile.yaml"  # in a run directory: the profile an API caller passed as an object
 
 
 def default_profile_name() -> str:
@@ -54,11 +60,17 @@ class SearchContext:
 
 @dataclass(frozen=True)
 class SearchResult:
-    """A finished (or resumed) search: its run directory and study."""
+    """A finished (or resumed) search: its run directory and study. The model and data
+    (``context``) are only built when something needs them (export, validate), so reading the
+    front of a reopened run neither rebuilds nor retrains its model."""
 
     run_dir: Path
     study: optuna.Study
-    context: SearchContext
+    build_context: Callable[[], SearchContext]
+
+    @cached_property
+    def context(self) -> SearchContext:
+        return self.build_context()
 
     @property
     def pareto(self) -> pd.DataFrame:
@@ -128,12 +140,15 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
            profile: str | HardwareProfile | None = None, space: str = "default", n_trials: int = 50,
            calib_batches: Sequence[torch.Tensor] | None = None, run_dir: Path | str | None = None,
            sampler: str = "nsga2", seed: int = 0, calibration_budget_s: float = 600.0,
-           model_name: str = "custom", progress: bool = True,
+           source: ModelSource | None = None, progress: bool = True,
            on_calibration: Callable[[int, int, object], None] | None = None) -> SearchResult:
     """Search per-layer compression of ``model`` for ``profile``; returns the run's result.
 
     ``evaluate(model) -> float`` is the user's accuracy (fraction 0–1) on validation data;
     ``calib_batches`` are input batches for activation ranges and BatchNorm recalibration.
+    ``source`` records how to rebuild the model for later commands (the CLI's built-in name or
+    factory); by default the model is an in-memory one, reopened with
+    ``open_run(RUN, model=..., example_input=..., evaluate=...)``.
     Calibrates the profile's kernels first when they can be measured (on this host, or on an rpc
     profile's device through its tracker); measurements are stored and reused.
 
@@ -141,9 +156,12 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     >>> result.pareto[["trial", "accuracy", "latency_ms", "size_bytes"]]  # doctest: +SKIP
     """
     ctx = prepare(model, example_input, evaluate, profile or default_profile_name(), space, calib_batches)
-    run_dir = Path(run_dir) if run_dir else new_run_dir(model_name, ctx.profile)
-    info = {"model": model_name, "profile": ctx.profile.name, "space": ctx.space.name, "space_source": space,
-            "profile_source": profile if isinstance(profile, str) else ctx.profile.name, "n_trials": n_trials,
+    source = source or ModelSource(MEMORY, "custom")
+    run_dir = Path(run_dir) if run_dir else new_run_dir(source.label, ctx.profile)
+    profile_source = (str((run_dir / PROFILE_COPY).resolve()) if isinstance(profile, HardwareProfile)
+                      else profile or ctx.profile.name)
+    info = {"model": source.label, "model_source": source.to_dict(), "profile": ctx.profile.name,
+            "space": ctx.space.name, "space_source": space, "profile_source": profile_source, "n_trials": n_trials,
             "sampler": sampler, "seed": seed, "input_shape": list(example_input.shape), "host": host_description(),
             "python": platform.python_version(), "torch": torch.__version__, "optuna": optuna.__version__}
     _check_run_dir(run_dir, info)
@@ -165,27 +183,44 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     info["tvm"] = tvm.__version__
     info["latency_source"] = predictor.source
     run_dir.mkdir(parents=True, exist_ok=True)
+    if isinstance(profile, HardwareProfile):  # a profile object: its YAML kept, so the run reopens
+        (run_dir / PROFILE_COPY).write_text(yaml.safe_dump(profile.model_dump(mode="json"), sort_keys=False))
     (run_dir / "run.json").write_text(json.dumps(info, indent=2))
     scorer = make_scorer(ctx.model, example_input, ctx.calib_batches, EvalProxy(evaluate, ctx.calib_batches),
                          predictor, ctx.profile)
     study = run_search(ctx.space, scorer, run_dir, SearchSettings(n_trials=n_trials, sampler=sampler, seed=seed,
                                                                   progress=progress))
-    result = SearchResult(run_dir, study, ctx)
+    result = SearchResult(run_dir, study, lambda: ctx)
     write_pareto_html(result.plot(), run_dir / "pareto.html")
     return result
 
 
-def open_run(run_dir: Path | str) -> SearchResult:
-    """Reopen a run of a built-in model (the CLI's ``pareto``/``export``/``validate``)."""
-    from automc.model.zoo import load_builtin
+def open_run(run_dir: Path | str, model: nn.Module | None = None, example_input: torch.Tensor | None = None,
+             evaluate: Callable[[nn.Module], float] | None = None,
+             calib_batches: Sequence[torch.Tensor] | None = None) -> SearchResult:
+    """Reopen any run (the CLI's ``pareto``/``export``/``validate``). Its model is rebuilt as
+    ``run.json`` records (a built-in, a factory ``file.py:function``) when first needed; a run
+    of an in-memory API model needs it again: ``open_run(RUN, model=m, example_input=x,
+    evaluate=f)`` (``calib_batches`` default to the example input).
 
+    >>> automc.open_run("runs/20261207-demo-cnn-x86-avx2").pareto  # doctest: +SKIP
+    """
     run_dir = Path(run_dir)
     meta = run_dir / "run.json"
     if not meta.exists():
         raise UserInputError(f"RUN {run_dir}: no run.json there; give a directory made by `automc search`")
     info = json.loads(meta.read_text())
-    builtin = load_builtin(info["model"])
-    ctx = prepare(builtin.model, builtin.example_input, builtin.evaluate, info.get("profile_source", info["profile"]),
-                  info.get("space_source", info["space"]),
-                  builtin.calib_batches)
-    return SearchResult(run_dir, load_study(run_dir), ctx)
+    source = ModelSource.from_run_info(info)
+    if model is not None and (example_input is None or evaluate is None):
+        raise UserInputError("open_run: with model=, give example_input= and evaluate= too")
+
+    def build_context() -> SearchContext:
+        if model is not None:
+            given = (model, example_input, evaluate, calib_batches)
+        else:
+            built = load_model(source)
+            given = (built.model, built.example_input, built.evaluate, built.calib_batches)
+        return prepare(*given[:3], info.get("profile_source", info["profile"]), info.get("space_source", info["space"]),
+                       given[3])
+
+    return SearchResult(run_dir, load_study(run_dir), build_context)

@@ -72,9 +72,14 @@ def _print_front(result, measured: dict[int, float] | None = None) -> None:
     console.print(front_table(result.pareto, measured))
 
 
+MODEL_HELP = ("a built-in model (demo-cnn, resnet-small, tiny-transformer, mobilenetv2) or your own: "
+              "path/to/file.py:function, a factory returning model, example_input, calib_batches and "
+              "evaluate or val=(inputs, labels) (README, examples/my_model.py)")
+
+
 @app.command()
 @_friendly
-def search(model: str = typer.Option("demo-cnn", help="built-in model name"),
+def search(model: str = typer.Option("demo-cnn", help=MODEL_HELP),
            profile: Optional[str] = typer.Option(None, help="profile name or YAML path (default: x86-vnni on a VNNI host, else x86-avx2)"),
            space: str = typer.Option("default", help="search space name or YAML path"),
            trials: int = typer.Option(150, min=1, help="number of trials"),
@@ -84,9 +89,10 @@ def search(model: str = typer.Option("demo-cnn", help="built-in model name"),
            run_dir: Optional[Path] = typer.Option(None, help="run directory (default runs/<time>-<model>-<profile>); an existing run resumes")) -> None:
     """Search per-layer compression for a device profile; writes a run directory."""
     import automc.api as api
-    from automc.model.zoo import load_builtin
+    from automc.model.source import load_model, parse_model_option
     from automc.profiles import load_profile
 
+    source = parse_model_option(model)  # a bad --model fails before anything is loaded or written
     profile = profile or api.default_profile_name()
     prof = load_profile(profile)
     if prof.name == "x86-avx2" and not load_profile("x86-vnni").measurable_here:
@@ -100,12 +106,12 @@ def search(model: str = typer.Option("demo-cnn", help="built-in model name"),
         console.print(f"[bold yellow]profile {prof.name} is UNCALIBRATED here ({why_not}): "
                       "latencies are roofline estimates[/]")
     budget_s = parse_duration(budget, "--budget")
-    builtin = load_builtin(model, verbose=True)
+    builtin = load_model(source, verbose=True)
     start = time.perf_counter()
     with _progress() as progress:
         result = api.search(builtin.model, builtin.example_input, builtin.evaluate, profile=profile, space=space,
                             n_trials=trials, calib_batches=builtin.calib_batches, run_dir=run_dir, sampler=sampler,
-                            seed=seed, calibration_budget_s=budget_s, model_name=model, progress=True,
+                            seed=seed, calibration_budget_s=budget_s, source=source, progress=True,
                             on_calibration=_calibration_progress(progress, budget_s))
     _print_front(result)
     console.print(f"search took {time.perf_counter() - start:.0f} s; run directory: {result.run_dir}")
@@ -175,7 +181,7 @@ def profiles() -> None:
 @app.command()
 @_friendly
 def calibrate(profile: Optional[str] = typer.Option(None, help="profile name or YAML path"),
-              model: str = typer.Option("demo-cnn", help="built-in model whose space to calibrate"),
+              model: str = typer.Option("demo-cnn", help="the model whose space to calibrate: " + MODEL_HELP),
               space: str = typer.Option("default"),
               budget: str = typer.Option("30m", help="time budget: seconds, or e.g. 30m, 1h"),
               probes: int = typer.Option(16, min=0, help="random probe networks measured first (within a third "
@@ -193,13 +199,12 @@ def calibrate(profile: Optional[str] = typer.Option(None, help="profile name or 
     An rpc profile is tuned and measured on the device behind its TVM RPC tracker."""
     import automc.api as api
     from automc.latency.calibrate import calibrate_model, calibrate_probes
-    from automc.search.runner import calibration_candidates
-    from automc.model.zoo import load_builtin
-
     from automc.latency.shipped import check_shipped, describe
+    from automc.model.source import load_model, parse_model_option
+    from automc.search.runner import calibration_candidates
 
     budget_s = parse_duration(budget, "--budget")
-    builtin = load_builtin(model, verbose=True)
+    builtin = load_model(parse_model_option(model), verbose=True)
     ctx = api.prepare(builtin.model, builtin.example_input, builtin.evaluate, profile or api.default_profile_name(),
                       space, builtin.calib_batches)
     # before the store opens: shipped records this host does not run at their speed are left out

@@ -116,3 +116,36 @@ def test_budget_accepts_units():
     from automc.cli import parse_duration
 
     assert [parse_duration(t, "--budget") for t in ("600", "90s", "30m", "1.5h")] == [600, 90, 1800, 5400]
+
+
+_FACTORY = """
+import torch
+def build():
+    return {"model": torch.nn.Linear(4, 2), "example_input": torch.zeros(1, 4), "calib_batches": [torch.zeros(8, 4)],
+            "val": (torch.zeros(8, 4), torch.zeros(8, dtype=torch.long))}
+def broken():
+    raise RuntimeError("checkpoint not found")
+def no_data():
+    return {"model": torch.nn.Linear(4, 2), "example_input": torch.zeros(1, 4)}
+def wrong_shape():
+    return {"model": torch.nn.Linear(4, 2), "example_input": torch.zeros(1, 5), "calib_batches": [torch.zeros(8, 4)],
+            "evaluate": lambda m: 1.0}
+"""
+
+
+@pytest.mark.parametrize("spec,says", [
+    ("no/such/file.py:build", "no file"),
+    ("{f}:nope", "defines no function 'nope'"),
+    ("{f}:broken", "the factory raised RuntimeError: checkpoint not found"),
+    ("{f}:no_data", "'calib_batches' must be a non-empty list"),
+    ("{f}:wrong_shape", "does not run on its example_input of shape [1, 5]"),
+    ("resnet-big", "neither a built-in model"),
+])
+def test_bad_model_factory_is_one_line_naming_it(tmp_path, spec, says):
+    factory = tmp_path / "factory.py"
+    factory.write_text(_FACTORY)
+    res = runner.invoke(app, ["search", "--model", spec.format(f=factory), "--trials", "1", "--run-dir",
+                              str(tmp_path / "run")])
+    assert res.exit_code == 2, res.output
+    assert "--model" in res.output and says in " ".join(res.output.split()), res.output
+    assert "Traceback" not in res.output and not (tmp_path / "run").exists()

@@ -4,6 +4,7 @@ real TVM builds measured on this host, real export whose outputs match PyTorch."
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -125,3 +126,42 @@ def test_python_api_with_a_users_own_model(tmp_path, quick_profile):
     assert result.plot().data
     report = result.export(int(front.iloc[0]["trial"]), tmp_path / "export")
     assert report.measured_ms > 0 and report.max_abs_diff < 0.1
+
+    # the run reopens: its front from the stored trials alone; to export, the model is given again
+    again = automc.open_run(tmp_path / "run")
+    pd.testing.assert_frame_equal(again.pareto, front)
+    with pytest.raises(automc.UserInputError, match="open_run.*model="):
+        again.export(int(front.iloc[0]["trial"]), tmp_path / "export-2")
+    again = automc.open_run(tmp_path / "run", model=model.eval(), example_input=x[:1], evaluate=evaluate)
+    assert again.export(int(front.iloc[0]["trial"]), tmp_path / "export-2").max_abs_diff < 0.1
+
+
+def test_a_users_factory_searches_reopens_and_exports_from_the_cli(tmp_path, quick_profile_path):
+    """examples/my_model.py:build (residual + SE + SiLU/GELU + split/concat/shuffle + LayerNorm)
+    searched with no edit to automc; `pareto` reads the stored trials without rebuilding the model
+    (its file is gone by then), `export` rebuilds it from run.json."""
+    import shutil
+
+    example = Path("examples/my_model.py")
+    factory = tmp_path / "user" / "my_model.py"
+    factory.parent.mkdir()
+    shutil.copy(example, factory)
+    if example.with_suffix(".pt").exists():  # the example's trained checkpoint, when made before
+        shutil.copy(example.with_suffix(".pt"), factory.with_suffix(".pt"))
+    run = tmp_path / "run"
+    res = runner.invoke(app, ["search", "--model", f"{factory}:build", "--profile", str(quick_profile_path),
+                              "--trials", "6", "--budget", "20", "--run-dir", str(run)])
+    assert res.exit_code == 0, res.output
+    info = json.loads((run / "run.json").read_text())
+    assert info["model_source"] == {"kind": "factory", "spec": f"{factory.resolve()}:build"}
+    front = pd.read_json(run / "pareto.json")
+    assert (front["accuracy"] > 0.5).any()
+
+    moved = factory.rename(tmp_path / "elsewhere.py")
+    res = runner.invoke(app, ["pareto", str(run)])
+    assert res.exit_code == 0, res.output
+    assert "Pareto front" in res.output and f"{front['latency_ms'].min():.3f}" in res.output
+    moved.rename(factory)
+    res = runner.invoke(app, ["export", str(run), "--trial", "1", "--out", str(tmp_path / "export")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "export" / "model.onnx").exists() and (tmp_path / "export" / "model.so").exists()

@@ -48,7 +48,7 @@ def median_timing(timings: list[Timing]) -> Timing:
 @dataclass(frozen=True)
 class TaskCall:
     """One call of a fused TVM task in a model's ``main``, in execution order: the task's
-    symbol and the (shape, dtype) of each argument, the output last; ``constant`` says, per
+    symbol and the (shape, dtype) of each argument, the outputs last (a split writes several); ``constant`` says, per
     input argument, whether it is a bound constant (weights, scales, biases) rather than an
     activation."""
 
@@ -96,12 +96,16 @@ def task_calls(mod) -> list[TaskCall]:
     def sig(ty) -> tuple[tuple[int, ...], str]:
         return tuple(int(d) for d in ty.shape.values), str(ty.dtype)
 
+    def outputs(ty) -> tuple[tuple[tuple[int, ...], str], ...]:
+        # a task may write several tensors (a split): each is one more buffer argument
+        return tuple(sig(t) for t in ty.fields) if isinstance(ty, relax.TupleType) else (sig(ty),)
+
     calls = []
     for block in fused_module(mod)["main"].body.blocks:
         for binding in block.bindings:
             value = binding.value
             if isinstance(value, relax.Call) and value.op.same_as(call_tir):
-                args = tuple(sig(a.ty) for a in value.args[1].fields) + (sig(value.ty),)
+                args = tuple(sig(a.ty) for a in value.args[1].fields) + outputs(value.ty)
                 calls.append(TaskCall(value.args[0].name_hint, args,
                                       tuple(isinstance(a, tvm.ir.expr.Constant) for a in value.args[1].fields)))
     return calls

@@ -1,0 +1,146 @@
+"""Where a search's model comes from, recorded in ``run.json`` so that every later command
+(``pareto``, ``export``, ``validate``) can rebuild it: a built-in name, a user's factory
+``path/to/file.py:function``, or a model an API caller held in memory.
+
+A factory is a function of no arguments returning a mapping (or an object with these
+attributes):
+
+| key | what | required |
+|---|---|---|
+| ``model`` | the trained ``nn.Module`` | yes |
+| ``example_input`` | one input batch (a tensor) at the shape to deploy | yes |
+| ``calib_batches`` | a few input batches (tensors): activation ranges, BatchNorm | yes |
+| ``evaluate`` | ``evaluate(model) -> float``, accuracy as a fraction 0–1 | one of the two |
+| ``val`` | ``(inputs, labels)``: top-1 accuracy on them is the evaluate | one of the two |
+| ``train_batches`` | unlabelled training inputs (tensors), for recovery | no |
+
+Example ``examples/my_model.py`` (README) and ``automc search --model examples/my_model.py:build``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from automc.errors import UserInputError
+from automc.model.data import accuracy
+from automc.model.zoo import MODELS, BuiltinModel, load_builtin
+
+BUILTIN, FACTORY, MEMORY = "builtin", "factory", "memory"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """How to rebuild a run's model: ``kind`` is ``builtin`` (``spec`` a zoo name), ``factory``
+    (``spec`` an absolute ``file.py:function``) or ``memory`` (``spec`` a label; the caller
+    passes the model again to reopen the run)."""
+
+    kind: str
+    spec: str
+
+    @property
+    def label(self) -> str:
+        """A short name for run directories and tables."""
+        if self.kind == FACTORY:
+            path, _, function = self.spec.rpartition(":")
+            return f"{Path(path).stem}-{function}"
+        return self.spec
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "spec": self.spec}
+
+    @classmethod
+    def from_run_info(cls, info: dict[str, Any]) -> "ModelSource":
+        """The source a ``run.json`` records (runs written before sources were recorded named a
+        built-in, or ``custom`` for an API model)."""
+        if "model_source" in info:
+            return cls(**info["model_source"])
+        return cls(BUILTIN, info["model"]) if info["model"] in MODELS else cls(MEMORY, info["model"])
+
+
+def parse_model_option(text: str) -> ModelSource:
+    """The ``--model`` option: a built-in name, or ``path/to/file.py:function``."""
+    if text in MODELS:
+        return ModelSource(BUILTIN, text)
+    path, sep, function = text.rpartition(":")
+    if not sep or not path.endswith(".py"):
+        raise UserInputError(f"--model: '{text}' is neither a built-in model ({', '.join(sorted(MODELS))}) nor "
+                             "path/to/file.py:function")
+    if not Path(path).is_file():
+        raise UserInputError(f"--model {text}: no file '{path}'; give the path of the Python file defining {function}()")
+    return ModelSource(FACTORY, f"{Path(path).resolve()}:{function}")
+
+
+def load_model(source: ModelSource, verbose: bool = False) -> BuiltinModel:
+    """Build the model a source names, with its data and evaluate."""
+    if source.kind == BUILTIN:
+        return load_builtin(source.spec, verbose=verbose)
+    if source.kind == FACTORY:
+        return _from_factory(source.spec)
+    raise UserInputError(f"the run's model '{source.spec}' was held in memory by the Python API; reopen the run with "
+                         "automc.open_run(RUN, model=..., example_input=..., evaluate=...)")
+
+
+def _import_factory(spec: str) -> Callable[[], Any]:
+    path, _, function = spec.rpartition(":")
+    if not Path(path).is_file():
+        raise UserInputError(f"--model {spec}: no file '{path}'")
+    module_name = f"automc_user_model_{abs(hash(path))}"
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module  # dataclasses and pickling in the user's file need it
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:  # the user's file: any error is theirs to fix, in one line
+        raise UserInputError(f"--model {spec}: importing '{path}' raised {type(exc).__name__}: {exc}") from exc
+    factory = getattr(module, function, None)
+    if not callable(factory):
+        raise UserInputError(f"--model {spec}: '{path}' defines no function '{function}'")
+    return factory
+
+
+def _field(built: Any, key: str) -> Any:
+    if isinstance(built, dict):
+        return built.get(key)
+    return getattr(built, key, None)
+
+
+def _from_factory(spec: str) -> BuiltinModel:
+    factory = _import_factory(spec)
+    try:
+        built = factory()
+    except Exception as exc:
+        raise UserInputError(f"--model {spec}: the factory raised {type(exc).__name__}: {exc}") from exc
+
+    def need(key: str, ok: Callable[[Any], bool], what: str) -> Any:
+        value = _field(built, key)
+        if value is None or not ok(value):
+            raise UserInputError(f"--model {spec}: the factory's '{key}' must be {what} (see `automc search --help`)")
+        return value
+
+    model = need("model", lambda v: isinstance(v, nn.Module), "an nn.Module")
+    example = need("example_input", lambda v: isinstance(v, torch.Tensor), "a tensor")
+    calib = tuple(need("calib_batches", lambda v: len(v) > 0 and all(isinstance(b, torch.Tensor) for b in v),
+                       "a non-empty list of input tensors"))
+    evaluate = _field(built, "evaluate")
+    if evaluate is None:
+        val = need("val", lambda v: len(v) == 2 and all(isinstance(t, torch.Tensor) for t in v),
+                   "(inputs, labels) tensors, or give 'evaluate'")
+        val_x, val_y = val
+        evaluate = lambda m: accuracy(m, val_x, val_y)  # noqa: E731
+    elif not callable(evaluate):
+        raise UserInputError(f"--model {spec}: the factory's 'evaluate' must be a function model -> accuracy in 0..1")
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    except Exception as exc:
+        raise UserInputError(f"--model {spec}: the model does not run on its example_input of shape "
+                             f"{list(example.shape)}: {type(exc).__name__}: {exc}") from exc
+    return BuiltinModel(name=ModelSource(FACTORY, spec).label, model=model.eval(), example_input=example,
+                        calib_batches=calib, evaluate=evaluate)
