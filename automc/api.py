@@ -32,6 +32,7 @@ from automc.report import pareto_figure, write_pareto_html
 from automc.search.objective import make_scorer
 from automc.search.pareto import load_study, pareto_frame, trials_frame
 from automc.search.runner import SearchSettings, calibration_candidates, run_search
+from automc.search.samplers import check_sampler_name
 from automc.search.space import ResolvedSpace, load_space, resolve_space
 from automc.types import Candidate
 
@@ -96,6 +97,10 @@ class SearchResult:
         if not 0 <= trial < len(self.study.trials):
             raise UserInputError(f"--trial {trial}: the run has trials 0..{len(self.study.trials) - 1}")
         t = self.study.trials[trial]
+        if t.state != optuna.trial.TrialState.COMPLETE:
+            why = t.user_attrs.get("error", "")
+            raise UserInputError(f"--trial {trial}: that trial is {t.state.name}{f' ({why})' if why else ''}, "
+                                 "nothing to export; pick a trial from `automc pareto`")
         ctx = self.context
         predicted = t.values[1] if t.values else None
         return export_candidate(ctx.model, ctx.example_input, ctx.calib_batches, self.candidate(trial), ctx.profile,
@@ -155,6 +160,7 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     >>> result = automc.search(model, x, evaluate, profile="x86-avx2", n_trials=40)  # doctest: +SKIP
     >>> result.pareto[["trial", "accuracy", "latency_ms", "size_bytes"]]  # doctest: +SKIP
     """
+    check_sampler_name(sampler)  # before calibration, which can take minutes
     ctx = prepare(model, example_input, evaluate, profile or default_profile_name(), space, calib_batches)
     source = source or ModelSource(MEMORY, "custom")
     run_dir = Path(run_dir) if run_dir else new_run_dir(source.label, ctx.profile)

@@ -42,8 +42,9 @@ def parse_duration(text: str, option: str) -> float:
         value = float(t[:-1] if scale else t) * (scale or 1.0)
     except ValueError:
         value = -1.0
-    if value < 0:
-        raise UserInputError(f"{option}: '{text}' is not a duration; give seconds (600) or minutes/hours (30m, 1h)")
+    if not value > 0:
+        raise UserInputError(f"{option}: '{text}' is not a positive duration; give seconds (600) or minutes/hours "
+                             "(30m, 1h)")
     return value
 
 
@@ -83,7 +84,7 @@ def search(model: str = typer.Option("demo-cnn", help=MODEL_HELP),
            profile: Optional[str] = typer.Option(None, help="profile name or YAML path (default: x86-vnni on a VNNI host, else x86-avx2)"),
            space: str = typer.Option("default", help="search space name or YAML path"),
            trials: int = typer.Option(150, min=1, help="number of trials"),
-           sampler: str = typer.Option("nsga2", help="nsga2 | tpe | random"),
+           sampler: str = typer.Option("nsga2", help="nsga2 | nsga3 | tpe | gp | random | qmc"),
            seed: int = typer.Option(0),
            budget: str = typer.Option("600", help="calibration time budget for kernels not yet measured: seconds, or e.g. 10m, 1h"),
            run_dir: Optional[Path] = typer.Option(None, help="run directory (default runs/<time>-<model>-<profile>); an existing run resumes")) -> None:
@@ -91,8 +92,10 @@ def search(model: str = typer.Option("demo-cnn", help=MODEL_HELP),
     import automc.api as api
     from automc.model.source import load_model, parse_model_option
     from automc.profiles import load_profile
+    from automc.search.samplers import check_sampler_name
 
     source = parse_model_option(model)  # a bad --model fails before anything is loaded or written
+    check_sampler_name(sampler)
     profile = profile or api.default_profile_name()
     prof = load_profile(profile)
     if prof.name == "x86-avx2" and not load_profile("x86-vnni").measurable_here:

@@ -112,6 +112,54 @@ def test_bad_budget_names_option_and_fix(command):
     assert "--budget" in res.output and "30m" in res.output
 
 
+@pytest.mark.parametrize("budget", ["0", "0m", "-5"])
+def test_budget_must_be_positive(budget):
+    res = runner.invoke(app, ["search", "--budget", budget])
+    assert res.exit_code == 2 and "--budget" in res.output and "positive" in res.output
+
+
+def test_unknown_sampler_fails_before_anything_runs(tmp_path, quick_profile_path):
+    res = runner.invoke(app, ["search", "--profile", str(quick_profile_path), "--sampler", "cmaes",
+                              "--run-dir", str(tmp_path / "run")])
+    assert res.exit_code == 2 and "--sampler" in res.output and "nsga3" in res.output
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("field", ["bits", "prune", "rank"])
+def test_empty_choice_list_names_the_field(tmp_path, field):
+    path = _write(tmp_path, "s.yaml", _space(kinds={"pwconv": {field: []}}))
+    with pytest.raises(UserInputError, match=rf"s.yaml.*{field}.*is empty"):
+        load_space(str(path))
+
+
+def test_settings_a_layer_kind_cannot_take_are_named_in_a_warning(tmp_path, demo):
+    from automc import api
+
+    path = _write(tmp_path, "s.yaml", _space(kinds={"conv": {"bits": ["32/32"], "rank": [1.0, 0.5]},
+                                                    "linear": {"bits": ["32/32", "8/8"], "prune": [0.0, 0.5]}},
+                                             skip=[]))
+    with pytest.warns(UserWarning) as caught:
+        api.prepare(demo.model, demo.example_input, demo.evaluate, "x86-avx2", str(path), None)
+    said = " ".join(str(w.message) for w in caught)
+    assert "'rank' on conv layers" in said and "'prune' on linear layers" in said
+
+
+def test_export_of_a_failed_trial_is_one_line(tmp_path, quick_profile_path):
+    from automc.search.pareto import journal_storage, STUDY_NAME
+    import optuna
+
+    run = tmp_path / "run"
+    res = runner.invoke(app, ["search", "--profile", str(quick_profile_path), "--trials", "1", "--budget", "10",
+                              "--run-dir", str(run)])
+    assert res.exit_code == 0, res.output
+    study = optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(run))
+    trial = study.ask()
+    trial.set_user_attr("error", "ValueError: boom")
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    res = runner.invoke(app, ["export", str(run), "--trial", str(trial.number), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "FAIL" in res.output and "boom" in res.output and "Traceback" not in res.output
+
+
 def test_budget_accepts_units():
     from automc.cli import parse_duration
 

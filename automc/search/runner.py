@@ -25,11 +25,11 @@ from automc.search.pareto import (
     DIRECTIONS, OBJECTIVES, STUDY_NAME, front_trials, hypervolume, journal_storage, pareto_frame,
     reference_point, trials_frame,
 )
+from automc.search.samplers import check_sampler_name, make_sampler
 from automc.search.seeds import Probe, Reference, combination_params, probe_params
 from automc.search.space import ResolvedSpace, candidate_from_params, param_options
 from automc.types import Candidate, Evaluation
 
-SAMPLERS = ("nsga2", "tpe", "random")
 # User attrs the runner writes itself; score extras with these names are stored as "extras.<name>".
 RESERVED_ATTRS = frozenset({"candidate", "baseline", "seed", "probe", "latency_source", "error", "constraint"})
 
@@ -39,7 +39,7 @@ Score = Callable[[Candidate], Evaluation]
 @dataclass(frozen=True)
 class SearchSettings:
     """How to search: ``n_trials`` in total (a resumed run only adds the missing ones),
-    ``sampler`` one of ``SAMPLERS``, ``seed`` for the sampler, ``progress`` to draw a bar,
+    ``sampler`` a name in ``samplers.SAMPLERS``, ``seed`` for the sampler, ``progress`` to draw a bar,
     ``sensitivity_seeds`` to probe single choices and enqueue their combinations (see
     :mod:`automc.search.seeds`; they take at most half of ``n_trials``)."""
 
@@ -59,19 +59,6 @@ def suggest_params(space: ResolvedSpace, trial: optuna.Trial) -> dict[str, Any]:
     {'conv1.bits': '8/8', 'conv1.prune': 0.25, 'blk1.cell': 'keep'}
     """
     return {name: trial.suggest_categorical(name, options) for name, options in param_options(space).items()}
-
-
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler called ``name`` (see ``SAMPLERS``), seeded."""
-    if name == "nsga2":
-        # generations of 16, not Optuna's 50: with the ~100–200 trials a search affords, a
-        # population of 50 leaves NSGA-II mostly random sampling (60 trials: 10 evolved)
-        return optuna.samplers.NSGAIISampler(population_size=16, seed=seed)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ValueError(f"unknown sampler '{name}'; use one of {list(SAMPLERS)}")
 
 
 def baseline_params(space: ResolvedSpace) -> dict[str, dict[str, Any]]:
@@ -102,8 +89,7 @@ def run_search(space: ResolvedSpace, score: Score, run_dir: Path, settings: Sear
     """
     if settings.n_trials < 0:
         raise ValueError(f"n_trials must be ≥ 0, got {settings.n_trials}")
-    if settings.sampler not in SAMPLERS:  # before anything is written to run_dir
-        raise ValueError(f"unknown sampler '{settings.sampler}'; use one of {list(SAMPLERS)}")
+    check_sampler_name(settings.sampler)  # before anything is written to run_dir
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     storage = journal_storage(run_dir)

@@ -7,6 +7,7 @@ against the hardware profile, so that the search samples only what can run.
 from __future__ import annotations
 
 import fnmatch
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from automc.profiles import HardwareProfile
 from automc.types import FP32_BITS, LayerChoice
 
 CELL_CHOICES = ("keep", "skip", "half")
+LOW_RANK_KINDS = ("pwconv", "linear")  # a k×k conv is not factorized (lowrank.py)
 
 
 def parse_bits(text: str) -> tuple[int, int]:
@@ -43,6 +45,8 @@ class KindChoices(BaseModel):
     @field_validator("bits")
     @classmethod
     def _bits(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("is empty: give at least one choice, e.g. ['32/32', '8/8']")
         for b in v:
             w, a = parse_bits(b)
             for x in (w, a):
@@ -53,6 +57,8 @@ class KindChoices(BaseModel):
     @field_validator("prune")
     @classmethod
     def _prune(cls, v: list[float]) -> list[float]:
+        if not v:
+            raise ValueError("is empty: give at least one choice, e.g. [0.0, 0.5]")
         for r in v:
             if not 0.0 <= r < 1.0:
                 raise ValueError(f"pruning ratio {r} must be in [0, 1): 0 keeps every channel, 0.5 removes half")
@@ -61,6 +67,8 @@ class KindChoices(BaseModel):
     @field_validator("rank")
     @classmethod
     def _rank(cls, v: list[float]) -> list[float]:
+        if not v:
+            raise ValueError("is empty: give at least one choice, e.g. [1.0, 0.5]")
         for r in v:
             if not 0.0 < r <= 1.0:
                 raise ValueError(f"rank fraction {r} must be in (0, 1]: 1 keeps full rank")
@@ -95,6 +103,8 @@ class SpaceConfig(BaseModel):
     @field_validator("cells")
     @classmethod
     def _cells(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("is empty: give at least one cell choice, e.g. ['keep']")
         for c in v:
             if c not in CELL_CHOICES:
                 raise ValueError(f"unknown cell '{c}'; use {list(CELL_CHOICES)}")
@@ -180,6 +190,7 @@ def resolve_space(space: SpaceConfig, table: LayerTable, profile: HardwareProfil
     """Bind ``space`` to a model's layers. ``cell_blocks`` maps block name → can it be skipped."""
     where = f"space '{space.name}'"
     layers = []
+    dropped: set[str] = set()
     for info in table:
         if any(fnmatch.fnmatchcase(info.name, p) for p in space.skip):
             continue
@@ -193,9 +204,15 @@ def resolve_space(space: SpaceConfig, table: LayerTable, profile: HardwareProfil
         for w, a in bits:
             profile.check_bits(w, f"{where}: field 'kinds.{info.kind}.bits'")
             profile.check_bits(a, f"{where}: field 'kinds.{info.kind}.bits'")
-        rank = tuple(kind.rank) if info.kind in ("pwconv", "linear") else (1.0,)
+        rank = tuple(kind.rank) if info.kind in LOW_RANK_KINDS else (1.0,)
         prune = tuple(kind.prune) if info.kind != "linear" else (0.0,)
+        if rank != tuple(kind.rank) and kind.rank != [1.0]:
+            dropped.add(f"'rank' on {info.kind} layers (low rank applies to {' and '.join(LOW_RANK_KINDS)})")
+        if prune != tuple(kind.prune) and kind.prune != [0.0]:
+            dropped.add("'prune' on linear layers (structured pruning applies to convolutions)")
         layers.append(LayerOptions(info.name, bits, prune, rank))
+    for what in sorted(dropped):
+        warnings.warn(f"{where}: ignoring {what}; remove it from the space", UserWarning, stacklevel=2)
     if not layers:
         raise UserInputError(f"{where} matches no layer of the model (layers: {list(table.names)[:6]}...); "
                              "fix its 'kinds' or 'skip' fields")

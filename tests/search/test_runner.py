@@ -5,8 +5,10 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
+from automc.errors import UserInputError
 from automc.search.pareto import STUDY_NAME, journal_storage, load_study, pareto_frame
 from automc.search.runner import SearchSettings, baseline_params, run_search
+from automc.search.samplers import SAMPLERS
 from automc.search.space import LayerOptions, ResolvedSpace
 
 from search_toys import make_space, toy_score
@@ -102,7 +104,7 @@ def test_resume_closes_out_a_trial_killed_mid_run(space, tmp_path):
     assert len(study.trials) == 7 and all(t.state.is_finished() for t in study.trials)
 
 
-@pytest.mark.parametrize("sampler", ["nsga2", "tpe", "random"])
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
 def test_front_is_exactly_the_non_dominated_trials(space, tmp_path, sampler):
     study = run_search(space, toy_score, tmp_path, quiet(20, sampler))
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
@@ -131,8 +133,9 @@ def test_budget_keeps_over_budget_trials_off_the_front(tmp_path):
 
 
 def test_unknown_sampler_is_refused(space, tmp_path):
-    with pytest.raises(ValueError, match="unknown sampler"):
-        run_search(space, toy_score, tmp_path, quiet(1, "cmaes"))
+    with pytest.raises(UserInputError, match="--sampler: unknown sampler 'cmaes'.*nsga3"):
+        run_search(space, toy_score, tmp_path / "run", quiet(1, "cmaes"))
+    assert not (tmp_path / "run").exists()
 
 
 def test_progress_bar_runs(space, tmp_path, capsys):
