@@ -17,11 +17,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# Debian packages the ARM export and its test need (root on this machine; apt-get update first).
+# Debian packages: the aarch64 cross-compiler (ARM export) and Chromium (kaleido renders the PNG
+# figures with it). Root on this machine; apt-get update first.
+SYSDEPS := gcc-aarch64-linux-gnu:aarch64-linux-gnu-gcc chromium:chromium
 sysdeps:
-	@if ! command -v aarch64-linux-gnu-gcc >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = "0" ]; then apt-get update -qq && apt-get install -y -qq gcc-aarch64-linux-gnu >/dev/null; \
-	  else echo "aarch64-linux-gnu-gcc missing: sudo apt-get install gcc-aarch64-linux-gnu (ARM export tests will skip)"; fi; \
+	@missing=""; for dep in $(SYSDEPS); do command -v $${dep#*:} >/dev/null 2>&1 || missing="$$missing $${dep%%:*}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = "0" ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (sudo apt-get install$$missing; their tests will skip)"; fi; \
 	fi
 
 # The main job on the embedded default: search demo-cnn for this host's x86 profile.

@@ -28,7 +28,7 @@ from automc._host import host_description
 from automc.model.introspect import introspect
 from automc.model.source import MEMORY, ModelSource, load_model
 from automc.profiles import HardwareProfile, load_profile
-from automc.report import pareto_figure, write_pareto_html
+from automc.report import WrittenFigures, pareto_figure, write_run_figures
 from automc.search.objective import make_scorer
 from automc.search.pareto import load_study, pareto_frame, trials_frame
 from automc.search.runner import SearchSettings, calibration_candidates, run_search
@@ -85,6 +85,11 @@ class SearchResult:
     def plot(self):
         """The interactive plotly figure of the front (also written to ``pareto.html``)."""
         return pareto_figure(self.trials, self.pareto)
+
+    def write_figures(self, png: bool = True) -> WrittenFigures:
+        """(Re)write ``pareto``, ``layers`` and ``hypervolume`` ``.html`` (and ``.png`` with
+        Chromium) into the run directory, from the stored trials."""
+        return write_run_figures(self.run_dir, self.study, self.trials, self.pareto, png=png)
 
     def candidate(self, trial: int) -> Candidate:
         t = self.study.trials[trial]
@@ -197,7 +202,7 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     study = run_search(ctx.space, scorer, run_dir, SearchSettings(n_trials=n_trials, sampler=sampler, seed=seed,
                                                                   progress=progress))
     result = SearchResult(run_dir, study, lambda: ctx)
-    write_pareto_html(result.plot(), run_dir / "pareto.html")
+    result.write_figures()
     return result
 
 

@@ -73,6 +73,15 @@ def _print_front(result, measured: dict[int, float] | None = None) -> None:
     console.print(front_table(result.pareto, measured))
 
 
+def _print_figures(run_dir: Path) -> None:
+    from automc.report.files import chromium_path
+
+    pictures = ", ".join(p.name for p in sorted(run_dir.glob("*.png")))
+    console.print(f"interactive Pareto plot: {run_dir / 'pareto.html'}" + (f"; pictures: {pictures}" if pictures else ""))
+    if not chromium_path():
+        console.print("[yellow]no PNG figures: Chromium is not installed (apt-get install chromium)[/]")
+
+
 MODEL_HELP = ("a built-in model (demo-cnn, resnet-small, tiny-transformer, mobilenetv2) or your own: "
               "path/to/file.py:function, a factory returning model, example_input, calib_batches and "
               "evaluate or val=(inputs, labels) (README, examples/my_model.py)")
@@ -118,20 +127,20 @@ def search(model: str = typer.Option("demo-cnn", help=MODEL_HELP),
                             on_calibration=_calibration_progress(progress, budget_s))
     _print_front(result)
     console.print(f"search took {time.perf_counter() - start:.0f} s; run directory: {result.run_dir}")
-    console.print(f"interactive Pareto plot: {result.run_dir / 'pareto.html'}")
+    _print_figures(result.run_dir)
 
 
 @app.command()
 @_friendly
 def pareto(run: Path = typer.Argument(..., help="run directory")) -> None:
-    """Print the Pareto front of a run and (re)write its pareto.html."""
+    """Print the Pareto front of a run and (re)write its figures (pareto, layers, hypervolume:
+    .html, and .png where Chromium is installed) from the stored trials."""
     from automc.api import open_run
-    from automc.report import write_pareto_html
 
     result = open_run(run)
     _print_front(result)
-    path = write_pareto_html(result.plot(), Path(run) / "pareto.html")
-    console.print(f"interactive Pareto plot: {path}")
+    result.write_figures()
+    _print_figures(result.run_dir)
 
 
 @app.command()

@@ -6,8 +6,6 @@ the chart can be redrawn from a run directory without re-running anything.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -30,7 +28,7 @@ def pareto_figure(trials: pd.DataFrame, front: pd.DataFrame) -> go.Figure:
     diamonds. If any latency is ``uncalibrated``, both the title and the x axis say so.
 
     >>> fig = pareto_figure(trials_frame(study), pareto_frame(study))  # doctest: +SKIP
-    >>> write_pareto_html(fig, run_dir / "pareto.html")  # doctest: +SKIP
+    >>> write_html(fig, run_dir / "pareto.html")  # doctest: +SKIP
     """
     fig = go.Figure()
     done = trials.dropna(subset=["accuracy", "latency_ms"]) if not trials.empty else trials
@@ -86,11 +84,3 @@ def _baselines(trials: pd.DataFrame) -> pd.DataFrame:
         return trials.iloc[0:0]
     base = trials[trials["baseline"].notna() & (trials["baseline"].astype(str) != "")]
     return base.drop_duplicates(subset="baseline")
-
-
-def write_pareto_html(fig: go.Figure, path: Path) -> Path:
-    """Write ``fig`` as one self-contained HTML file (plotly.js inlined: opens offline)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(str(path), include_plotlyjs=True, full_html=True)
-    return path

@@ -19,7 +19,7 @@ SPACE = ResolvedSpace(
 )
 
 
-def _run(run_dir: Path, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _score(source: str):
     def score(c: Candidate) -> Evaluation:
         lat = sum((0.4 if c.choice(n).w_bits < 32 else 1.0) * (1 - c.choice(n).prune) * c.choice(n).rank for n in "ab")
         size = sum(1000 * c.choice(n).w_bits / 8 * (1 - c.choice(n).prune) * c.choice(n).rank for n in "ab")
@@ -28,7 +28,11 @@ def _run(run_dir: Path, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
             lat, acc = lat * 0.8, acc - 0.03
         return Evaluation(acc, lat, int(size), latency_source=source)
 
-    study = run_search(SPACE, score, run_dir, SearchSettings(n_trials=12, seed=3, progress=False))
+    return score
+
+
+def _run(run_dir: Path, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    study = run_search(SPACE, _score(source), run_dir, SearchSettings(n_trials=12, seed=3, progress=False))
     return trials_frame(study), pareto_frame(study)
 
 
@@ -40,3 +44,9 @@ def calibrated(tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
 @pytest.fixture(scope="session")
 def uncalibrated(tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
     return _run(tmp_path_factory.mktemp("uncal"), "uncalibrated")
+
+
+@pytest.fixture
+def toy_study(tmp_path):
+    """A finished 12-trial toy search in ``tmp_path / "run"``."""
+    return run_search(SPACE, _score("calibrated"), tmp_path / "run", SearchSettings(n_trials=12, seed=3, progress=False))

@@ -1,16 +1,21 @@
 import pandas as pd
 
-from automc.report import pareto_figure, write_pareto_html
+from automc.report import pareto_figure, write_html
 
 
-def test_html_is_self_contained_and_names_the_baselines(calibrated, tmp_path):
+def test_html_shares_one_local_plotly_and_names_the_baselines(calibrated, tmp_path):
+    import plotly
+
     trials, front = calibrated
-    path = write_pareto_html(pareto_figure(trials, front), tmp_path / "pareto.html")
-    html = path.read_text()
-    assert "plotly" in html
-    assert "<script src=\"http" not in html  # plotly.js inlined: opens offline
-    for name in ("fp32", "int8", "prune"):
-        assert name in html
+    paths = [write_html(pareto_figure(trials, front), tmp_path / run / "pareto.html") for run in ("run1", "run2")]
+    shared = tmp_path / f"plotly-{plotly.__version__}.min.js"
+    assert shared.stat().st_size > 1e6  # one copy for every run beside it, loaded locally: opens offline
+    for path in paths:
+        html = path.read_text()
+        assert f'src="../{shared.name}"' in html and "<script src=\"http" not in html
+        assert len(html) < 0.1 * shared.stat().st_size
+        for name in ("fp32", "int8", "prune"):
+            assert name in html
 
 
 def test_figure_layers_trials_front_and_baselines(calibrated):
@@ -36,4 +41,4 @@ def test_uncalibrated_latency_is_labelled(uncalibrated):
 def test_empty_run_still_draws(tmp_path):
     empty = pd.DataFrame(columns=["number", "state", "accuracy", "latency_ms", "size_bytes", "baseline"])
     front = pd.DataFrame(columns=["trial", "accuracy", "latency_ms", "size_bytes", "summary"])
-    assert write_pareto_html(pareto_figure(empty, front), tmp_path / "p.html").exists()
+    assert write_html(pareto_figure(empty, front), tmp_path / "run" / "p.html").exists()
