@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import time
@@ -17,6 +18,7 @@ import torch
 import yaml
 from torch import nn
 
+from automc._progress import calibration_progress, progress_bar
 from automc.accuracy import EvalProxy
 from automc.compress import find_cells
 from automc.deploy.export import ExportReport, export_candidate
@@ -156,6 +158,7 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
 
     ``evaluate(model) -> float`` is the user's accuracy (fraction 0–1) on validation data;
     ``calib_batches`` are input batches for activation ranges and BatchNorm recalibration.
+    ``progress`` draws the calibration and search progress bars (``False``: silent).
     ``source`` records how to rebuild the model for later commands (the CLI's built-in name or
     factory); by default the model is an in-memory one, reopened with
     ``open_run(RUN, model=..., example_input=..., evaluate=...)``.
@@ -186,8 +189,12 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     store = MeasurementStore(ctx.profile)
     # measurable(): this host, or an rpc profile's device when its tracker lists it
     if not is_calibrated(ctx.model, example_input, ctx.profile, store) and ctx.profile.measurable():
-        calibrate_model(ctx.model, example_input, *calibration_candidates(ctx.space), ctx.profile,
-                        budget_s=calibration_budget_s, on_progress=on_calibration, store=store)
+        with contextlib.ExitStack() as stack:
+            if on_calibration is None and progress:  # the CLI passes its own bar
+                bar = stack.enter_context(progress_bar())
+                on_calibration = calibration_progress(bar, calibration_budget_s)
+            calibrate_model(ctx.model, example_input, *calibration_candidates(ctx.space), ctx.profile,
+                            budget_s=calibration_budget_s, on_progress=on_calibration, store=store)
     predictor = predictor_for(ctx.model, example_input, ctx.profile, store)
     import tvm
 

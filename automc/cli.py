@@ -10,9 +10,10 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
+from automc._progress import calibration_progress, progress_bar
 from automc.errors import UserInputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, help="Hardware-aware compression of trained PyTorch models.")
@@ -48,23 +49,8 @@ def parse_duration(text: str, option: str) -> float:
     return value
 
 
-def _calibration_progress(progress: Progress, budget_s: float):
-    """A progress callback: candidate models done of all, and what is left of the budget."""
-    import time
-
-    task = progress.add_task("calibrating: candidate models", total=None)
-    start = time.perf_counter()
-
-    def update(i: int, n: int, candidate) -> None:
-        left = max(0.0, budget_s - (time.perf_counter() - start))
-        progress.update(task, completed=i, total=n,
-                        description=f"calibrating: candidate models ({left / 60:.1f} min of budget left)")
-
-    return update
-
-
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+    return progress_bar(console)
 
 
 def _print_front(result, measured: dict[int, float] | None = None) -> None:
@@ -124,7 +110,7 @@ def search(model: str = typer.Option("demo-cnn", help=MODEL_HELP),
         result = api.search(builtin.model, builtin.example_input, builtin.evaluate, profile=profile, space=space,
                             n_trials=trials, calib_batches=builtin.calib_batches, run_dir=run_dir, sampler=sampler,
                             seed=seed, calibration_budget_s=budget_s, source=source, progress=True,
-                            on_calibration=_calibration_progress(progress, budget_s))
+                            on_calibration=calibration_progress(progress, budget_s))
     _print_front(result)
     console.print(f"search took {time.perf_counter() - start:.0f} s; run directory: {result.run_dir}")
     _print_figures(result.run_dir)
@@ -161,6 +147,23 @@ def export(run: Path = typer.Argument(..., help="run directory"),
                       f"({report.latency_source}), error {err:+.1f}%")
     else:
         console.print(f"predicted latency {report.predicted_ms} ms ({report.latency_source}); {report.note}")
+
+
+@app.command()
+@_friendly
+def dashboard(run: Path = typer.Argument(..., help="run directory"),
+              host: str = typer.Option("127.0.0.1", help="address to listen on (loopback: this machine only)"),
+              port: int = typer.Option(8080, min=1, max=65535, help="port to listen on")) -> None:
+    """Serve optuna-dashboard on a run's journal (trials, their per-layer configs and other
+    user attributes, the front) until Ctrl-C; a search may still be writing to it."""
+    import optuna_dashboard
+
+    from automc.search.pareto import JOURNAL_FILE, journal_storage
+
+    if not (Path(run) / JOURNAL_FILE).exists():
+        raise UserInputError(f"RUN {run}: no {JOURNAL_FILE} there; give a directory made by `automc search`")
+    console.print(f"optuna-dashboard for {run} at http://{host}:{port}/ (Ctrl-C stops it)")
+    optuna_dashboard.run_server(journal_storage(Path(run)), host=host, port=port)
 
 
 @app.command()
@@ -225,10 +228,10 @@ def calibrate(profile: Optional[str] = typer.Option(None, help="profile name or 
     with _progress() as progress:
         retimed: set[str] | None = set() if retime else None  # shared: one more pass a record, not one a part
         probed = calibrate_probes(ctx.profile, n=probes, budget_s=budget_s / 3, retimed=retimed,
-                                  on_progress=_calibration_progress(progress, budget_s / 3))
+                                  on_progress=calibration_progress(progress, budget_s / 3))
         left = max(0.0, budget_s - (time.perf_counter() - start))
         report = calibrate_model(ctx.model, builtin.example_input, *calibration_candidates(ctx.space, random),
-                                 ctx.profile, budget_s=left, on_progress=_calibration_progress(progress, left),
+                                 ctx.profile, budget_s=left, on_progress=calibration_progress(progress, left),
                                  retimed=retimed)
     console.print(f"{ctx.profile.name}: {probed.models_measured} of {probes} probe networks measured now "
                   f"({probed.kernels_measured} new kernels), {probed.models_reused} already stored")

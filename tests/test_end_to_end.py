@@ -100,7 +100,8 @@ class TinyMLP(torch.nn.Module):
         return self.fc2(torch.relu(self.fc1(x)))
 
 
-def test_python_api_with_a_users_own_model(tmp_path, quick_profile):
+def test_python_api_with_a_users_own_model(tmp_path, quick_profile, capsys, monkeypatch):
+    monkeypatch.setenv("AUTOMC_CACHE", str(tmp_path / "cache"))  # calibrated here from nothing, bar drawn
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -119,8 +120,9 @@ def test_python_api_with_a_users_own_model(tmp_path, quick_profile):
             return float((m(x[1400:]).argmax(1) == y[1400:]).float().mean())
 
     result = automc.search(model.eval(), x[:1], evaluate, profile=quick_profile, n_trials=6,
-                           calib_batches=[x[:128]], run_dir=tmp_path / "run", calibration_budget_s=15,
-                           progress=False)
+                           calib_batches=[x[:128]], run_dir=tmp_path / "run", calibration_budget_s=15)
+    said = capsys.readouterr().out
+    assert "calibrating: candidate models" in said and "6/6" in said  # the CLI's bars, from the API too
     front = result.pareto
     assert len(front) >= 1 and (front["accuracy"] > 0.8).all()
     assert result.plot().data
