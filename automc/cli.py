@@ -145,6 +145,9 @@ def export(run: Path = typer.Argument(..., help="run directory"),
         console.print(f"outputs vs compressed PyTorch: max |diff| {report.max_abs_diff:.2e}")
         console.print(f"latency: measured {report.measured_ms:.3f} ms, predicted {report.predicted_ms:.3f} ms "
                       f"({report.latency_source}), error {err:+.1f}%")
+        if report.onnx_ms is not None:
+            console.print(f"beside it, model.onnx in ONNX Runtime on the same threads: {report.onnx_ms:.3f} ms "
+                          f"(outputs max |diff| {report.onnx_max_abs_diff:.2e})")
     else:
         console.print(f"predicted latency {report.predicted_ms} ms ({report.latency_source}); {report.note}")
 

@@ -17,7 +17,7 @@ from torch import nn
 from automc.accuracy import recalibrate_bn
 from automc.compress import apply_candidate
 from automc.deploy.build import compile_module, export_library, open_database, tune, tvm_target
-from automc.deploy.portable import write_portable
+from automc.deploy.portable import run_onnx, write_portable
 from automc.deploy.relax_lowering import lower_to_relax
 from automc.profiles import HardwareProfile
 from automc.types import Candidate
@@ -42,6 +42,8 @@ class ExportReport:
     measured_ms: float | None = None
     max_abs_diff: float | None = None
     note: str = ""
+    onnx_ms: float | None = None  # model.onnx in ONNX Runtime on this host, same threads and statistic
+    onnx_max_abs_diff: float | None = None
 
 
 def export_candidate(model: nn.Module, example_input: torch.Tensor, calib_batches: Sequence[torch.Tensor],
@@ -103,8 +105,12 @@ def export_candidate(model: nn.Module, example_input: torch.Tensor, calib_batche
     outputs, timing = run_library(out_dir / "model.so", [example_input.numpy()], profile)
     with torch.no_grad():
         want = compressed(example_input).numpy()
+    onnx_out, onnx_timing = (None, None) if profile.runner.kind == "rpc" else \
+        run_onnx(out_dir / "model.onnx", example_input.numpy(), profile)
     report = ExportReport(str(out_dir), tuple(files), predicted_ms, latency_source, timing.latency_ms,
-                          float(np.abs(outputs[0] - want).max()))
+                          float(np.abs(outputs[0] - want).max()),
+                          onnx_ms=onnx_timing.latency_ms if onnx_timing else None,
+                          onnx_max_abs_diff=float(np.abs(onnx_out - want).max()) if onnx_timing else None)
     (out_dir / "export_report.json").write_text(json.dumps(asdict(report), indent=2))
     return report
 

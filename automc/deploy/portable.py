@@ -14,6 +14,7 @@ does. Grids wider than 8 bits stay as the same float arithmetic the torch model 
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,8 @@ from torch import nn
 
 from automc.compress import QuantizedLayer
 from automc.compress.quantize import act_levels, fake_quant_act
+from automc.latency.measure import Timing
+from automc.profiles import HardwareProfile
 from automc.types import FP32_BITS
 
 ONNX_OPSET = 18
@@ -91,6 +94,27 @@ def write_portable(compressed: nn.Module, example_input: torch.Tensor, out_dir: 
     np.save(out_dir / "sample_output.npy", expected.numpy())
     (out_dir / "README.md").write_text(_README.format(threads=threads, shape=list(example_input.shape)))
     return ["model.pt2", "model.onnx", "sample_input.npy", "sample_output.npy", "README.md"]
+
+
+def run_onnx(path: Path, example_input: np.ndarray, profile: HardwareProfile) -> tuple[np.ndarray, Timing]:
+    """Run ``model.onnx`` in ONNX Runtime on this CPU with the profile's thread count, once to
+    warm up, then time it as TVM libraries are timed (``tuning.repeat`` repeats, each the mean of
+    as many calls as fill ``tuning.min_repeat_ms``). Returns (output, Timing in ms)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = profile.threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: example_input}
+    output = session.run(None, feed)[0]
+    repeats = []
+    for _ in range(profile.tuning.repeat):
+        calls, start = 0, time.perf_counter()
+        while calls == 0 or (time.perf_counter() - start) * 1e3 < profile.tuning.min_repeat_ms:
+            session.run(None, feed)
+            calls += 1
+        repeats.append((time.perf_counter() - start) * 1e3 / calls)
+    return output, Timing(float(np.median(repeats)), min(repeats), max(repeats), len(repeats))
 
 
 _README = """# A compressed model exported by automc

@@ -24,6 +24,7 @@ def test_export_host_profile_loads_matches_and_measures(tmp_path, demo, quick_pr
     assert set(report.files) >= {"model.pt2", "model.onnx", "model.so", "README.md"}
     assert report.measured_ms and report.measured_ms > 0
     assert report.max_abs_diff is not None and report.max_abs_diff < 0.1
+    assert report.onnx_ms and report.onnx_ms > 0 and report.onnx_max_abs_diff < 0.1  # ONNX Runtime beside it
     # the measured (and predicted) latency is for the profile's thread count: the config says so
     assert json.loads((tmp_path / "config.json").read_text())["tvm_num_threads"] == quick_profile.threads == 2
     assert "TVM_NUM_THREADS=2" in (tmp_path / "README.md").read_text()
