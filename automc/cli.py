@@ -70,12 +70,15 @@ def _print_figures(run_dir: Path) -> None:
 
 MODEL_HELP = ("a built-in model (demo-cnn, resnet-small, tiny-transformer, mobilenetv2) or your own: "
               "path/to/file.py:function, a factory returning model, example_input, calib_batches and "
-              "evaluate or val=(inputs, labels) (README, examples/my_model.py)")
+              "evaluate or val=(inputs, labels) (README, examples/my_model.py); or a torch.export program "
+              "model.pt2 with --data")
+DATA_HELP = "with --model model.pt2: torch.save'd dict of tensors calib, val_x, val_y (optional train)"
 
 
 @app.command()
 @_friendly
 def search(model: str = typer.Option("demo-cnn", help=MODEL_HELP),
+           data: Optional[str] = typer.Option(None, help=DATA_HELP),
            profile: Optional[str] = typer.Option(None, help="profile name or YAML path (default: x86-vnni on a VNNI host, else x86-avx2)"),
            space: str = typer.Option("default", help="search space name or YAML path"),
            trials: int = typer.Option(150, min=1, help="number of trials"),
@@ -89,7 +92,7 @@ def search(model: str = typer.Option("demo-cnn", help=MODEL_HELP),
     from automc.profiles import load_profile
     from automc.search.samplers import check_sampler_name
 
-    source = parse_model_option(model)  # a bad --model fails before anything is loaded or written
+    source = parse_model_option(model, data)  # a bad --model fails before anything is loaded or written
     check_sampler_name(sampler)
     profile = profile or api.default_profile_name()
     prof = load_profile(profile)
@@ -200,6 +203,7 @@ def profiles() -> None:
 @_friendly
 def calibrate(profile: Optional[str] = typer.Option(None, help="profile name or YAML path"),
               model: str = typer.Option("demo-cnn", help="the model whose space to calibrate: " + MODEL_HELP),
+              data: Optional[str] = typer.Option(None, help=DATA_HELP),
               space: str = typer.Option("default"),
               budget: str = typer.Option("30m", help="time budget: seconds, or e.g. 30m, 1h"),
               probes: int = typer.Option(16, min=0, help="random probe networks measured first (within a third "
@@ -222,7 +226,7 @@ def calibrate(profile: Optional[str] = typer.Option(None, help="profile name or 
     from automc.search.runner import calibration_candidates
 
     budget_s = parse_duration(budget, "--budget")
-    builtin = load_model(parse_model_option(model), verbose=True)
+    builtin = load_model(parse_model_option(model, data), verbose=True)
     ctx = api.prepare(builtin.model, builtin.example_input, builtin.evaluate, profile or api.default_profile_name(),
                       space, builtin.calib_batches)
     # before the store opens: shipped records this host does not run at their speed are left out

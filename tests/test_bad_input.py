@@ -197,3 +197,24 @@ def test_bad_model_factory_is_one_line_naming_it(tmp_path, spec, says):
     assert res.exit_code == 2, res.output
     assert "--model" in res.output and says in " ".join(res.output.split()), res.output
     assert "Traceback" not in res.output and not (tmp_path / "run").exists()
+
+
+def test_bad_exported_program_or_data_is_one_line(tmp_path, demo):
+    import torch
+
+    program, data = tmp_path / "m.pt2", tmp_path / "d.pt"
+    torch.export.save(torch.export.export(demo.model, (demo.example_input,)), str(program))
+    (tmp_path / "junk.pt2").write_text("not a program")
+    torch.save({"calib": torch.zeros(8, 1, 32, 32)}, tmp_path / "partial.pt")
+    torch.save({"calib": torch.zeros(8, 1, 16, 16), "val_x": torch.zeros(8, 1, 16, 16),
+                "val_y": torch.zeros(8, dtype=torch.long)}, data)
+    cases = [([str(tmp_path / "junk.pt2"), "--data", str(data)], "not a torch.export program that loads"),
+             ([str(program)], "needs its data file"),
+             ([str(program), "--data", str(tmp_path / "partial.pt")], "missing tensor(s) val_x, val_y"),
+             ([str(program), "--data", str(data)], "samples of shape [1, 16, 16], the program takes [1, 32, 32]"),
+             (["demo-cnn", "--data", str(data)], "only a --model .pt2 program takes a data file")]
+    for args, says in cases:
+        res = runner.invoke(app, ["search", "--model", *args, "--trials", "1", "--run-dir", str(tmp_path / "run")])
+        assert res.exit_code == 2, (args, res.output)
+        assert says in " ".join(res.output.split()), (args, res.output)
+        assert "Traceback" not in res.output and not (tmp_path / "run").exists()

@@ -167,3 +167,31 @@ def test_a_users_factory_searches_reopens_and_exports_from_the_cli(tmp_path, qui
     res = runner.invoke(app, ["export", str(run), "--trial", "1", "--out", str(tmp_path / "export")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "export" / "model.onnx").exists() and (tmp_path / "export" / "model.so").exists()
+
+
+def test_a_saved_exported_program_with_its_data_searches_and_exports(tmp_path, quick_profile_path, demo):
+    """`--model model.pt2 --data data.pt`: the program's convs, linears and batch norms become
+    modules again under their original names, so the default space applies as to the model."""
+    from automc.model.data import load_digits_split
+
+    data = load_digits_split()
+    batch = {"x": {0: torch.export.Dim("batch", min=1, max=512)}}  # so data runs in batches of 64
+    torch.export.save(torch.export.export(demo.model, (demo.calib_batches[0][:2],), dynamic_shapes=batch),
+                      str(tmp_path / "model.pt2"))
+    torch.save({"calib": data.calib_x[:128], "val_x": data.val_x[:200], "val_y": data.val_y[:200]},
+               tmp_path / "data.pt")
+    run = tmp_path / "run"
+    res = runner.invoke(app, ["search", "--model", str(tmp_path / "model.pt2"), "--data", str(tmp_path / "data.pt"),
+                              "--profile", str(quick_profile_path), "--trials", "6", "--budget", "20",
+                              "--run-dir", str(run)])
+    assert res.exit_code == 0, res.output
+    trials = pd.read_csv(run / "trials.csv")
+    fp32 = trials[trials["baseline"] == "fp32"].iloc[0]
+    assert fp32["accuracy"] > 0.9  # the lifted program scores as the model it came from
+    from automc.search.pareto import load_study
+
+    layers = json.loads(load_study(run).trials[int(fp32["number"])].user_attrs["candidate"])["layers"]
+    assert {"blocks.1.expand.0", "head_conv.0"} <= set(layers)
+    res = runner.invoke(app, ["export", str(run), "--trial", "1", "--out", str(tmp_path / "export")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "export" / "model.so").exists()

@@ -1,6 +1,8 @@
 """Where a search's model comes from, recorded in ``run.json`` so that every later command
 (``pareto``, ``export``, ``validate``) can rebuild it: a built-in name, a user's factory
-``path/to/file.py:function``, or a model an API caller held in memory.
+``path/to/file.py:function``, a saved ``torch.export`` program with its data file
+(``model.pt2`` + ``--data data.pt``, see ``model.exported``), or a model an API caller held in
+memory.
 
 A factory is a function of no arguments returning a mapping (or an object with these
 attributes):
@@ -32,17 +34,19 @@ from automc.errors import UserInputError
 from automc.model.data import accuracy
 from automc.model.zoo import MODELS, BuiltinModel, load_builtin
 
-BUILTIN, FACTORY, MEMORY = "builtin", "factory", "memory"
+BUILTIN, FACTORY, EXPORTED, MEMORY = "builtin", "factory", "exported", "memory"
 
 
 @dataclass(frozen=True)
 class ModelSource:
     """How to rebuild a run's model: ``kind`` is ``builtin`` (``spec`` a zoo name), ``factory``
-    (``spec`` an absolute ``file.py:function``) or ``memory`` (``spec`` a label; the caller
-    passes the model again to reopen the run)."""
+    (``spec`` an absolute ``file.py:function``), ``exported`` (``spec`` an absolute ``.pt2``
+    path, ``data`` its data file's) or ``memory`` (``spec`` a label; the caller passes the
+    model again to reopen the run)."""
 
     kind: str
     spec: str
+    data: str = ""
 
     @property
     def label(self) -> str:
@@ -50,10 +54,12 @@ class ModelSource:
         if self.kind == FACTORY:
             path, _, function = self.spec.rpartition(":")
             return f"{Path(path).stem}-{function}"
+        if self.kind == EXPORTED:
+            return Path(self.spec).stem
         return self.spec
 
     def to_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "spec": self.spec}
+        return {"kind": self.kind, "spec": self.spec, **({"data": self.data} if self.data else {})}
 
     @classmethod
     def from_run_info(cls, info: dict[str, Any]) -> "ModelSource":
@@ -64,14 +70,24 @@ class ModelSource:
         return cls(BUILTIN, info["model"]) if info["model"] in MODELS else cls(MEMORY, info["model"])
 
 
-def parse_model_option(text: str) -> ModelSource:
-    """The ``--model`` option: a built-in name, or ``path/to/file.py:function``."""
+def parse_model_option(text: str, data: str | None = None) -> ModelSource:
+    """The ``--model`` option (a built-in name, ``path/to/file.py:function``, or a ``.pt2``
+    program) and ``--data`` (the data file a ``.pt2`` needs)."""
+    if data and not text.endswith(".pt2"):
+        raise UserInputError(f"--data: only a --model .pt2 program takes a data file; '{text}' brings its own data")
+    if text.endswith(".pt2"):
+        if not Path(text).is_file():
+            raise UserInputError(f"--model {text}: no such file; give the path of a torch.export.save'd program")
+        if not data or not Path(data).is_file():
+            raise UserInputError(f"--data: a --model .pt2 needs its data file ({'no file ' + repr(data) if data else 'none given'}); "
+                                 "torch.save a dict with calib, val_x, val_y (optionally train)")
+        return ModelSource(EXPORTED, str(Path(text).resolve()), str(Path(data).resolve()))
     if text in MODELS:
         return ModelSource(BUILTIN, text)
     path, sep, function = text.rpartition(":")
     if not sep or not path.endswith(".py"):
-        raise UserInputError(f"--model: '{text}' is neither a built-in model ({', '.join(sorted(MODELS))}) nor "
-                             "path/to/file.py:function")
+        raise UserInputError(f"--model: '{text}' is neither a built-in model ({', '.join(sorted(MODELS))}), "
+                             "path/to/file.py:function, nor a .pt2 program")
     if not Path(path).is_file():
         raise UserInputError(f"--model {text}: no file '{path}'; give the path of the Python file defining {function}()")
     return ModelSource(FACTORY, f"{Path(path).resolve()}:{function}")
@@ -83,6 +99,10 @@ def load_model(source: ModelSource, verbose: bool = False) -> BuiltinModel:
         return load_builtin(source.spec, verbose=verbose)
     if source.kind == FACTORY:
         return _from_factory(source.spec)
+    if source.kind == EXPORTED:
+        from automc.model.exported import load_exported
+
+        return load_exported(source.spec, source.data)
     raise UserInputError(f"the run's model '{source.spec}' was held in memory by the Python API; reopen the run with "
                          "automc.open_run(RUN, model=..., example_input=..., evaluate=...)")
 
