@@ -22,12 +22,13 @@ from automc._progress import calibration_progress, progress_bar
 from automc.accuracy import EvalProxy
 from automc.compress import find_cells
 from automc.deploy.export import ExportReport, export_candidate
+from automc.deploy.relax_lowering import lower_to_relax
 from automc.errors import UserInputError
 from automc.latency.calibrate import calibrate_model, is_calibrated, predictor_for
 from automc.latency.shipped import check_shipped, describe as describe_shipped
 from automc.latency.store import MeasurementStore
 from automc._host import host_description
-from automc.model.introspect import introspect
+from automc.model.introspect import LayerTable, introspect
 from automc.model.source import MEMORY, ModelSource, load_model
 from automc.profiles import HardwareProfile, load_profile
 from automc.report import WrittenFigures, pareto_figure, write_run_figures
@@ -59,6 +60,7 @@ class SearchContext:
     evaluate: Callable[[nn.Module], float]
     profile: HardwareProfile
     space: ResolvedSpace
+    layers: LayerTable
 
 
 @dataclass(frozen=True)
@@ -140,12 +142,14 @@ def _check_run_dir(run_dir: Path, info: dict) -> None:
 
 def prepare(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn.Module], float],
             profile: str | HardwareProfile, space: str, calib_batches: Sequence[torch.Tensor] | None) -> SearchContext:
-    """Validate inputs and bind the space to the model (nothing is written)."""
+    """Validate inputs and bind the space to the model (nothing is written): an operation the
+    deploy path cannot lower is a UserInputError here, before any calibration."""
     prof = profile if isinstance(profile, HardwareProfile) else load_profile(profile)
     table = introspect(model, example_input)
+    lower_to_relax(model.eval(), example_input, prof)
     resolved = resolve_space(load_space(space), table, prof, find_cells(model))
     calib = tuple(calib_batches) if calib_batches else (example_input,)
-    return SearchContext(model.eval(), example_input, calib, evaluate, prof, resolved)
+    return SearchContext(model.eval(), example_input, calib, evaluate, prof, resolved, table)
 
 
 def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn.Module], float], *,
@@ -170,6 +174,9 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     """
     check_sampler_name(sampler)  # before calibration, which can take minutes
     ctx = prepare(model, example_input, evaluate, profile or default_profile_name(), space, calib_batches)
+    left = ctx.layers.left_as_is
+    if left:
+        warnings.warn("left as they are: " + "; ".join(f"{name} ({why})" for name, why in left), stacklevel=2)
     source = source or ModelSource(MEMORY, "custom")
     run_dir = Path(run_dir) if run_dir else new_run_dir(source.label, ctx.profile)
     profile_source = (str((run_dir / PROFILE_COPY).resolve()) if isinstance(profile, HardwareProfile)

@@ -218,3 +218,21 @@ def test_bad_exported_program_or_data_is_one_line(tmp_path, demo):
         assert res.exit_code == 2, (args, res.output)
         assert says in " ".join(res.output.split()), (args, res.output)
         assert "Traceback" not in res.output and not (tmp_path / "run").exists()
+
+
+def test_an_operation_the_deploy_path_cannot_lower_is_named_before_calibration():
+    import torch
+    from torch import nn
+
+    from automc import api
+
+    class Bessel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3)
+
+        def forward(self, x):
+            return torch.special.bessel_j0(self.conv(x)).mean((2, 3))
+
+    with pytest.raises(UserInputError, match="cannot export to TVM Relax.*special_bessel_j0"):
+        api.prepare(Bessel().eval(), torch.randn(1, 3, 8, 8), lambda m: 1.0, "x86-avx2", "default", None)

@@ -13,9 +13,11 @@ from automc.types import LayerInfo
 
 @dataclass(frozen=True)
 class LayerTable:
-    """The compressible layers of a model, in execution order."""
+    """The compressible layers of a model, in execution order; ``left_as_is`` names the layers
+    with weights that automc does not compress, each with why (``(name, reason)``)."""
 
     layers: tuple[LayerInfo, ...]
+    left_as_is: tuple[tuple[str, str], ...] = ()
 
     def __iter__(self) -> Iterator[LayerInfo]:
         return iter(self.layers)
@@ -105,4 +107,19 @@ def introspect(model: nn.Module, example_input: torch.Tensor) -> LayerTable:
                 in_channels=module.in_channels, out_channels=module.out_channels,
                 kernel_size=k, stride=module.stride[0], padding=module.padding[0] if isinstance(module.padding, tuple) else 0,
                 groups=module.groups, params=params, macs=macs, block=block))
-    return LayerTable(tuple(layers))
+    return LayerTable(tuple(layers), _left_as_is(model, set(records)))
+
+
+def _left_as_is(model: nn.Module, compressible: set[str]) -> tuple[tuple[str, str], ...]:
+    """Layers holding a weight matrix or kernel that the compression operators do not take."""
+    out = []
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if name in compressible or not isinstance(weight, torch.Tensor) or weight.dim() < 2:
+            continue  # norms and biases are vectors; compressible layers are listed already
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            why = "not called on the example input"
+        else:
+            why = f"{type(module).__name__}: automc compresses Conv2d and Linear layers only"
+        out.append((name, why))
+    return tuple(out)
