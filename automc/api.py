@@ -208,6 +208,7 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     info["tvm"] = tvm.__version__
     info["latency_source"] = predictor.source
     run_dir.mkdir(parents=True, exist_ok=True)
+    info["model_source"] = source.kept_in(run_dir).to_dict()  # a .pt2 and its data: copied in
     if isinstance(profile, HardwareProfile):  # a profile object: its YAML kept, so the run reopens
         (run_dir / PROFILE_COPY).write_text(yaml.safe_dump(profile.model_dump(mode="json"), sort_keys=False))
     (run_dir / "run.json").write_text(json.dumps(info, indent=2))
@@ -243,7 +244,7 @@ def open_run(run_dir: Path | str, model: nn.Module | None = None, example_input:
         if model is not None:
             given = (model, example_input, evaluate, calib_batches)
         else:
-            built = load_model(source)
+            built = load_model(source, run_dir=run_dir)
             given = (built.model, built.example_input, built.evaluate, built.calib_batches)
         return prepare(*given[:3], info.get("profile_source", info["profile"]), info.get("space_source", info["space"]),
                        given[3])

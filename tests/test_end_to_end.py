@@ -192,6 +192,11 @@ def test_a_saved_exported_program_with_its_data_searches_and_exports(tmp_path, q
 
     layers = json.loads(load_study(run).trials[int(fp32["number"])].user_attrs["candidate"])["layers"]
     assert {"blocks.1.expand.0", "head_conv.0"} <= set(layers)
+    # the run keeps its own copy of the program and data: it reopens after the originals are gone
+    assert json.loads((run / "run.json").read_text())["model_source"] == {"kind": "exported", "spec": "model.pt2",
+                                                                        "data": "data.pt"}
+    (tmp_path / "model.pt2").unlink()
+    (tmp_path / "data.pt").unlink()
     res = runner.invoke(app, ["export", str(run), "--trial", "1", "--out", str(tmp_path / "export")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "export" / "model.so").exists()

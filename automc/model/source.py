@@ -35,6 +35,7 @@ from automc.model.data import accuracy
 from automc.model.zoo import MODELS, BuiltinModel, load_builtin
 
 BUILTIN, FACTORY, EXPORTED, MEMORY = "builtin", "factory", "exported", "memory"
+EXPORTED_PROGRAM, EXPORTED_DATA = "model.pt2", "data.pt"  # an exported program's copy in its run directory
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,18 @@ class ModelSource:
         if self.kind == EXPORTED:
             return Path(self.spec).stem
         return self.spec
+
+    def kept_in(self, run_dir: Path) -> "ModelSource":
+        """An exported program's source after copying the program and its data into ``run_dir``
+        (recorded relative to it, so the run reopens wherever it is moved); others unchanged."""
+        if self.kind != EXPORTED:
+            return self
+        import shutil
+
+        for src, name in ((self.spec, EXPORTED_PROGRAM), (self.data, EXPORTED_DATA)):
+            if Path(src).resolve() != (Path(run_dir) / name).resolve():
+                shutil.copyfile(src, Path(run_dir) / name)
+        return ModelSource(EXPORTED, EXPORTED_PROGRAM, EXPORTED_DATA)
 
     def to_dict(self) -> dict[str, str]:
         return {"kind": self.kind, "spec": self.spec, **({"data": self.data} if self.data else {})}
@@ -93,8 +106,9 @@ def parse_model_option(text: str, data: str | None = None) -> ModelSource:
     return ModelSource(FACTORY, f"{Path(path).resolve()}:{function}")
 
 
-def load_model(source: ModelSource, verbose: bool = False) -> BuiltinModel:
-    """Build the model a source names, with its data and evaluate."""
+def load_model(source: ModelSource, verbose: bool = False, run_dir: Path | None = None) -> BuiltinModel:
+    """Build the model a source names, with its data and evaluate (paths relative to
+    ``run_dir`` where a run keeps its own copy)."""
     if source.kind == BUILTIN:
         return load_builtin(source.spec, verbose=verbose)
     if source.kind == FACTORY:
@@ -102,7 +116,8 @@ def load_model(source: ModelSource, verbose: bool = False) -> BuiltinModel:
     if source.kind == EXPORTED:
         from automc.model.exported import load_exported
 
-        return load_exported(source.spec, source.data)
+        base = Path(run_dir) if run_dir else Path()
+        return load_exported(str(base / source.spec), str(base / source.data))
     raise UserInputError(f"the run's model '{source.spec}' was held in memory by the Python API; reopen the run with "
                          "automc.open_run(RUN, model=..., example_input=..., evaluate=...)")
 
