@@ -23,7 +23,8 @@ def is_uncalibrated(*frames: pd.DataFrame) -> bool:
 
 
 def pareto_figure(trials: pd.DataFrame, front: pd.DataFrame) -> go.Figure:
-    """Accuracy (%) against latency (ms): every trial faint grey, the front highlighted.
+    """Accuracy (%) against latency (ms): every trial faint grey (infeasible ones, under the
+    accuracy floor or over a budget, greyer still and crossed), the front highlighted.
 
     Front markers grow and colour with size (KiB); hovering shows the trial number and its
     per-layer summary. Completed uniform baselines (``baseline`` column) are drawn as labelled
@@ -34,11 +35,15 @@ def pareto_figure(trials: pd.DataFrame, front: pd.DataFrame) -> go.Figure:
     """
     fig = go.Figure()
     done = trials.dropna(subset=["accuracy", "latency_ms"]) if not trials.empty else trials
-    if not done.empty:
+    infeasible = done["feasible"].eq(False).to_numpy(bool) if "feasible" in done else np.zeros(len(done), bool)
+    for part, name, marker in ((done[~infeasible], "all trials", dict(color="rgba(150,150,150,0.35)", size=6)),
+                               (done[infeasible], "infeasible (under the accuracy floor or over a budget)",
+                                dict(color="rgba(190,190,190,0.3)", size=6, symbol="x-thin-open"))):
+        if part.empty:
+            continue
         fig.add_trace(go.Scatter(
-            x=done["latency_ms"], y=done["accuracy"] * 100, mode="markers", name="all trials",
-            marker=dict(color="rgba(150,150,150,0.35)", size=6),
-            customdata=np.column_stack([done["number"], _text(done, "summary")]),
+            x=part["latency_ms"], y=part["accuracy"] * 100, mode="markers", name=name, marker=marker,
+            customdata=np.column_stack([part["number"], _text(part, "summary")]),
             hovertemplate="trial %{customdata[0]}<br>%{customdata[1]}<br>"
                           "%{y:.2f}% · %{x:.3g} ms<extra></extra>",
         ))

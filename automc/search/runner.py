@@ -234,11 +234,14 @@ def _objective(space: ResolvedSpace, score: Score) -> Callable[[optuna.Trial], t
 
 
 def _constraints(space: ResolvedSpace, ev: Evaluation) -> dict[str, float]:
-    """Relative excess over each budget (0.1 = 10% over; ≤ 0 is within budget).
+    """Relative excess over each budget (0.1 = 10% over; ≤ 0 is within budget), and the
+    shortfall under the accuracy floor (a fraction already: 0.02 = 2 points under).
 
     Relative, not absolute: NSGA-II sums violations, and ms and bytes must not be added raw.
     """
     out: dict[str, float] = {}
+    if space.min_accuracy is not None:
+        out["accuracy"] = space.min_accuracy - ev.accuracy
     if space.max_latency_ms is not None:
         out["latency_ms"] = (ev.latency_ms - space.max_latency_ms) / space.max_latency_ms
     if space.max_size_bytes is not None:

@@ -23,6 +23,12 @@ from automc.types import FP32_BITS, LayerChoice
 CELL_CHOICES = ("keep", "skip", "half")
 
 
+def check_min_accuracy(value: float | None, field: str) -> None:
+    """An accuracy floor is a fraction in (0, 1] (0.97, not 97); a ValueError naming ``field``."""
+    if value is not None and not 0.0 < value <= 1.0:
+        raise ValueError(f"{field}: {value} is not an accuracy fraction in (0, 1]; e.g. 0.97 for 97%")
+
+
 def parse_bits(text: str) -> tuple[int, int]:
     """``"8/8"`` → (w_bits, a_bits)."""
     try:
@@ -83,6 +89,13 @@ class SpaceConfig(BaseModel):
     cells: list[str] = Field(default_factory=lambda: ["keep"])
     max_latency_ms: float | None = None
     max_size_bytes: int | None = None
+    min_accuracy: float | None = None  # the accuracy floor, a fraction: points below are infeasible
+
+    @field_validator("min_accuracy")
+    @classmethod
+    def _min_accuracy(cls, v: float | None) -> float | None:
+        check_min_accuracy(v, "min_accuracy")
+        return v
 
     @field_validator("kinds")
     @classmethod
@@ -120,6 +133,7 @@ class ResolvedSpace:
     cells: dict[str, tuple[str, ...]]  # block name → cell choices
     max_latency_ms: float | None
     max_size_bytes: int | None
+    min_accuracy: float | None = None
 
     @property
     def size(self) -> int:
@@ -204,7 +218,8 @@ def resolve_space(space: SpaceConfig, table: LayerTable, profile: HardwareProfil
         choices = tuple(c for c in space.cells if c != "skip" or can_skip)
         if len(choices) > 1:
             cells[block] = choices
-    return ResolvedSpace(space.name, tuple(layers), cells, space.max_latency_ms, space.max_size_bytes)
+    return ResolvedSpace(space.name, tuple(layers), cells, space.max_latency_ms, space.max_size_bytes,
+                         space.min_accuracy)
 
 
 def choice_from_params(options: LayerOptions, params: dict[str, Any]) -> LayerChoice:

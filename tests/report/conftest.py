@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +20,7 @@ SPACE = ResolvedSpace(
 )
 
 
-def _run(run_dir: Path, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _run(run_dir: Path, source: str, min_accuracy: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     def score(c: Candidate) -> Evaluation:
         lat = sum((0.4 if c.choice(n).w_bits < 32 else 1.0) * (1 - c.choice(n).prune) * c.choice(n).rank for n in "ab")
         size = sum(1000 * c.choice(n).w_bits / 8 * (1 - c.choice(n).prune) * c.choice(n).rank for n in "ab")
@@ -28,7 +29,7 @@ def _run(run_dir: Path, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
             lat, acc = lat * 0.8, acc - 0.03
         return Evaluation(acc, lat, int(size), latency_source=source)
 
-    study = run_search(SPACE, score, run_dir, SearchSettings(n_trials=12, seed=3, progress=False))
+    study = run_search(replace(SPACE, min_accuracy=min_accuracy), score, run_dir, SearchSettings(n_trials=12, seed=3, progress=False))
     return trials_frame(study), pareto_frame(study)
 
 
@@ -40,3 +41,9 @@ def calibrated(tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
 @pytest.fixture(scope="session")
 def uncalibrated(tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
     return _run(tmp_path_factory.mktemp("uncal"), "uncalibrated")
+
+
+@pytest.fixture(scope="session")
+def floored(tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A search with an accuracy floor of 85% that some candidates fall under."""
+    return _run(tmp_path_factory.mktemp("floor"), "calibrated", min_accuracy=0.85)
