@@ -6,7 +6,7 @@ import json
 import platform
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -15,9 +15,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from automc.accuracy import EvalProxy
-from automc.compress import find_cells
-from automc.deploy.export import ExportReport, export_candidate
+from automc.accuracy import (
+    DEFAULT_PROXY, ProxyInputs, RecoveryBudget, check_proxy_name, make_proxy, recalibrate_bn, recover,
+)
+from automc.compress import apply_candidate, find_cells
+from automc.deploy.export import ExportReport, export_model
 from automc.errors import UserInputError
 from automc.latency.calibrate import calibrate_model, is_calibrated, predictor_for
 from automc.latency.shipped import check_shipped, describe as describe_shipped
@@ -29,7 +31,7 @@ from automc.report import pareto_figure, write_pareto_html
 from automc.search.objective import make_scorer
 from automc.search.pareto import load_study, pareto_frame, trials_frame
 from automc.search.runner import SearchSettings, calibration_candidates, run_search
-from automc.search.space import ResolvedSpace, load_space, resolve_space
+from automc.search.space import ResolvedSpace, check_min_accuracy, load_space, resolve_space
 from automc.types import Candidate
 
 
@@ -50,6 +52,10 @@ class SearchContext:
     evaluate: Callable[[nn.Module], float]
     profile: HardwareProfile
     space: ResolvedSpace
+    train_batches: tuple[torch.Tensor, ...] = ()
+
+    def proxy_inputs(self) -> ProxyInputs:
+        return ProxyInputs(self.model, self.example_input, self.evaluate, self.calib_batches, self.train_batches)
 
 
 @dataclass(frozen=True)
@@ -79,16 +85,38 @@ class SearchResult:
             raise UserInputError(f"--trial {trial}: that trial has no candidate (state {t.state.name}); pick one from `automc pareto`")
         return Candidate.from_json(t.user_attrs["candidate"])
 
-    def export(self, trial: int, out_dir: Path | str) -> ExportReport:
-        """Export trial ``trial``: config, compressed model, TVM library (measured where possible)."""
+    def export(self, trial: int, out_dir: Path | str, finetune: bool | RecoveryBudget = False,
+               progress: bool = False) -> ExportReport:
+        """Export trial ``trial``: config, compressed model, TVM library (measured where possible).
+
+        ``finetune`` (True for the default budget, or a :class:`RecoveryBudget`) first recovers
+        the compressed model by distillation from the original on the run's training inputs;
+        the library, ``model.pt`` and ``config.json`` then hold the recovered weights, and the
+        report's ``recovery`` the accuracy before and after.
+
+        >>> result.export(12, "out", finetune=RecoveryBudget(steps=300))  # doctest: +SKIP
+        """
         if not 0 <= trial < len(self.study.trials):
             raise UserInputError(f"--trial {trial}: the run has trials 0..{len(self.study.trials) - 1}")
-        t = self.study.trials[trial]
         ctx = self.context
+        if finetune is not False and not ctx.train_batches:
+            raise UserInputError("--finetune: this model has no training inputs to recover with; pass "
+                                 "train_batches=... to automc.search (built-in models bring their own)")
+        t = self.study.trials[trial]
+        candidate = self.candidate(trial)
+        compressed = apply_candidate(ctx.model, candidate, ctx.example_input, ctx.calib_batches)
+        recalibrate_bn(compressed, ctx.calib_batches)
+        config = {"trial": trial, "accuracy": t.values[0] if t.values else None}
+        recovery = None
+        if finetune is not False:
+            budget = finetune if isinstance(finetune, RecoveryBudget) else RecoveryBudget()
+            recovery = recover(compressed, ctx.model, ctx.train_batches, ctx.calib_batches, budget=budget,
+                               evaluate=ctx.evaluate, progress=progress)
+            config["recovery"] = asdict(recovery)
         predicted = t.values[1] if t.values else None
-        return export_candidate(ctx.model, ctx.example_input, ctx.calib_batches, self.candidate(trial), ctx.profile,
-                                Path(out_dir), predicted, t.user_attrs.get("latency_source", "calibrated"),
-                                {"trial": trial, "accuracy": t.values[0] if t.values else None})
+        report = export_model(compressed, ctx.example_input, candidate, ctx.profile, Path(out_dir), predicted,
+                              t.user_attrs.get("latency_source", "calibrated"), config)
+        return replace(report, recovery=recovery)
 
 
 def new_run_dir(model_name: str, profile: HardwareProfile, root: Path = Path("runs")) -> Path:
@@ -106,8 +134,10 @@ def _check_run_dir(run_dir: Path, info: dict) -> None:
     meta = run_dir / "run.json"
     if meta.exists():
         old = json.loads(meta.read_text())
-        for field in ("model", "profile", "space"):
-            if old.get(field) != info[field]:
+        # runs written before proxies and floors existed used the eval proxy and no floor
+        for field, before in (("model", None), ("profile", None), ("space", None), ("proxy", DEFAULT_PROXY),
+                              ("min_accuracy", None)):
+            if old.get(field, before) != info[field]:
                 raise UserInputError(f"--run-dir {run_dir}: holds a search of {field} '{old.get(field)}', not "
                                      f"'{info[field]}'; choose a new run directory")
     elif run_dir.exists() and any(run_dir.iterdir()):
@@ -115,13 +145,18 @@ def _check_run_dir(run_dir: Path, info: dict) -> None:
 
 
 def prepare(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn.Module], float],
-            profile: str | HardwareProfile, space: str, calib_batches: Sequence[torch.Tensor] | None) -> SearchContext:
-    """Validate inputs and bind the space to the model (nothing is written)."""
+            profile: str | HardwareProfile, space: str, calib_batches: Sequence[torch.Tensor] | None,
+            train_batches: Sequence[torch.Tensor] | None = None, min_accuracy: float | None = None) -> SearchContext:
+    """Validate inputs and bind the space to the model (nothing is written). ``min_accuracy``,
+    when given, replaces the space's accuracy floor."""
     prof = profile if isinstance(profile, HardwareProfile) else load_profile(profile)
     table = introspect(model, example_input)
     resolved = resolve_space(load_space(space), table, prof, find_cells(model))
+    if min_accuracy is not None:
+        check_min_accuracy(min_accuracy, "--min-accuracy")
+        resolved = replace(resolved, min_accuracy=float(min_accuracy))
     calib = tuple(calib_batches) if calib_batches else (example_input,)
-    return SearchContext(model.eval(), example_input, calib, evaluate, prof, resolved)
+    return SearchContext(model.eval(), example_input, calib, evaluate, prof, resolved, tuple(train_batches or ()))
 
 
 def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn.Module], float], *,
@@ -129,21 +164,30 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
            calib_batches: Sequence[torch.Tensor] | None = None, run_dir: Path | str | None = None,
            sampler: str = "nsga2", seed: int = 0, calibration_budget_s: float = 600.0,
            model_name: str = "custom", progress: bool = True,
-           on_calibration: Callable[[int, int, object], None] | None = None) -> SearchResult:
+           on_calibration: Callable[[int, int, object], None] | None = None, proxy: str = DEFAULT_PROXY,
+           train_batches: Sequence[torch.Tensor] | None = None, min_accuracy: float | None = None) -> SearchResult:
     """Search per-layer compression of ``model`` for ``profile``; returns the run's result.
 
-    ``evaluate(model) -> float`` is the user's accuracy (fraction 0–1) on validation data;
-    ``calib_batches`` are input batches for activation ranges and BatchNorm recalibration.
+    ``evaluate(model) -> float`` is the user's accuracy (fraction 0–1) on validation data; one
+    that raises or returns anything else fails that trial, with the reason, and the search goes
+    on. ``calib_batches`` are input batches for activation ranges and BatchNorm recalibration;
+    ``train_batches`` unlabelled training inputs, for the ``finetune`` proxy and for exports with
+    recovery. ``proxy`` names the accuracy proxy (see ``automc.accuracy.PROXIES``);
+    ``min_accuracy`` (a fraction) makes points below it infeasible, replacing the space's floor.
     Calibrates the profile's kernels first when they can be measured (on this host, or on an rpc
     profile's device through its tracker); measurements are stored and reused.
 
     >>> result = automc.search(model, x, evaluate, profile="x86-avx2", n_trials=40)  # doctest: +SKIP
     >>> result.pareto[["trial", "accuracy", "latency_ms", "size_bytes"]]  # doctest: +SKIP
     """
-    ctx = prepare(model, example_input, evaluate, profile or default_profile_name(), space, calib_batches)
+    check_proxy_name(proxy)
+    ctx = prepare(model, example_input, evaluate, profile or default_profile_name(), space, calib_batches,
+                  train_batches, min_accuracy)
+    accuracy_proxy = make_proxy(proxy, ctx.proxy_inputs())  # bad inputs fail here, before any work
     run_dir = Path(run_dir) if run_dir else new_run_dir(model_name, ctx.profile)
     info = {"model": model_name, "profile": ctx.profile.name, "space": ctx.space.name, "space_source": space,
             "profile_source": profile if isinstance(profile, str) else ctx.profile.name, "n_trials": n_trials,
+            "proxy": proxy, "min_accuracy": ctx.space.min_accuracy,
             "sampler": sampler, "seed": seed, "input_shape": list(example_input.shape), "host": host_description(),
             "python": platform.python_version(), "torch": torch.__version__, "optuna": optuna.__version__}
     _check_run_dir(run_dir, info)
@@ -166,8 +210,7 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     info["latency_source"] = predictor.source
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "run.json").write_text(json.dumps(info, indent=2))
-    scorer = make_scorer(ctx.model, example_input, ctx.calib_batches, EvalProxy(evaluate, ctx.calib_batches),
-                         predictor, ctx.profile)
+    scorer = make_scorer(ctx.model, example_input, ctx.calib_batches, accuracy_proxy, predictor, ctx.profile)
     study = run_search(ctx.space, scorer, run_dir, SearchSettings(n_trials=n_trials, sampler=sampler, seed=seed,
                                                                   progress=progress))
     result = SearchResult(run_dir, study, ctx)
@@ -187,5 +230,5 @@ def open_run(run_dir: Path | str) -> SearchResult:
     builtin = load_builtin(info["model"])
     ctx = prepare(builtin.model, builtin.example_input, builtin.evaluate, info.get("profile_source", info["profile"]),
                   info.get("space_source", info["space"]),
-                  builtin.calib_batches)
+                  builtin.calib_batches, builtin.train_batches, info.get("min_accuracy"))
     return SearchResult(run_dir, load_study(run_dir), ctx)

@@ -81,11 +81,22 @@ def search(model: str = typer.Option("demo-cnn", help="built-in model name"),
            sampler: str = typer.Option("nsga2", help="nsga2 | tpe | random"),
            seed: int = typer.Option(0),
            budget: str = typer.Option("600", help="calibration time budget for kernels not yet measured: seconds, or e.g. 10m, 1h"),
-           run_dir: Optional[Path] = typer.Option(None, help="run directory (default runs/<time>-<model>-<profile>); an existing run resumes")) -> None:
+           run_dir: Optional[Path] = typer.Option(None, help="run directory (default runs/<time>-<model>-<profile>); an existing run resumes"),
+           proxy: str = typer.Option("eval", help="accuracy proxy: eval (BatchNorm recalibration + evaluate), "
+                                     "finetune (a short distillation, then evaluate), sensitivity (per-layer deltas, additive)"),
+           min_accuracy: Optional[float] = typer.Option(None, help="accuracy floor, a fraction (e.g. 0.97): points "
+                                                        "below it are infeasible (overrides the space's min_accuracy)")) -> None:
     """Search per-layer compression for a device profile; writes a run directory."""
     import automc.api as api
+    from automc.accuracy import check_proxy_name
     from automc.model.zoo import load_builtin
     from automc.profiles import load_profile
+
+    from automc.search.space import check_min_accuracy
+
+    # before the profile checks, the model and calibration take their time
+    check_proxy_name(proxy)
+    check_min_accuracy(min_accuracy, "--min-accuracy")
 
     profile = profile or api.default_profile_name()
     prof = load_profile(profile)
@@ -106,7 +117,8 @@ def search(model: str = typer.Option("demo-cnn", help="built-in model name"),
         result = api.search(builtin.model, builtin.example_input, builtin.evaluate, profile=profile, space=space,
                             n_trials=trials, calib_batches=builtin.calib_batches, run_dir=run_dir, sampler=sampler,
                             seed=seed, calibration_budget_s=budget_s, model_name=model, progress=True,
-                            on_calibration=_calibration_progress(progress, budget_s))
+                            on_calibration=_calibration_progress(progress, budget_s), proxy=proxy,
+                            train_batches=builtin.train_batches, min_accuracy=min_accuracy)
     _print_front(result)
     console.print(f"search took {time.perf_counter() - start:.0f} s; run directory: {result.run_dir}")
     console.print(f"interactive Pareto plot: {result.run_dir / 'pareto.html'}")
@@ -129,12 +141,27 @@ def pareto(run: Path = typer.Argument(..., help="run directory")) -> None:
 @_friendly
 def export(run: Path = typer.Argument(..., help="run directory"),
            trial: int = typer.Option(..., help="trial number (see `automc pareto`)"),
-           out: Path = typer.Option(..., help="output directory")) -> None:
+           out: Path = typer.Option(..., help="output directory"),
+           finetune: bool = typer.Option(False, "--finetune", help="recover the compressed model first (distillation "
+                                         "from the original on its training inputs); the export holds the recovered weights"),
+           steps: Optional[int] = typer.Option(None, help="recovery steps (implies --finetune; without --steps or --budget, "
+                                               "the default budget of automc.RecoveryBudget())"),
+           budget: Optional[str] = typer.Option(None, help="recovery time budget, e.g. 90s or 5m (implies --finetune); "
+                                                "with --steps, whichever ends first")) -> None:
     """Export a trial: config.json/.yaml, model.pt, TVM library; measured vs predicted here."""
+    from automc.accuracy import RecoveryBudget
     from automc.api import open_run
 
+    recovery = False
+    if finetune or steps is not None or budget is not None:
+        seconds = parse_duration(budget, "--budget") if budget is not None else None
+        recovery = RecoveryBudget(steps=steps, seconds=seconds) if (steps, seconds) != (None, None) else RecoveryBudget()
     result = open_run(run)
-    report = result.export(trial, out)
+    report = result.export(trial, out, finetune=recovery, progress=True)
+    if report.recovery is not None:
+        r = report.recovery
+        console.print(f"recovery: accuracy {100 * r.accuracy_before:.2f}% → {100 * r.accuracy_after:.2f}% "
+                      f"({r.steps} steps, {r.seconds:.0f} s)")
     console.print(f"wrote {', '.join(report.files)} to {report.out_dir}")
     if report.measured_ms is not None:
         err = (report.predicted_ms - report.measured_ms) / report.measured_ms * 100 if report.predicted_ms else float("nan")

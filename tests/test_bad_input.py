@@ -116,3 +116,31 @@ def test_budget_accepts_units():
     from automc.cli import parse_duration
 
     assert [parse_duration(t, "--budget") for t in ("600", "90s", "30m", "1.5h")] == [600, 90, 1800, 5400]
+
+
+def test_unknown_proxy_names_the_flag_before_anything_runs(tmp_path):
+    res = runner.invoke(app, ["search", "--proxy", "oracle", "--run-dir", str(tmp_path / "run")])
+    assert res.exit_code == 2 and "--proxy" in res.output and "oracle" in res.output and "finetune" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("floor", ["97", "0", "-0.5"])
+def test_accuracy_floor_must_be_a_fraction(tmp_path, floor):
+    res = runner.invoke(app, ["search", "--min-accuracy", floor, "--run-dir", str(tmp_path / "run")])
+    assert res.exit_code == 2 and "--min-accuracy" in res.output and "0.97" in res.output
+
+
+def test_accuracy_floor_in_a_space_yaml(tmp_path):
+    assert load_space(str(_write(tmp_path, "ok.yaml", _space(min_accuracy=0.97)))).min_accuracy == 0.97
+    with pytest.raises(UserInputError, match="min_accuracy"):
+        load_space(str(_write(tmp_path, "bad.yaml", _space(min_accuracy=97))))
+
+
+@pytest.mark.parametrize(("args", "flag"), [(["--steps", "0"], "--steps"), (["--steps", "-5"], "--steps"),
+                                            (["--budget", "0"], "--budget"), (["--budget", "soon"], "--budget")])
+def test_export_recovery_budget_must_be_positive(tmp_path, args, flag):
+    # checked before the run is even opened
+    res = runner.invoke(app, ["export", str(tmp_path / "no-run"), "--trial", "0", "--out", str(tmp_path / "x"),
+                              "--finetune", *args])
+    assert res.exit_code == 2 and flag in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1

@@ -76,6 +76,24 @@ def test_export_and_validate_commands(run_dir, tmp_path):
     assert "Kendall" in res.output and "within ±10%" in res.output
 
 
+def test_export_with_recovery_ships_the_recovered_weights(run_dir, tmp_path):
+    from automc.model.zoo import demo_cnn
+
+    trials = pd.read_csv(run_dir / "trials.csv")
+    trial = int(trials.loc[trials["baseline"] == "prune", "number"].item())  # the most to recover
+    out = tmp_path / "recovered"
+    res = runner.invoke(app, ["export", str(run_dir), "--trial", str(trial), "--out", str(out), "--finetune",
+                              "--steps", "20"])
+    assert res.exit_code == 0, res.output
+    assert "recovery: accuracy" in res.output
+    config = json.loads((out / "config.json").read_text())
+    rec = config["recovery"]
+    assert rec["steps"] == 20 and rec["accuracy_after"] > rec["accuracy_before"]
+    # the library was checked against the recovered torch model, which is the model.pt shipped
+    assert json.loads((out / "export_report.json").read_text())["max_abs_diff"] < 0.1
+    assert demo_cnn().evaluate(torch.load(out / "model.pt", weights_only=False)) == rec["accuracy_after"]
+
+
 def test_export_unknown_trial_is_a_clear_error(run_dir, tmp_path):
     res = runner.invoke(app, ["export", str(run_dir), "--trial", "999", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "--trial 999" in res.output
@@ -99,7 +117,9 @@ class TinyMLP(torch.nn.Module):
         return self.fc2(torch.relu(self.fc1(x)))
 
 
-def test_python_api_with_a_users_own_model(tmp_path, quick_profile):
+@pytest.fixture(scope="module")
+def users_model():
+    """A user's own model trained on the 8×8 digits: (model, inputs, evaluate)."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -117,6 +137,11 @@ def test_python_api_with_a_users_own_model(tmp_path, quick_profile):
         with torch.no_grad():
             return float((m(x[1400:]).argmax(1) == y[1400:]).float().mean())
 
+    return model.eval(), x, evaluate
+
+
+def test_python_api_with_a_users_own_model(tmp_path, quick_profile, users_model):
+    model, x, evaluate = users_model
     result = automc.search(model.eval(), x[:1], evaluate, profile=quick_profile, n_trials=6,
                            calib_batches=[x[:128]], run_dir=tmp_path / "run", calibration_budget_s=15,
                            progress=False)
@@ -125,3 +150,27 @@ def test_python_api_with_a_users_own_model(tmp_path, quick_profile):
     assert result.plot().data
     report = result.export(int(front.iloc[0]["trial"]), tmp_path / "export")
     assert report.measured_ms > 0 and report.max_abs_diff < 0.1
+    with pytest.raises(automc.UserInputError, match="--finetune.*train_batches"):  # none were given
+        result.export(int(front.iloc[0]["trial"]), tmp_path / "recovered", finetune=True)
+
+
+def test_python_api_with_a_proxy_a_floor_and_a_recovered_export(tmp_path, quick_profile, users_model):
+    model, x, evaluate = users_model
+    with pytest.raises(automc.UserInputError, match="--proxy"):
+        automc.search(model, x[:1], evaluate, profile=quick_profile, proxy="oracle", run_dir=tmp_path / "no")
+    assert not (tmp_path / "no").exists()
+    result = automc.search(model, x[:1], evaluate, profile=quick_profile, n_trials=4, calib_batches=[x[:128]],
+                           train_batches=[x[:256], x[256:512]], proxy="finetune", min_accuracy=0.5,
+                           run_dir=tmp_path / "run", calibration_budget_s=15, progress=False)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["proxy"] == "finetune"
+    assert result.context.space.min_accuracy == 0.5
+    trial = int(result.pareto.iloc[-1]["trial"])
+    report = result.export(trial, tmp_path / "export", finetune=automc.RecoveryBudget(steps=20))
+    assert report.recovery is not None and report.recovery.steps == 20
+    assert 0.8 < report.recovery.accuracy_after <= 1.0
+    # the library was checked against the recovered model, and model.pt is that model
+    assert report.max_abs_diff < 0.1
+    saved = torch.load(tmp_path / "export" / "model.pt", weights_only=False)
+    assert evaluate(saved) == report.recovery.accuracy_after
+    config = json.loads((tmp_path / "export" / "config.json").read_text())
+    assert config["recovery"]["accuracy_after"] == report.recovery.accuracy_after

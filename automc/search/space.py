@@ -24,9 +24,9 @@ CELL_CHOICES = ("keep", "skip", "half")
 
 
 def check_min_accuracy(value: float | None, field: str) -> None:
-    """An accuracy floor is a fraction in (0, 1] (0.97, not 97); a ValueError naming ``field``."""
+    """An accuracy floor is a fraction in (0, 1] (0.97, not 97); a UserInputError naming ``field``."""
     if value is not None and not 0.0 < value <= 1.0:
-        raise ValueError(f"{field}: {value} is not an accuracy fraction in (0, 1]; e.g. 0.97 for 97%")
+        raise UserInputError(f"{field}: {value} is not an accuracy fraction in (0, 1]; e.g. 0.97 for 97%")
 
 
 def parse_bits(text: str) -> tuple[int, int]:
