@@ -28,7 +28,8 @@ from automc._host import host_description
 from automc.model.introspect import introspect
 from automc.profiles import HardwareProfile, load_profile
 from automc.report import pareto_figure, write_pareto_html
-from automc.search.objective import make_scorer
+from automc.search.fidelity import Promotion
+from automc.search.objective import make_promoted_scorer, make_scorer
 from automc.search.pareto import load_study, pareto_frame, trials_frame
 from automc.search.runner import SearchSettings, calibration_candidates, run_search
 from automc.search.space import ResolvedSpace, check_min_accuracy, load_space, resolve_space
@@ -136,7 +137,7 @@ def _check_run_dir(run_dir: Path, info: dict) -> None:
         old = json.loads(meta.read_text())
         # runs written before proxies and floors existed used the eval proxy and no floor
         for field, before in (("model", None), ("profile", None), ("space", None), ("proxy", DEFAULT_PROXY),
-                              ("min_accuracy", None)):
+                              ("promote", None), ("min_accuracy", None)):
             if old.get(field, before) != info[field]:
                 raise UserInputError(f"--run-dir {run_dir}: holds a search of {field} '{old.get(field)}', not "
                                      f"'{info[field]}'; choose a new run directory")
@@ -165,7 +166,8 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
            sampler: str = "nsga2", seed: int = 0, calibration_budget_s: float = 600.0,
            model_name: str = "custom", progress: bool = True,
            on_calibration: Callable[[int, int, object], None] | None = None, proxy: str = DEFAULT_PROXY,
-           train_batches: Sequence[torch.Tensor] | None = None, min_accuracy: float | None = None) -> SearchResult:
+           train_batches: Sequence[torch.Tensor] | None = None, min_accuracy: float | None = None,
+           promote: str | None = None) -> SearchResult:
     """Search per-layer compression of ``model`` for ``profile``; returns the run's result.
 
     ``evaluate(model) -> float`` is the user's accuracy (fraction 0–1) on validation data; one
@@ -174,6 +176,8 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     ``train_batches`` unlabelled training inputs, for the ``finetune`` proxy and for exports with
     recovery. ``proxy`` names the accuracy proxy (see ``automc.accuracy.PROXIES``);
     ``min_accuracy`` (a fraction) makes points below it infeasible, replacing the space's floor.
+    ``promote`` names a second, costlier proxy (e.g. ``"finetune"``) that scores again the trials
+    whose cheap ``proxy`` score would join the front: a multi-fidelity search, both numbers kept.
     Calibrates the profile's kernels first when they can be measured (on this host, or on an rpc
     profile's device through its tracker); measurements are stored and reused.
 
@@ -181,13 +185,17 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     >>> result.pareto[["trial", "accuracy", "latency_ms", "size_bytes"]]  # doctest: +SKIP
     """
     check_proxy_name(proxy)
+    if promote is not None and check_proxy_name(promote, "--promote") == proxy:
+        raise UserInputError(f"--promote: '{promote}' is the --proxy already; promote to a costlier proxy, e.g. finetune")
     ctx = prepare(model, example_input, evaluate, profile or default_profile_name(), space, calib_batches,
                   train_batches, min_accuracy)
-    accuracy_proxy = make_proxy(proxy, ctx.proxy_inputs())  # bad inputs fail here, before any work
+    # bad inputs (e.g. finetune without training inputs) fail here, before any work
+    accuracy_proxy = make_proxy(proxy, ctx.proxy_inputs())
+    promoted = make_proxy(promote, ctx.proxy_inputs()) if promote is not None else None
     run_dir = Path(run_dir) if run_dir else new_run_dir(model_name, ctx.profile)
     info = {"model": model_name, "profile": ctx.profile.name, "space": ctx.space.name, "space_source": space,
             "profile_source": profile if isinstance(profile, str) else ctx.profile.name, "n_trials": n_trials,
-            "proxy": proxy, "min_accuracy": ctx.space.min_accuracy,
+            "proxy": proxy, "promote": promote, "min_accuracy": ctx.space.min_accuracy,
             "sampler": sampler, "seed": seed, "input_shape": list(example_input.shape), "host": host_description(),
             "python": platform.python_version(), "torch": torch.__version__, "optuna": optuna.__version__}
     _check_run_dir(run_dir, info)
@@ -211,8 +219,12 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "run.json").write_text(json.dumps(info, indent=2))
     scorer = make_scorer(ctx.model, example_input, ctx.calib_batches, accuracy_proxy, predictor, ctx.profile)
+    promotion = None
+    if promoted is not None:
+        promotion = Promotion(make_promoted_scorer(ctx.model, example_input, ctx.calib_batches, promoted),
+                              low=proxy, high=str(promote))
     study = run_search(ctx.space, scorer, run_dir, SearchSettings(n_trials=n_trials, sampler=sampler, seed=seed,
-                                                                  progress=progress))
+                                                                  progress=progress), promotion)
     result = SearchResult(run_dir, study, ctx)
     write_pareto_html(result.plot(), run_dir / "pareto.html")
     return result

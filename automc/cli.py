@@ -85,7 +85,9 @@ def search(model: str = typer.Option("demo-cnn", help="built-in model name"),
            proxy: str = typer.Option("eval", help="accuracy proxy: eval (BatchNorm recalibration + evaluate), "
                                      "finetune (a short distillation, then evaluate), sensitivity (per-layer deltas, additive)"),
            min_accuracy: Optional[float] = typer.Option(None, help="accuracy floor, a fraction (e.g. 0.97): points "
-                                                        "below it are infeasible (overrides the space's min_accuracy)")) -> None:
+                                                        "below it are infeasible (overrides the space's min_accuracy)"),
+           promote: Optional[str] = typer.Option(None, help="multi-fidelity: score again with this costlier proxy "
+                                                 "(e.g. finetune) the trials whose --proxy score would join the front")) -> None:
     """Search per-layer compression for a device profile; writes a run directory."""
     import automc.api as api
     from automc.accuracy import check_proxy_name
@@ -96,6 +98,8 @@ def search(model: str = typer.Option("demo-cnn", help="built-in model name"),
 
     # before the profile checks, the model and calibration take their time
     check_proxy_name(proxy)
+    if promote is not None:
+        check_proxy_name(promote, "--promote")
     check_min_accuracy(min_accuracy, "--min-accuracy")
 
     profile = profile or api.default_profile_name()
@@ -118,7 +122,7 @@ def search(model: str = typer.Option("demo-cnn", help="built-in model name"),
                             n_trials=trials, calib_batches=builtin.calib_batches, run_dir=run_dir, sampler=sampler,
                             seed=seed, calibration_budget_s=budget_s, model_name=model, progress=True,
                             on_calibration=_calibration_progress(progress, budget_s), proxy=proxy,
-                            train_batches=builtin.train_batches, min_accuracy=min_accuracy)
+                            train_batches=builtin.train_batches, min_accuracy=min_accuracy, promote=promote)
     _print_front(result)
     console.print(f"search took {time.perf_counter() - start:.0f} s; run directory: {result.run_dir}")
     console.print(f"interactive Pareto plot: {result.run_dir / 'pareto.html'}")

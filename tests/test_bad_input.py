@@ -144,3 +144,10 @@ def test_export_recovery_budget_must_be_positive(tmp_path, args, flag):
                               "--finetune", *args])
     assert res.exit_code == 2 and flag in res.output and "Traceback" not in res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("args", "message"), [(["--promote", "oracle"], "--promote: unknown"),
+                                               (["--promote", "eval"], "--promote: 'eval' is the --proxy")])
+def test_bad_promotion_names_the_flag(tmp_path, args, message):
+    res = runner.invoke(app, ["search", *args, "--run-dir", str(tmp_path / "run"), "--trials", "1"])
+    assert res.exit_code == 2 and message in res.output and not (tmp_path / "run").exists()

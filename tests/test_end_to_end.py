@@ -160,10 +160,12 @@ def test_python_api_with_a_proxy_a_floor_and_a_recovered_export(tmp_path, quick_
         automc.search(model, x[:1], evaluate, profile=quick_profile, proxy="oracle", run_dir=tmp_path / "no")
     assert not (tmp_path / "no").exists()
     result = automc.search(model, x[:1], evaluate, profile=quick_profile, n_trials=4, calib_batches=[x[:128]],
-                           train_batches=[x[:256], x[256:512]], proxy="finetune", min_accuracy=0.5,
-                           run_dir=tmp_path / "run", calibration_budget_s=15, progress=False)
-    assert json.loads((tmp_path / "run" / "run.json").read_text())["proxy"] == "finetune"
+                           train_batches=[x[:256], x[256:512]], proxy="sensitivity", promote="finetune",
+                           min_accuracy=0.5, run_dir=tmp_path / "run", calibration_budget_s=15, progress=False)
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert (info["proxy"], info["promote"], info["min_accuracy"]) == ("sensitivity", "finetune", 0.5)
     assert result.context.space.min_accuracy == 0.5
+    assert "finetune" in set(result.trials["fidelity"])  # the first trial always joins the front
     trial = int(result.pareto.iloc[-1]["trial"])
     report = result.export(trial, tmp_path / "export", finetune=automc.RecoveryBudget(steps=20))
     assert report.recovery is not None and report.recovery.steps == 20

@@ -19,10 +19,10 @@ PROXIES: dict[str, Callable[[ProxyInputs], AccuracyProxy]] = {
 }
 
 
-def check_proxy_name(name: str) -> str:
-    """``name`` when a proxy is registered under it; else the one-line error users see."""
+def check_proxy_name(name: str, option: str = "--proxy") -> str:
+    """``name`` when a proxy is registered under it; else the one-line error users see, naming ``option``."""
     if name not in PROXIES:
-        raise UserInputError(f"--proxy: unknown accuracy proxy '{name}'; choose one of {sorted(PROXIES)}")
+        raise UserInputError(f"{option}: unknown accuracy proxy '{name}'; choose one of {sorted(PROXIES)}")
     return name
 
 

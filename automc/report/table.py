@@ -7,7 +7,7 @@ import math
 import pandas as pd
 from rich.table import Table
 
-from automc.report.plot import KIB, UNCALIBRATED, UNCALIBRATED_NOTE, is_uncalibrated
+from automc.report.plot import KIB, UNCALIBRATED, UNCALIBRATED_NOTE, fidelity_text, is_uncalibrated
 
 
 def front_table(front: pd.DataFrame, measured: dict[int, float] | None = None) -> Table:
@@ -29,9 +29,13 @@ def front_table(front: pd.DataFrame, measured: dict[int, float] | None = None) -
     if measured is not None:
         table.add_column("measured ms", justify="right")
     table.add_column("size KiB", justify="right")
+    fidelity = fidelity_text(front)
+    multi = any(fidelity)  # a multi-fidelity search: say where each accuracy comes from
+    if multi:
+        table.add_column("accuracy from")
     table.add_column("baseline")
     table.add_column("config summary")
-    for row in front.itertuples(index=False):
+    for row, fid in zip(front.itertuples(index=False), fidelity):
         latency = f"{row.latency_ms:.3f}"
         if getattr(row, "latency_source", None) == UNCALIBRATED:
             latency += " (uncal.)"
@@ -39,7 +43,10 @@ def front_table(front: pd.DataFrame, measured: dict[int, float] | None = None) -
         if measured is not None:
             m = measured.get(int(row.trial))
             cells.append(f"{m:.3f}" if m is not None else "–")
-        cells += [f"{row.size_bytes / KIB:.1f}", _blank(getattr(row, "baseline", None)),
+        cells.append(f"{row.size_bytes / KIB:.1f}")
+        if multi:
+            cells.append(fid)
+        cells += [_blank(getattr(row, "baseline", None)),
                   _blank(getattr(row, "summary", None))]
         table.add_row(*cells)
     return table

@@ -51,3 +51,14 @@ def make_scorer(model: nn.Module, example_input: torch.Tensor, calib_batches: Se
         )
 
     return score
+
+
+def make_promoted_scorer(model: nn.Module, example_input: torch.Tensor, calib_batches: Sequence[torch.Tensor],
+                         accuracy_proxy: AccuracyProxy) -> Callable[[Candidate], float]:
+    """The accuracy (fraction) of a candidate by a second, costlier proxy: what a promoted trial
+    of a multi-fidelity search is scored with (``search.fidelity.Promotion``)."""
+
+    def score(candidate: Candidate) -> float:
+        return accuracy_proxy(apply_candidate(model, candidate, example_input, calib_batches), candidate)
+
+    return score
