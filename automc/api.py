@@ -186,7 +186,8 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     """
     check_proxy_name(proxy)
     if promote is not None and check_proxy_name(promote, "--promote") == proxy:
-        raise UserInputError(f"--promote: '{promote}' is the --proxy already; promote to a costlier proxy, e.g. finetune")
+        raise UserInputError(f"--promote: '{promote}' is the --proxy already; promote to a costlier proxy, "
+                             "e.g. finetune")
     ctx = prepare(model, example_input, evaluate, profile or default_profile_name(), space, calib_batches,
                   train_batches, min_accuracy)
     # bad inputs (e.g. finetune without training inputs) fail here, before any work

@@ -204,9 +204,8 @@ class _Bar:
         self._by_steps = budget.steps is not None
         total = budget.steps if self._by_steps else budget.seconds
         unit = "steps" if self._by_steps else "s"
-        self._progress = Progress(TextColumn("[bold]recovery"), BarColumn(),
-                                  TextColumn(f"{{task.completed:.0f}}/{{task.total:.0f}} {unit} · KD loss {{task.fields[loss]}}"),
-                                  TimeElapsedColumn())
+        done = f"{{task.completed:.0f}}/{{task.total:.0f}} {unit} · KD loss {{task.fields[loss]}}"
+        self._progress = Progress(TextColumn("[bold]recovery"), BarColumn(), TextColumn(done), TimeElapsedColumn())
         self._task = self._progress.add_task("recovery", total=total, loss="–")
         self._progress.start()
 
