@@ -67,9 +67,13 @@ def _progress() -> Progress:
 
 
 def _print_front(result, measured: dict[int, float] | None = None) -> None:
-    from automc.report import front_table
+    from automc.report import front_table, versus_int8
 
-    console.print(front_table(result.pareto, measured))
+    front = result.pareto
+    console.print(front_table(front, measured))
+    line = versus_int8(result.trials, front)
+    if line:
+        console.print(line)
 
 
 @app.command()

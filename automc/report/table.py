@@ -56,3 +56,27 @@ def _blank(value: object) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
         return ""
     return str(value)
+
+
+def versus_int8(trials: pd.DataFrame, front: pd.DataFrame, max_loss: float = 0.01) -> str | None:
+    """One line: the fastest front point within ``max_loss`` (a fraction: 0.01 = 1 point) of the
+    fp32 baseline's accuracy, against the uniform int8 baseline (predicted latencies). None when
+    the run has no completed fp32 or int8 baseline.
+
+    >>> versus_int8(trials_frame(study), pareto_frame(study))  # doctest: +SKIP
+    'fastest at ≤ 1 point loss: trial 41, 0.512 ms, 97.75% — 1.47× uniform int8 (0.753 ms, 98.50%)'
+    """
+    done = trials.dropna(subset=["accuracy", "latency_ms"]) if "baseline" in trials else trials.iloc[0:0]
+    fp32, int8 = (done[done["baseline"] == name] for name in ("fp32", "int8"))
+    if fp32.empty or int8.empty:
+        return None
+    floor = float(fp32["accuracy"].iloc[0]) - max_loss
+    ok = front[front["accuracy"] >= floor - 1e-9].sort_values("latency_ms")
+    if ok.empty:
+        return None
+    best, ref = ok.iloc[0], int8.iloc[0]
+    speedup = float(ref["latency_ms"]) / float(best["latency_ms"])
+    what = "uniform int8 itself" if int(best["trial"]) == int(ref["number"]) else f"trial {int(best['trial'])}"
+    return (f"fastest at ≤ {100 * max_loss:g} point loss: {what}, {best['latency_ms']:.3f} ms, "
+            f"{100 * best['accuracy']:.2f}% — {speedup:.2f}× uniform int8 ({ref['latency_ms']:.3f} ms, "
+            f"{100 * ref['accuracy']:.2f}%)")
