@@ -11,6 +11,7 @@ from automc.accuracy import (
     PROXIES, AccuracyProxy, EvalProxy, FinetuneProxy, ProxyInputs, SensitivityProxy, make_proxy,
 )
 from automc.compress import apply_candidate
+from automc.model.data import accuracy, load_digits_split
 from automc.types import Candidate, LayerChoice
 
 PRUNE = ("blocks.1.expand.0", LayerChoice(prune=0.5))
@@ -19,8 +20,14 @@ INT8 = ("head_conv.0", LayerChoice(8, 8))
 
 @pytest.fixture(scope="module")
 def inputs(demo) -> ProxyInputs:
-    # two calibration batches: each score recalibrates BatchNorm, and these tests score a dozen
-    return ProxyInputs(demo.model, demo.example_input, demo.evaluate, demo.calib_batches[:2], demo.train_batches[:6])
+    # these tests score a dozen models: a user's evaluate on 100 validation images, and two
+    # calibration batches, keep each score well under a second
+    data = load_digits_split()
+
+    def evaluate(model) -> float:
+        return accuracy(model, data.val_x[:100], data.val_y[:100])
+
+    return ProxyInputs(demo.model, demo.example_input, evaluate, demo.calib_batches[:2], demo.train_batches[:6])
 
 
 def _score(proxy, inputs: ProxyInputs, candidate: Candidate) -> float:
