@@ -7,7 +7,7 @@ import json
 import platform
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Callable, Sequence
@@ -19,9 +19,11 @@ import yaml
 from torch import nn
 
 from automc._progress import calibration_progress, progress_bar
-from automc.accuracy import EvalProxy
-from automc.compress import find_cells
-from automc.deploy.export import ExportReport, export_candidate
+from automc.accuracy import (
+    DEFAULT_PROXY, ProxyInputs, RecoveryBudget, check_proxy_name, make_proxy, recalibrate_bn, recover,
+)
+from automc.compress import apply_candidate, find_cells
+from automc.deploy.export import ExportReport, export_model
 from automc.deploy.relax_lowering import lower_to_relax
 from automc.errors import UserInputError
 from automc.latency.calibrate import calibrate_model, is_calibrated, predictor_for
@@ -32,11 +34,12 @@ from automc.model.introspect import LayerTable, introspect
 from automc.model.source import MEMORY, ModelSource, load_model
 from automc.profiles import HardwareProfile, load_profile
 from automc.report import WrittenFigures, pareto_figure, write_run_figures
-from automc.search.objective import make_scorer
+from automc.search.fidelity import Promotion
+from automc.search.objective import make_promoted_scorer, make_scorer
 from automc.search.pareto import load_study, pareto_frame, trials_frame
 from automc.search.runner import SearchSettings, calibration_candidates, run_search
 from automc.search.samplers import check_sampler_name
-from automc.search.space import ResolvedSpace, load_space, resolve_space
+from automc.search.space import ResolvedSpace, check_min_accuracy, load_space, resolve_space
 from automc.types import Candidate
 
 
@@ -61,6 +64,10 @@ class SearchContext:
     profile: HardwareProfile
     space: ResolvedSpace
     layers: LayerTable
+    train_batches: tuple[torch.Tensor, ...] = ()
+
+    def proxy_inputs(self) -> ProxyInputs:
+        return ProxyInputs(self.model, self.example_input, self.evaluate, self.calib_batches, self.train_batches)
 
 
 @dataclass(frozen=True)
@@ -101,8 +108,17 @@ class SearchResult:
             raise UserInputError(f"--trial {trial}: that trial has no candidate (state {t.state.name}); pick one from `automc pareto`")
         return Candidate.from_json(t.user_attrs["candidate"])
 
-    def export(self, trial: int, out_dir: Path | str) -> ExportReport:
-        """Export trial ``trial``: config, compressed model, TVM library (measured where possible)."""
+    def export(self, trial: int, out_dir: Path | str, finetune: bool | RecoveryBudget = False,
+               progress: bool = False) -> ExportReport:
+        """Export trial ``trial``: config, compressed model, TVM library (measured where possible).
+
+        ``finetune`` (True for the default budget, or a :class:`RecoveryBudget`) first recovers
+        the compressed model by distillation from the original on the run's training inputs;
+        the library, ``model.pt2``, ``model.onnx`` and ``config.json`` then hold the recovered weights, and the
+        report's ``recovery`` the accuracy before and after.
+
+        >>> result.export(12, "out", finetune=RecoveryBudget(steps=300))  # doctest: +SKIP
+        """
         if not 0 <= trial < len(self.study.trials):
             raise UserInputError(f"--trial {trial}: the run has trials 0..{len(self.study.trials) - 1}")
         t = self.study.trials[trial]
@@ -111,10 +127,24 @@ class SearchResult:
             raise UserInputError(f"--trial {trial}: that trial is {t.state.name}{f' ({why})' if why else ''}, "
                                  "nothing to export; pick a trial from `automc pareto`")
         ctx = self.context
+        if finetune is not False and not ctx.train_batches:
+            raise UserInputError("--finetune: this model has no training inputs to recover with; pass "
+                                 "train_batches=... to automc.search (built-in models bring their own)")
+        t = self.study.trials[trial]
+        candidate = self.candidate(trial)
+        compressed = apply_candidate(ctx.model, candidate, ctx.example_input, ctx.calib_batches)
+        recalibrate_bn(compressed, ctx.calib_batches)
+        config = {"trial": trial, "accuracy": t.values[0] if t.values else None}
+        recovery = None
+        if finetune is not False:
+            budget = finetune if isinstance(finetune, RecoveryBudget) else RecoveryBudget()
+            recovery = recover(compressed, ctx.model, ctx.train_batches, ctx.calib_batches, budget=budget,
+                               evaluate=ctx.evaluate, progress=progress)
+            config["recovery"] = asdict(recovery)
         predicted = t.values[1] if t.values else None
-        return export_candidate(ctx.model, ctx.example_input, ctx.calib_batches, self.candidate(trial), ctx.profile,
-                                Path(out_dir), predicted, t.user_attrs.get("latency_source", "calibrated"),
-                                {"trial": trial, "accuracy": t.values[0] if t.values else None})
+        report = export_model(compressed, ctx.example_input, candidate, ctx.profile, Path(out_dir), predicted,
+                              t.user_attrs.get("latency_source", "calibrated"), config)
+        return replace(report, recovery=recovery)
 
 
 def new_run_dir(model_name: str, profile: HardwareProfile, root: Path = Path("runs")) -> Path:
@@ -132,8 +162,10 @@ def _check_run_dir(run_dir: Path, info: dict) -> None:
     meta = run_dir / "run.json"
     if meta.exists():
         old = json.loads(meta.read_text())
-        for field in ("model", "profile", "space"):
-            if old.get(field) != info[field]:
+        # runs written before proxies and floors existed used the eval proxy and no floor
+        for field, before in (("model", None), ("profile", None), ("space", None), ("proxy", DEFAULT_PROXY),
+                              ("promote", None), ("min_accuracy", None)):
+            if old.get(field, before) != info[field]:
                 raise UserInputError(f"--run-dir {run_dir}: holds a search of {field} '{old.get(field)}', not "
                                      f"'{info[field]}'; choose a new run directory")
     elif run_dir.exists() and any(run_dir.iterdir()):
@@ -141,15 +173,21 @@ def _check_run_dir(run_dir: Path, info: dict) -> None:
 
 
 def prepare(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn.Module], float],
-            profile: str | HardwareProfile, space: str, calib_batches: Sequence[torch.Tensor] | None) -> SearchContext:
+            profile: str | HardwareProfile, space: str, calib_batches: Sequence[torch.Tensor] | None,
+            train_batches: Sequence[torch.Tensor] | None = None, min_accuracy: float | None = None) -> SearchContext:
     """Validate inputs and bind the space to the model (nothing is written): an operation the
-    deploy path cannot lower is a UserInputError here, before any calibration."""
+    deploy path cannot lower is a UserInputError here, before any calibration. ``min_accuracy``,
+    when given, replaces the space's accuracy floor."""
     prof = profile if isinstance(profile, HardwareProfile) else load_profile(profile)
     table = introspect(model, example_input)
     lower_to_relax(model.eval(), example_input, prof)
     resolved = resolve_space(load_space(space), table, prof, find_cells(model))
+    if min_accuracy is not None:
+        check_min_accuracy(min_accuracy, "--min-accuracy")
+        resolved = replace(resolved, min_accuracy=float(min_accuracy))
     calib = tuple(calib_batches) if calib_batches else (example_input,)
-    return SearchContext(model.eval(), example_input, calib, evaluate, prof, resolved, table)
+    return SearchContext(model.eval(), example_input, calib, evaluate, prof, resolved, table,
+                         tuple(train_batches or ()))
 
 
 def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn.Module], float], *,
@@ -157,14 +195,22 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
            calib_batches: Sequence[torch.Tensor] | None = None, run_dir: Path | str | None = None,
            sampler: str = "nsga2", seed: int = 0, calibration_budget_s: float = 600.0,
            source: ModelSource | None = None, progress: bool = True,
-           on_calibration: Callable[[int, int, object], None] | None = None) -> SearchResult:
+           on_calibration: Callable[[int, int, object], None] | None = None, proxy: str = DEFAULT_PROXY,
+           train_batches: Sequence[torch.Tensor] | None = None, min_accuracy: float | None = None,
+           promote: str | None = None) -> SearchResult:
     """Search per-layer compression of ``model`` for ``profile``; returns the run's result.
 
-    ``evaluate(model) -> float`` is the user's accuracy (fraction 0–1) on validation data;
-    ``calib_batches`` are input batches for activation ranges and BatchNorm recalibration.
+    ``evaluate(model) -> float`` is the user's accuracy (fraction 0–1) on validation data; one
+    that raises or returns anything else fails that trial, with the reason, and the search goes
+    on. ``calib_batches`` are input batches for activation ranges and BatchNorm recalibration;
+    ``train_batches`` unlabelled training inputs, for the ``finetune`` proxy and for exports with
+    recovery. ``proxy`` names the accuracy proxy (see ``automc.accuracy.PROXIES``);
+    ``min_accuracy`` (a fraction) makes points below it infeasible, replacing the space's floor.
+    ``promote`` names a second, costlier proxy (e.g. ``"finetune"``) that scores again the trials
+    whose cheap ``proxy`` score would join the front: a multi-fidelity search, both numbers kept.
     ``progress`` draws the calibration and search progress bars (``False``: silent).
-    ``source`` records how to rebuild the model for later commands (the CLI's built-in name or
-    factory); by default the model is an in-memory one, reopened with
+    ``source`` records how to rebuild the model for later commands (the CLI's built-in name,
+    factory or program); by default the model is an in-memory one, reopened with
     ``open_run(RUN, model=..., example_input=..., evaluate=...)``.
     Calibrates the profile's kernels first when they can be measured (on this host, or on an rpc
     profile's device through its tracker); measurements are stored and reused.
@@ -173,16 +219,25 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     >>> result.pareto[["trial", "accuracy", "latency_ms", "size_bytes"]]  # doctest: +SKIP
     """
     check_sampler_name(sampler)  # before calibration, which can take minutes
-    ctx = prepare(model, example_input, evaluate, profile or default_profile_name(), space, calib_batches)
+    check_proxy_name(proxy)
+    if promote is not None and check_proxy_name(promote, "--promote") == proxy:
+        raise UserInputError(f"--promote: '{promote}' is the --proxy already; promote to a costlier proxy, "
+                             "e.g. finetune")
+    ctx = prepare(model, example_input, evaluate, profile or default_profile_name(), space, calib_batches,
+                  train_batches, min_accuracy)
     left = ctx.layers.left_as_is
     if left:
         warnings.warn("left as they are: " + "; ".join(f"{name} ({why})" for name, why in left), stacklevel=2)
+    # bad inputs (e.g. finetune without training inputs) fail here, before any work
+    accuracy_proxy = make_proxy(proxy, ctx.proxy_inputs())
+    promoted = make_proxy(promote, ctx.proxy_inputs()) if promote is not None else None
     source = source or ModelSource(MEMORY, "custom")
     run_dir = Path(run_dir) if run_dir else new_run_dir(source.label, ctx.profile)
     profile_source = (str((run_dir / PROFILE_COPY).resolve()) if isinstance(profile, HardwareProfile)
                       else profile or ctx.profile.name)
     info = {"model": source.label, "model_source": source.to_dict(), "profile": ctx.profile.name,
             "space": ctx.space.name, "space_source": space, "profile_source": profile_source, "n_trials": n_trials,
+            "proxy": proxy, "promote": promote, "min_accuracy": ctx.space.min_accuracy,
             "sampler": sampler, "seed": seed, "input_shape": list(example_input.shape), "host": host_description(),
             "python": platform.python_version(), "torch": torch.__version__, "optuna": optuna.__version__}
     _check_run_dir(run_dir, info)
@@ -212,10 +267,13 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     if isinstance(profile, HardwareProfile):  # a profile object: its YAML kept, so the run reopens
         (run_dir / PROFILE_COPY).write_text(yaml.safe_dump(profile.model_dump(mode="json"), sort_keys=False))
     (run_dir / "run.json").write_text(json.dumps(info, indent=2))
-    scorer = make_scorer(ctx.model, example_input, ctx.calib_batches, EvalProxy(evaluate, ctx.calib_batches),
-                         predictor, ctx.profile)
+    scorer = make_scorer(ctx.model, example_input, ctx.calib_batches, accuracy_proxy, predictor, ctx.profile)
+    promotion = None
+    if promoted is not None:
+        promotion = Promotion(make_promoted_scorer(ctx.model, example_input, ctx.calib_batches, promoted),
+                              low=proxy, high=str(promote))
     study = run_search(ctx.space, scorer, run_dir, SearchSettings(n_trials=n_trials, sampler=sampler, seed=seed,
-                                                                  progress=progress))
+                                                                  progress=progress), promotion)
     result = SearchResult(run_dir, study, lambda: ctx)
     result.write_figures()
     return result
@@ -223,11 +281,13 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
 
 def open_run(run_dir: Path | str, model: nn.Module | None = None, example_input: torch.Tensor | None = None,
              evaluate: Callable[[nn.Module], float] | None = None,
-             calib_batches: Sequence[torch.Tensor] | None = None) -> SearchResult:
+             calib_batches: Sequence[torch.Tensor] | None = None,
+             train_batches: Sequence[torch.Tensor] | None = None) -> SearchResult:
     """Reopen any run (the CLI's ``pareto``/``export``/``validate``). Its model is rebuilt as
-    ``run.json`` records (a built-in, a factory ``file.py:function``) when first needed; a run
-    of an in-memory API model needs it again: ``open_run(RUN, model=m, example_input=x,
-    evaluate=f)`` (``calib_batches`` default to the example input).
+    ``run.json`` records (a built-in, a factory ``file.py:function``, a ``.pt2`` program) when
+    first needed; a run of an in-memory API model needs it again: ``open_run(RUN, model=m,
+    example_input=x, evaluate=f)`` (``calib_batches`` default to the example input;
+    ``train_batches`` are needed to export with ``finetune``).
 
     >>> automc.open_run("runs/20261207-demo-cnn-x86-avx2").pareto  # doctest: +SKIP
     """
@@ -242,11 +302,11 @@ def open_run(run_dir: Path | str, model: nn.Module | None = None, example_input:
 
     def build_context() -> SearchContext:
         if model is not None:
-            given = (model, example_input, evaluate, calib_batches)
+            given = (model, example_input, evaluate, calib_batches, train_batches)
         else:
             built = load_model(source, run_dir=run_dir)
-            given = (built.model, built.example_input, built.evaluate, built.calib_batches)
+            given = (built.model, built.example_input, built.evaluate, built.calib_batches, built.train_batches)
         return prepare(*given[:3], info.get("profile_source", info["profile"]), info.get("space_source", info["space"]),
-                       given[3])
+                       *given[3:], info.get("min_accuracy"))
 
     return SearchResult(run_dir, load_study(run_dir), build_context)

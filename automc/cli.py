@@ -54,9 +54,13 @@ def _progress() -> Progress:
 
 
 def _print_front(result, measured: dict[int, float] | None = None) -> None:
-    from automc.report import front_table
+    from automc.report import front_table, versus_int8
 
-    console.print(front_table(result.pareto, measured))
+    front = result.pareto
+    console.print(front_table(front, measured))
+    line = versus_int8(result.trials, front)
+    if line:
+        console.print(line)
 
 
 def _print_figures(run_dir: Path) -> None:
@@ -85,15 +89,30 @@ def search(model: str = typer.Option("demo-cnn", help=MODEL_HELP),
            sampler: str = typer.Option("nsga2", help="nsga2 | nsga3 | tpe | gp | random | qmc"),
            seed: int = typer.Option(0),
            budget: str = typer.Option("600", help="calibration time budget for kernels not yet measured: seconds, or e.g. 10m, 1h"),
-           run_dir: Optional[Path] = typer.Option(None, help="run directory (default runs/<time>-<model>-<profile>); an existing run resumes")) -> None:
+           run_dir: Optional[Path] = typer.Option(None, help="run directory (default runs/<time>-<model>-<profile>); an existing run resumes"),
+           proxy: str = typer.Option("eval", help="accuracy proxy: eval (BatchNorm recalibration + evaluate), "
+                                     "finetune (a short distillation, then evaluate), sensitivity (per-layer deltas, additive)"),
+           min_accuracy: Optional[float] = typer.Option(None, help="accuracy floor, a fraction (e.g. 0.97): points "
+                                                        "below it are infeasible (overrides the space's min_accuracy)"),
+           promote: Optional[str] = typer.Option(None, help="multi-fidelity: score again with this costlier proxy "
+                                                 "(e.g. finetune) the trials whose --proxy score would join the front")) -> None:
     """Search per-layer compression for a device profile; writes a run directory."""
     import automc.api as api
+    from automc.accuracy import check_proxy_name
     from automc.model.source import load_model, parse_model_option
     from automc.profiles import load_profile
     from automc.search.samplers import check_sampler_name
 
-    source = parse_model_option(model, data)  # a bad --model fails before anything is loaded or written
+    from automc.search.space import check_min_accuracy
+
+    # before the profile checks, the model and calibration take their time
+    source = parse_model_option(model, data)
     check_sampler_name(sampler)
+    check_proxy_name(proxy)
+    if promote is not None:
+        check_proxy_name(promote, "--promote")
+    check_min_accuracy(min_accuracy, "--min-accuracy")
+
     profile = profile or api.default_profile_name()
     prof = load_profile(profile)
     if prof.name == "x86-avx2" and not load_profile("x86-vnni").measurable_here:
@@ -113,7 +132,8 @@ def search(model: str = typer.Option("demo-cnn", help=MODEL_HELP),
         result = api.search(builtin.model, builtin.example_input, builtin.evaluate, profile=profile, space=space,
                             n_trials=trials, calib_batches=builtin.calib_batches, run_dir=run_dir, sampler=sampler,
                             seed=seed, calibration_budget_s=budget_s, source=source, progress=True,
-                            on_calibration=calibration_progress(progress, budget_s))
+                            on_calibration=calibration_progress(progress, budget_s), proxy=proxy,
+                            train_batches=builtin.train_batches, min_accuracy=min_accuracy, promote=promote)
     _print_front(result)
     console.print(f"search took {time.perf_counter() - start:.0f} s; run directory: {result.run_dir}")
     _print_figures(result.run_dir)
@@ -136,12 +156,27 @@ def pareto(run: Path = typer.Argument(..., help="run directory")) -> None:
 @_friendly
 def export(run: Path = typer.Argument(..., help="run directory"),
            trial: int = typer.Option(..., help="trial number (see `automc pareto`)"),
-           out: Path = typer.Option(..., help="output directory")) -> None:
+           out: Path = typer.Option(..., help="output directory"),
+           finetune: bool = typer.Option(False, "--finetune", help="recover the compressed model first (distillation "
+                                         "from the original on its training inputs); the export holds the recovered weights"),
+           steps: Optional[int] = typer.Option(None, help="recovery steps (implies --finetune; without --steps or --budget, "
+                                               "the default budget of automc.RecoveryBudget())"),
+           budget: Optional[str] = typer.Option(None, help="recovery time budget, e.g. 90s or 5m (implies --finetune); "
+                                                "with --steps, whichever ends first")) -> None:
     """Export a trial: config.json/.yaml, model.pt2, model.onnx (QDQ), TVM library; measured vs predicted here."""
+    from automc.accuracy import RecoveryBudget
     from automc.api import open_run
 
+    recovery = False
+    if finetune or steps is not None or budget is not None:
+        seconds = parse_duration(budget, "--budget") if budget is not None else None
+        recovery = RecoveryBudget(steps=steps, seconds=seconds) if (steps, seconds) != (None, None) else RecoveryBudget()
     result = open_run(run)
-    report = result.export(trial, out)
+    report = result.export(trial, out, finetune=recovery, progress=True)
+    if report.recovery is not None:
+        r = report.recovery
+        console.print(f"recovery: accuracy {100 * r.accuracy_before:.2f}% → {100 * r.accuracy_after:.2f}% "
+                      f"({r.steps} steps, {r.seconds:.0f} s)")
     console.print(f"wrote {', '.join(report.files)} to {report.out_dir}")
     if report.measured_ms is not None:
         err = (report.predicted_ms - report.measured_ms) / report.measured_ms * 100 if report.predicted_ms else float("nan")

@@ -236,3 +236,36 @@ def test_an_operation_the_deploy_path_cannot_lower_is_named_before_calibration()
 
     with pytest.raises(UserInputError, match="cannot export to TVM Relax.*special_bessel_j0"):
         api.prepare(Bessel().eval(), torch.randn(1, 3, 8, 8), lambda m: 1.0, "x86-avx2", "default", None)
+def test_unknown_proxy_names_the_flag_before_anything_runs(tmp_path):
+    res = runner.invoke(app, ["search", "--proxy", "oracle", "--run-dir", str(tmp_path / "run")])
+    assert res.exit_code == 2 and "--proxy" in res.output and "oracle" in res.output and "finetune" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("floor", ["97", "0", "-0.5"])
+def test_accuracy_floor_must_be_a_fraction(tmp_path, floor):
+    res = runner.invoke(app, ["search", "--min-accuracy", floor, "--run-dir", str(tmp_path / "run")])
+    assert res.exit_code == 2 and "--min-accuracy" in res.output and "0.97" in res.output
+
+
+def test_accuracy_floor_in_a_space_yaml(tmp_path):
+    assert load_space(str(_write(tmp_path, "ok.yaml", _space(min_accuracy=0.97)))).min_accuracy == 0.97
+    with pytest.raises(UserInputError, match="min_accuracy"):
+        load_space(str(_write(tmp_path, "bad.yaml", _space(min_accuracy=97))))
+
+
+@pytest.mark.parametrize(("args", "flag"), [(["--steps", "0"], "--steps"), (["--steps", "-5"], "--steps"),
+                                            (["--budget", "0"], "--budget"), (["--budget", "soon"], "--budget")])
+def test_export_recovery_budget_must_be_positive(tmp_path, args, flag):
+    # checked before the run is even opened
+    res = runner.invoke(app, ["export", str(tmp_path / "no-run"), "--trial", "0", "--out", str(tmp_path / "x"),
+                              "--finetune", *args])
+    assert res.exit_code == 2 and flag in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("args", "message"), [(["--promote", "oracle"], "--promote: unknown"),
+                                               (["--promote", "eval"], "--promote: 'eval' is the --proxy")])
+def test_bad_promotion_names_the_flag(tmp_path, args, message):
+    res = runner.invoke(app, ["search", *args, "--run-dir", str(tmp_path / "run"), "--trials", "1"])
+    assert res.exit_code == 2 and message in res.output and not (tmp_path / "run").exists()

@@ -77,6 +77,33 @@ def test_export_and_validate_commands(run_dir, tmp_path):
     assert "Kendall" in res.output and "within ±10%" in res.output
 
 
+def test_export_with_recovery_ships_the_recovered_weights(run_dir, tmp_path):
+    from automc.model.data import load_digits_split
+
+    trials = pd.read_csv(run_dir / "trials.csv")
+    trial = int(trials.loc[trials["baseline"] == "prune", "number"].item())  # the most to recover
+    out = tmp_path / "recovered"
+    res = runner.invoke(app, ["export", str(run_dir), "--trial", str(trial), "--out", str(out), "--finetune",
+                              "--steps", "20"])
+    assert res.exit_code == 0, res.output
+    assert "recovery: accuracy" in res.output
+    config = json.loads((out / "config.json").read_text())
+    rec = config["recovery"]
+    assert rec["steps"] == 20 and rec["accuracy_after"] > rec["accuracy_before"]
+    # the library was checked against the recovered torch model, which is the model.pt2 shipped
+    assert json.loads((out / "export_report.json").read_text())["max_abs_diff"] < 0.1
+    data = load_digits_split()
+    saved = torch.export.load(str(out / "model.pt2")).module()
+    assert _accuracy_one_by_one(saved, data.val_x, data.val_y) == rec["accuracy_after"]
+
+
+def _accuracy_one_by_one(program_module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Top-1 accuracy of an exported program's module (fixed batch 1; it refuses .eval())."""
+    with torch.no_grad():
+        hits = sum(int(program_module(x[i:i + 1]).argmax(1).item() == y[i]) for i in range(len(y)))
+    return hits / len(y)
+
+
 def test_export_unknown_trial_is_a_clear_error(run_dir, tmp_path):
     res = runner.invoke(app, ["export", str(run_dir), "--trial", "999", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "--trial 999" in res.output
@@ -100,8 +127,9 @@ class TinyMLP(torch.nn.Module):
         return self.fc2(torch.relu(self.fc1(x)))
 
 
-def test_python_api_with_a_users_own_model(tmp_path, quick_profile, capsys, monkeypatch):
-    monkeypatch.setenv("AUTOMC_CACHE", str(tmp_path / "cache"))  # calibrated here from nothing, bar drawn
+@pytest.fixture(scope="module")
+def users_model():
+    """A user's own model trained on the 8×8 digits: (model, inputs, evaluate)."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -119,6 +147,12 @@ def test_python_api_with_a_users_own_model(tmp_path, quick_profile, capsys, monk
         with torch.no_grad():
             return float((m(x[1400:]).argmax(1) == y[1400:]).float().mean())
 
+    return model.eval(), x, evaluate
+
+
+def test_python_api_with_a_users_own_model(tmp_path, quick_profile, users_model, capsys, monkeypatch):
+    monkeypatch.setenv("AUTOMC_CACHE", str(tmp_path / "cache"))  # calibrated here from nothing, bar drawn
+    model, x, evaluate = users_model
     result = automc.search(model.eval(), x[:1], evaluate, profile=quick_profile, n_trials=6,
                            calib_batches=[x[:128]], run_dir=tmp_path / "run", calibration_budget_s=15)
     said = capsys.readouterr().out
@@ -136,6 +170,10 @@ def test_python_api_with_a_users_own_model(tmp_path, quick_profile, capsys, monk
         again.export(int(front.iloc[0]["trial"]), tmp_path / "export-2")
     again = automc.open_run(tmp_path / "run", model=model.eval(), example_input=x[:1], evaluate=evaluate)
     assert again.export(int(front.iloc[0]["trial"]), tmp_path / "export-2").max_abs_diff < 0.1
+
+    with pytest.raises(automc.UserInputError, match="--finetune.*train_batches"):  # none were given
+        result.export(int(front.iloc[0]["trial"]), tmp_path / "recovered", finetune=True)
+
 
 
 def test_a_users_factory_searches_reopens_and_exports_from_the_cli(tmp_path, quick_profile_path):
@@ -200,3 +238,30 @@ def test_a_saved_exported_program_with_its_data_searches_and_exports(tmp_path, q
     res = runner.invoke(app, ["export", str(run), "--trial", "1", "--out", str(tmp_path / "export")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "export" / "model.so").exists()
+
+
+def test_python_api_with_a_proxy_a_floor_and_a_recovered_export(tmp_path, quick_profile, users_model):
+    model, x, evaluate = users_model
+    with pytest.raises(automc.UserInputError, match="--proxy"):
+        automc.search(model, x[:1], evaluate, profile=quick_profile, proxy="oracle", run_dir=tmp_path / "no")
+    assert not (tmp_path / "no").exists()
+    result = automc.search(model, x[:1], evaluate, profile=quick_profile, n_trials=4, calib_batches=[x[:128]],
+                           train_batches=[x[:256], x[256:512]], proxy="sensitivity", promote="finetune",
+                           min_accuracy=0.5, run_dir=tmp_path / "run", calibration_budget_s=15, progress=False)
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert (info["proxy"], info["promote"], info["min_accuracy"]) == ("sensitivity", "finetune", 0.5)
+    assert result.context.space.min_accuracy == 0.5
+    assert "finetune" in set(result.trials["fidelity"])  # the first trial always joins the front
+    trial = int(result.pareto.iloc[-1]["trial"])
+    report = result.export(trial, tmp_path / "export", finetune=automc.RecoveryBudget(steps=20))
+    assert report.recovery is not None and report.recovery.steps == 20
+    assert 0.8 < report.recovery.accuracy_after <= 1.0
+    # the library was checked against the recovered model, and model.pt2 is that model
+    assert report.max_abs_diff < 0.1
+    saved = torch.export.load(str(tmp_path / "export" / "model.pt2")).module()
+    from sklearn.datasets import load_digits
+
+    labels = torch.tensor(load_digits().target)[1400:]
+    assert _accuracy_one_by_one(saved, x[1400:], labels) == pytest.approx(report.recovery.accuracy_after, abs=1e-9)
+    config = json.loads((tmp_path / "export" / "config.json").read_text())
+    assert config["recovery"]["accuracy_after"] == report.recovery.accuracy_after

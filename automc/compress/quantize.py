@@ -10,6 +10,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from automc.compress._module_paths import get_module, set_module
 from automc.types import FP32_BITS
@@ -54,6 +55,40 @@ def fake_quant_act(x: torch.Tensor, scale: float, bits: int, signed: bool) -> to
     return torch.clamp(torch.round(x / scale), qmin, qmax) * scale
 
 
+def _straight_through(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``q`` forward, identity backward: rounding has a zero gradient almost everywhere."""
+    return x + (q - x).detach()
+
+
+def fake_quant_weight_ste(weight: torch.Tensor, bits: int) -> torch.Tensor:
+    """:func:`fake_quant_weight` with a straight-through gradient to the float ``weight``; the
+    per-channel scales follow the float weight (max |w| never clips, so the gradient is exact
+    identity)."""
+    return _straight_through(weight, fake_quant_weight(weight.detach(), bits)[0])
+
+
+class _ActQuantSTE(torch.autograd.Function):
+    """Round-to-grid forward; the gradient passes where the input lies inside the range."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, scale: float, qmin: int, qmax: int) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward((x >= qmin * scale) & (x <= qmax * scale))
+        # in place on the fresh quotient: three passes over the activation, not six
+        return torch.round(x / scale).clamp_(qmin, qmax).mul_(scale)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (inside,) = ctx.saved_tensors
+        return grad * inside, None, None, None
+
+
+def fake_quant_act_ste(x: torch.Tensor, scale: float, bits: int, signed: bool) -> torch.Tensor:
+    """:func:`fake_quant_act` with a straight-through gradient inside the range and none where the
+    input is clamped, as in quantization-aware training."""
+    qmin, qmax = act_levels(bits, signed)
+    return _ActQuantSTE.apply(x, scale, qmin, qmax)
+
+
 class _RangeObserver:
     """Collects an input's minimum and a high percentile of |x| over calibration batches."""
 
@@ -96,6 +131,9 @@ class QuantizedLayer(nn.Module):
         torch.Size([1, 16, 5, 5])
     """
 
+    # a class default too, so that layers pickled before this attribute existed still load
+    trainable: bool = False
+
     def __init__(self, inner: nn.Module, w_bits: int, a_bits: int):
         super().__init__()
         if not isinstance(inner, (nn.Conv2d, nn.Linear)):
@@ -115,6 +153,7 @@ class QuantizedLayer(nn.Module):
         self.a_scale: float = 1.0
         self.a_signed: bool = True
         self.calibrated: bool = self.a_bits >= FP32_BITS
+        self.trainable: bool = False
         self._observer: _RangeObserver | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,8 +162,30 @@ class QuantizedLayer(nn.Module):
         elif self.a_bits < FP32_BITS:
             if not self.calibrated:
                 raise RuntimeError("QuantizedLayer: activation range not calibrated; call compress.quantize.calibrate")
-            x = fake_quant_act(x, self.a_scale, self.a_bits, self.a_signed)
-        return self.inner(x)
+            quant = fake_quant_act_ste if self.trainable else fake_quant_act
+            x = quant(x, self.a_scale, self.a_bits, self.a_signed)
+        if not self.trainable or self.w_bits >= FP32_BITS:
+            return self.inner(x)
+        weight = fake_quant_weight_ste(self.inner.weight, self.w_bits)
+        if isinstance(self.inner, nn.Conv2d):
+            return self.inner._conv_forward(x, weight, self.inner.bias)
+        return F.linear(x, weight, self.inner.bias)
+
+    def start_training(self) -> None:
+        """Quantization-aware training: ``inner.weight`` becomes the float shadow that the
+        optimizer updates, quantized on the fly in ``forward`` with straight-through gradients
+        (as are activations, at the fixed ``a_scale``). End with :meth:`end_training`."""
+        self.trainable = True
+
+    @torch.no_grad()
+    def end_training(self) -> None:
+        """Round the float shadow back onto its grid and recompute ``w_scale``: the state the
+        deploy path reads. Activation ranges are stale afterwards: run :func:`calibrate`."""
+        self.trainable = False
+        if self.w_bits < FP32_BITS:
+            q, scale = fake_quant_weight(self.inner.weight, self.w_bits)
+            self.inner.weight.copy_(q)
+            self.w_scale.copy_(scale)
 
     def start_observing(self, percentile: float = ACT_PERCENTILE) -> None:
         self._observer = _RangeObserver(percentile)

@@ -14,7 +14,7 @@ import torch
 import yaml
 from torch import nn
 
-from automc.accuracy import recalibrate_bn
+from automc.accuracy import RecoveryReport, recalibrate_bn
 from automc.compress import apply_candidate
 from automc.deploy.build import compile_module, export_library, open_database, tune, tvm_target
 from automc.deploy.portable import run_onnx, write_portable
@@ -32,7 +32,8 @@ def _modules(module):
 
 @dataclass(frozen=True)
 class ExportReport:
-    """What was written and, on this host, how the library behaved (ms; max |Δ| of outputs).
+    """What was written and, on this host, how the library behaved (ms; max |Δ| of outputs
+    against the exported torch model).
     ``measured_ms`` is the statistic the predictor predicts (``measure.Timing.latency_ms``)."""
 
     out_dir: str
@@ -44,6 +45,7 @@ class ExportReport:
     note: str = ""
     onnx_ms: float | None = None  # model.onnx in ONNX Runtime on this host, same threads and statistic
     onnx_max_abs_diff: float | None = None
+    recovery: RecoveryReport | None = None  # when the exported weights were recovered first
 
 
 def export_candidate(model: nn.Module, example_input: torch.Tensor, calib_batches: Sequence[torch.Tensor],
@@ -57,12 +59,21 @@ def export_candidate(model: nn.Module, example_input: torch.Tensor, calib_batche
     the library is tuned (reusing the profile's database), loaded back where it runs, checked
     against the compressed PyTorch model and timed.
     """
+    compressed = apply_candidate(model, candidate, example_input, calib_batches)
+    recalibrate_bn(compressed, calib_batches)
+    return export_model(compressed.eval(), example_input, candidate, profile, out_dir, predicted_ms,
+                        latency_source, extra_config)
+
+
+def export_model(compressed: nn.Module, example_input: torch.Tensor, candidate: Candidate,
+                 profile: HardwareProfile, out_dir: Path, predicted_ms: float | None = None,
+                 latency_source: str = "calibrated", extra_config: dict | None = None) -> ExportReport:
+    """:func:`export_candidate` for a model already compressed (``candidate`` applied, activation
+    ranges calibrated, BatchNorm recalibrated; e.g. then recovered), exported as it is."""
     import tvm
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    compressed = apply_candidate(model, candidate, example_input, calib_batches)
-    recalibrate_bn(compressed, calib_batches)
     compressed.eval()
     config = {"profile": profile.name, "target": dict(profile.target), "candidate": candidate.to_dict(),
               "predicted_latency_ms": predicted_ms, "latency_source": latency_source,

@@ -160,4 +160,5 @@ def load_exported(model_path: str, data_path: str) -> BuiltinModel:
     val_x, val_y = data["val_x"], data["val_y"]
     usable = len(val_y) // batch * batch  # a fixed batch: the remainder would not run
     return BuiltinModel(name=Path(model_path).stem, model=model, example_input=example, calib_batches=calib,
-                        evaluate=lambda m: accuracy(m, val_x[:usable], val_y[:usable], batch_size=batch))
+                        evaluate=lambda m: accuracy(m, val_x[:usable], val_y[:usable], batch_size=batch),
+                        train_batches=train)

@@ -177,5 +177,8 @@ def _from_factory(spec: str) -> BuiltinModel:
     except Exception as exc:
         raise UserInputError(f"--model {spec}: the model does not run on its example_input of shape "
                              f"{list(example.shape)}: {type(exc).__name__}: {exc}") from exc
+    train = _field(built, "train_batches")
+    if train is not None and not all(isinstance(b, torch.Tensor) for b in train):
+        raise UserInputError(f"--model {spec}: the factory's 'train_batches' must be a list of input tensors")
     return BuiltinModel(name=ModelSource(FACTORY, spec).label, model=model.eval(), example_input=example,
-                        calib_batches=calib, evaluate=evaluate)
+                        calib_batches=calib, evaluate=evaluate, train_batches=tuple(train or ()))

@@ -37,14 +37,17 @@ TRANSFORMER_LR = 2e-3
 
 @dataclass(frozen=True)
 class BuiltinModel:
-    """A model with what a search needs: example input, calibration data, evaluator. Trained on
-    digits, except the latency-benchmark ``mobilenetv2`` (its accuracy is meaningless)."""
+    """A model with what a search needs: example input, calibration data, evaluator, and the
+    unlabelled training inputs recovery distils on (empty where there is no training split).
+    Trained on digits, except the latency-benchmark ``mobilenetv2`` (its accuracy is
+    meaningless, so it has no training inputs)."""
 
     name: str
     model: nn.Module
     example_input: torch.Tensor
     calib_batches: tuple[torch.Tensor, ...]
     evaluate: Callable[[nn.Module], float]
+    train_batches: tuple[torch.Tensor, ...] = ()
 
 
 def _train_demo_cnn(data: DigitsSplit, seed: int = 0, epochs: int = 12) -> DemoCNN:
@@ -126,6 +129,7 @@ def _digits32(name: str, model: nn.Module, data: DigitsSplit) -> BuiltinModel:
         example_input=data.val_x[:1].clone(),
         calib_batches=tuple(data.calib_x[i:i + 64] for i in range(0, len(data.calib_y), 64)),
         evaluate=lambda m: accuracy(m, data.val_x, data.val_y),
+        train_batches=tuple(data.train_x[i:i + 64] for i in range(0, len(data.train_y), 64)),
     )
 
 

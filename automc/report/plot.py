@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 
 UNCALIBRATED = "uncalibrated"
 UNCALIBRATED_NOTE = "UNCALIBRATED roofline estimate"
+PROMOTED_NOTE = "● accuracy after a short recovery (promoted), ■ cheap proxy only"
 KIB = 1024
 
 
@@ -21,7 +22,8 @@ def is_uncalibrated(*frames: pd.DataFrame) -> bool:
 
 
 def pareto_figure(trials: pd.DataFrame, front: pd.DataFrame) -> go.Figure:
-    """Accuracy (%) against latency (ms): every trial faint grey, the front highlighted.
+    """Accuracy (%) against latency (ms): every trial faint grey (infeasible ones, under the
+    accuracy floor or over a budget, greyer still and crossed), the front highlighted.
 
     Front markers grow and colour with size (KiB); hovering shows the trial number and its
     per-layer summary. Completed uniform baselines (``baseline`` column) are drawn as labelled
@@ -32,11 +34,15 @@ def pareto_figure(trials: pd.DataFrame, front: pd.DataFrame) -> go.Figure:
     """
     fig = go.Figure()
     done = trials.dropna(subset=["accuracy", "latency_ms"]) if not trials.empty else trials
-    if not done.empty:
+    infeasible = done["feasible"].eq(False).to_numpy(bool) if "feasible" in done else np.zeros(len(done), bool)
+    for part, name, marker in ((done[~infeasible], "all trials", dict(color="rgba(150,150,150,0.35)", size=6)),
+                               (done[infeasible], "infeasible (under the accuracy floor or over a budget)",
+                                dict(color="rgba(190,190,190,0.3)", size=6, symbol="x-thin-open"))):
+        if part.empty:
+            continue
         fig.add_trace(go.Scatter(
-            x=done["latency_ms"], y=done["accuracy"] * 100, mode="markers", name="all trials",
-            marker=dict(color="rgba(150,150,150,0.35)", size=6),
-            customdata=np.column_stack([done["number"], _text(done, "summary")]),
+            x=part["latency_ms"], y=part["accuracy"] * 100, mode="markers", name=name, marker=marker,
+            customdata=np.column_stack([part["number"], _text(part, "summary")]),
             hovertemplate="trial %{customdata[0]}<br>%{customdata[1]}<br>"
                           "%{y:.2f}% · %{x:.3g} ms<extra></extra>",
         ))
@@ -49,10 +55,10 @@ def pareto_figure(trials: pd.DataFrame, front: pd.DataFrame) -> go.Figure:
             # Marker area carries size too, so the chart still reads in greyscale.
             marker=dict(size=9 + 15 * (kib - kib.min()) / span, color=kib, colorscale="Viridis",
                         showscale=True, colorbar=dict(title=dict(text="size (KiB)")),
-                        line=dict(color="black", width=0.5)),
-            customdata=np.column_stack([front["trial"], _text(front, "summary"), kib]),
+                        line=dict(color="black", width=0.5), symbol=_fidelity_symbols(front)),
+            customdata=np.column_stack([front["trial"], _text(front, "summary"), kib, fidelity_text(front)]),
             hovertemplate="trial %{customdata[0]}<br>%{customdata[1]}<br>%{y:.2f}% · %{x:.3g} ms"
-                          " · %{customdata[2]:.1f} KiB<extra></extra>",
+                          " · %{customdata[2]:.1f} KiB<br>%{customdata[3]}<extra></extra>",
         ))
     base = _baselines(done)
     if not base.empty:
@@ -67,10 +73,45 @@ def pareto_figure(trials: pd.DataFrame, front: pd.DataFrame) -> go.Figure:
     uncal = is_uncalibrated(trials, front)
     x_title = f"latency (ms, {UNCALIBRATED_NOTE})" if uncal else "latency (ms, predicted)"
     title = "automc Pareto front" + (f" — latency is an {UNCALIBRATED_NOTE}" if uncal else "")
+    if _multi_fidelity(front):
+        title += f" — {PROMOTED_NOTE}"
     fig.update_layout(title=dict(text=title), xaxis=dict(title=dict(text=x_title)),
                       yaxis=dict(title=dict(text="accuracy (%)")), template="plotly_white",
                       legend=dict(orientation="h", y=-0.15))
     return fig
+
+
+def _multi_fidelity(frame: pd.DataFrame) -> bool:
+    return "fidelity" in frame and frame["fidelity"].notna().any()
+
+
+def _promoted(frame: pd.DataFrame) -> np.ndarray:
+    if "accuracy_promoted" not in frame:
+        return np.zeros(len(frame), bool)
+    return frame["accuracy_promoted"].notna().to_numpy(bool)
+
+
+def fidelity_text(frame: pd.DataFrame) -> np.ndarray:
+    """Per row: which proxy its accuracy comes from, with the cheap number of a promoted point
+    (e.g. ``"finetune (eval 52.75%)"``); empty outside a multi-fidelity search."""
+    if not _multi_fidelity(frame):
+        return np.full(len(frame), "", dtype=object)
+    out = []
+    for fid, cheap, promoted in zip(frame["fidelity"], frame["accuracy_proxy"], _promoted(frame)):
+        if not isinstance(fid, str):
+            out.append("")
+        elif promoted and cheap is not None and not pd.isna(cheap):
+            out.append(f"{fid} (proxy {100 * float(cheap):.2f}%)")
+        else:
+            out.append(fid)
+    return np.array(out, dtype=object)
+
+
+def _fidelity_symbols(front: pd.DataFrame) -> list[str] | str:
+    # a point scored by the cheap proxy only is a square: its accuracy is the less trusted one
+    if not _multi_fidelity(front):
+        return "circle"
+    return ["circle" if p else "square" for p in _promoted(front)]
 
 
 def _text(frame: pd.DataFrame, column: str) -> np.ndarray:

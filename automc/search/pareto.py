@@ -29,10 +29,13 @@ OBJECTIVES = ("accuracy", "latency_ms", "size_bytes")
 DIRECTIONS = ("maximize", "minimize", "minimize")
 
 # Columns every trials frame has, in this order; Optuna params follow.
+# ``fidelity`` names the accuracy proxy behind ``accuracy`` in a multi-fidelity search (else
+# empty); ``accuracy_proxy`` / ``accuracy_promoted`` are its cheap and promoted numbers.
 TRIAL_COLUMNS = ("number", "state", "accuracy", "latency_ms", "size_bytes", "feasible", "baseline", "seed",
-                 "latency_source", "error", "summary", "duration_s")
-FRONT_COLUMNS = ("trial", "accuracy", "latency_ms", "size_bytes", "baseline", "latency_source",
-                 "candidate", "summary")
+                 "latency_source", "fidelity", "accuracy_proxy", "accuracy_promoted", "error", "summary",
+                 "duration_s")
+FRONT_COLUMNS = ("trial", "accuracy", "latency_ms", "size_bytes", "baseline", "latency_source", "fidelity",
+                 "accuracy_proxy", "accuracy_promoted", "candidate", "summary")
 
 try:  # Optuna ≥ 3 ships an exact WFG hypervolume but keeps it private (no public HV helper in 5.0).
     from optuna._hypervolume import compute_hypervolume as _optuna_hv
@@ -92,6 +95,10 @@ def _candidate(trial: FrozenTrial) -> Candidate | None:
     return Candidate.from_json(text) if text else None
 
 
+def _fidelity(trial: FrozenTrial) -> dict[str, Any]:
+    return {k: trial.user_attrs.get(k) for k in ("fidelity", "accuracy_proxy", "accuracy_promoted")}
+
+
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: ``TRIAL_COLUMNS`` then one column per Optuna param.
 
@@ -110,6 +117,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "baseline": t.user_attrs.get("baseline"),
             "seed": t.user_attrs.get("seed"),
             "latency_source": t.user_attrs.get("latency_source"),
+            **_fidelity(t),
             "error": t.user_attrs.get("error"),
             "summary": summarize(cand) if cand is not None else None,
             "duration_s": duration,
@@ -152,6 +160,7 @@ def pareto_frame(study: optuna.Study) -> pd.DataFrame:
             "accuracy": t.values[0], "latency_ms": t.values[1], "size_bytes": int(t.values[2]),
             "baseline": t.user_attrs.get("baseline"),
             "latency_source": t.user_attrs.get("latency_source"),
+            **_fidelity(t),
             "candidate": cand.to_dict() if cand is not None else None,
             "summary": summarize(cand) if cand is not None else "",
         })

@@ -12,7 +12,7 @@ import json
 import math
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,6 +21,8 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from automc.accuracy import checked_accuracy
+from automc.search.fidelity import FIDELITY_ATTRS, Promotion, is_promising
 from automc.search.pareto import (
     DIRECTIONS, OBJECTIVES, STUDY_NAME, front_trials, hypervolume, journal_storage, pareto_frame,
     reference_point, trials_frame,
@@ -31,7 +33,8 @@ from automc.search.space import ResolvedSpace, candidate_from_params, param_opti
 from automc.types import Candidate, Evaluation
 
 # User attrs the runner writes itself; score extras with these names are stored as "extras.<name>".
-RESERVED_ATTRS = frozenset({"candidate", "baseline", "seed", "probe", "latency_source", "error", "constraint"})
+RESERVED_ATTRS = frozenset({"candidate", "baseline", "seed", "probe", "latency_source", "error", "constraint",
+                            *FIDELITY_ATTRS})
 
 Score = Callable[[Candidate], Evaluation]
 
@@ -77,8 +80,12 @@ def baseline_params(space: ResolvedSpace) -> dict[str, dict[str, Any]]:
     return out
 
 
-def run_search(space: ResolvedSpace, score: Score, run_dir: Path, settings: SearchSettings) -> optuna.Study:
+def run_search(space: ResolvedSpace, score: Score, run_dir: Path, settings: SearchSettings,
+               promotion: Promotion | None = None) -> optuna.Study:
     """Search ``space`` for ``settings.n_trials`` trials in total, scoring each candidate with ``score``.
+
+    With a ``promotion``, trials whose cheap score would join the front are scored again at its
+    higher fidelity (see :mod:`automc.search.fidelity`).
 
     Creates (or resumes) the study in ``run_dir/study.journal``; afterwards — also after Ctrl-C —
     writes ``run_dir/trials.csv`` and ``run_dir/pareto.json``. One runner per run directory: on
@@ -101,7 +108,7 @@ def run_search(space: ResolvedSpace, score: Score, run_dir: Path, settings: Sear
         finished = _finished_count(storage)
         try:
             if settings.n_trials > finished:
-                objective = _objective(space, score)
+                objective = _objective(space, score, promotion)
                 with _ProgressBar(settings, finished) as bar:
                     def run(n: int) -> None:
                         if n > 0:
@@ -190,7 +197,8 @@ def _enqueue_missing_baselines(study: optuna.Study, space: ResolvedSpace) -> Non
             study.enqueue_trial(params, user_attrs={"baseline": name})
 
 
-def _objective(space: ResolvedSpace, score: Score) -> Callable[[optuna.Trial], tuple[float, float, float]]:
+def _objective(space: ResolvedSpace, score: Score,
+               promotion: Promotion | None) -> Callable[[optuna.Trial], tuple[float, float, float]]:
     def objective(trial: optuna.Trial) -> tuple[float, float, float]:
         params = suggest_params(space, trial)
         candidate = candidate_from_params(space, params)
@@ -200,6 +208,9 @@ def _objective(space: ResolvedSpace, score: Score) -> Callable[[optuna.Trial], t
             values = (float(ev.accuracy), float(ev.latency_ms), float(ev.size_bytes))
             if not all(math.isfinite(v) for v in values):
                 raise ValueError(f"score returned non-finite values {dict(zip(OBJECTIVES, values))}")
+            if promotion is not None:
+                ev = _promote(trial, candidate, ev, promotion)
+                values = (float(ev.accuracy), *values[1:])
         except Exception as e:
             # Optuna records the FAIL state but not the reason in a form trials.csv can show.
             trial.set_user_attr("error", f"{type(e).__name__}: {e}")
@@ -219,12 +230,28 @@ def _objective(space: ResolvedSpace, score: Score) -> Callable[[optuna.Trial], t
     return objective
 
 
+def _promote(trial: optuna.Trial, candidate: Candidate, ev: Evaluation, promotion: Promotion) -> Evaluation:
+    """Score a trial at the higher fidelity when its cheap point would join the front; both
+    accuracies are kept in user attrs and the best-informed one becomes the objective."""
+    trial.set_user_attr("accuracy_proxy", ev.accuracy)
+    if not is_promising(trial.study, (ev.accuracy, ev.latency_ms, ev.size_bytes)):
+        trial.set_user_attr("fidelity", promotion.low)
+        return ev
+    accuracy = checked_accuracy(promotion.score(candidate))
+    trial.set_user_attr("accuracy_promoted", accuracy)
+    trial.set_user_attr("fidelity", promotion.high)
+    return replace(ev, accuracy=accuracy)
+
+
 def _constraints(space: ResolvedSpace, ev: Evaluation) -> dict[str, float]:
-    """Relative excess over each budget (0.1 = 10% over; ≤ 0 is within budget).
+    """Relative excess over each budget (0.1 = 10% over; ≤ 0 is within budget), and the
+    shortfall under the accuracy floor (a fraction already: 0.02 = 2 points under).
 
     Relative, not absolute: NSGA-II sums violations, and ms and bytes must not be added raw.
     """
     out: dict[str, float] = {}
+    if space.min_accuracy is not None:
+        out["accuracy"] = space.min_accuracy - ev.accuracy
     if space.max_latency_ms is not None:
         out["latency_ms"] = (ev.latency_ms - space.max_latency_ms) / space.max_latency_ms
     if space.max_size_bytes is not None:

@@ -25,6 +25,12 @@ CELL_CHOICES = ("keep", "skip", "half")
 LOW_RANK_KINDS = ("pwconv", "linear")  # a k×k conv is not factorized (lowrank.py)
 
 
+def check_min_accuracy(value: float | None, field: str) -> None:
+    """An accuracy floor is a fraction in (0, 1] (0.97, not 97); a UserInputError naming ``field``."""
+    if value is not None and not 0.0 < value <= 1.0:
+        raise UserInputError(f"{field}: {value} is not an accuracy fraction in (0, 1]; e.g. 0.97 for 97%")
+
+
 def parse_bits(text: str) -> tuple[int, int]:
     """``"8/8"`` → (w_bits, a_bits)."""
     try:
@@ -91,6 +97,13 @@ class SpaceConfig(BaseModel):
     cells: list[str] = Field(default_factory=lambda: ["keep"])
     max_latency_ms: float | None = None
     max_size_bytes: int | None = None
+    min_accuracy: float | None = None  # the accuracy floor, a fraction: points below are infeasible
+
+    @field_validator("min_accuracy")
+    @classmethod
+    def _min_accuracy(cls, v: float | None) -> float | None:
+        check_min_accuracy(v, "min_accuracy")
+        return v
 
     @field_validator("kinds")
     @classmethod
@@ -130,6 +143,7 @@ class ResolvedSpace:
     cells: dict[str, tuple[str, ...]]  # block name → cell choices
     max_latency_ms: float | None
     max_size_bytes: int | None
+    min_accuracy: float | None = None
 
     @property
     def size(self) -> int:
@@ -221,7 +235,8 @@ def resolve_space(space: SpaceConfig, table: LayerTable, profile: HardwareProfil
         choices = tuple(c for c in space.cells if c != "skip" or can_skip)
         if len(choices) > 1:
             cells[block] = choices
-    return ResolvedSpace(space.name, tuple(layers), cells, space.max_latency_ms, space.max_size_bytes)
+    return ResolvedSpace(space.name, tuple(layers), cells, space.max_latency_ms, space.max_size_bytes,
+                         space.min_accuracy)
 
 
 def choice_from_params(options: LayerOptions, params: dict[str, Any]) -> LayerChoice:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -31,8 +32,9 @@ def _score(source: str):
     return score
 
 
-def _run(run_dir: Path, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    study = run_search(SPACE, _score(source), run_dir, SearchSettings(n_trials=12, seed=3, progress=False))
+def _run(run_dir: Path, source: str, min_accuracy: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    study = run_search(replace(SPACE, min_accuracy=min_accuracy), _score(source), run_dir,
+                       SearchSettings(n_trials=12, seed=3, progress=False))
     return trials_frame(study), pareto_frame(study)
 
 
@@ -50,3 +52,7 @@ def uncalibrated(tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
 def toy_study(tmp_path):
     """A finished 12-trial toy search in ``tmp_path / "run"``."""
     return run_search(SPACE, _score("calibrated"), tmp_path / "run", SearchSettings(n_trials=12, seed=3, progress=False))
+@pytest.fixture(scope="session")
+def floored(tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A search with an accuracy floor of 85% that some candidates fall under."""
+    return _run(tmp_path_factory.mktemp("floor"), "calibrated", min_accuracy=0.85)

@@ -42,3 +42,15 @@ def test_empty_run_still_draws(tmp_path):
     empty = pd.DataFrame(columns=["number", "state", "accuracy", "latency_ms", "size_bytes", "baseline"])
     front = pd.DataFrame(columns=["trial", "accuracy", "latency_ms", "size_bytes", "summary"])
     assert write_html(pareto_figure(empty, front), tmp_path / "run" / "p.html").exists()
+
+
+def test_points_under_the_accuracy_floor_are_drawn_apart_and_greyed(floored):
+    trials, front = floored
+    by_name = {t.name: t for t in pareto_figure(trials, front).data}
+    infeasible = by_name["infeasible (under the accuracy floor or over a budget)"]
+    under = trials[trials["feasible"].eq(False)]
+    assert len(under) > 0 and (under["accuracy"] < 0.85).all()
+    assert sorted(row[0] for row in infeasible.customdata) == sorted(under["number"])
+    assert len(by_name["all trials"].x) + len(infeasible.x) == trials["accuracy"].notna().sum()
+    assert "rgba(190,190,190" in infeasible.marker.color
+    assert not front.empty and (front["accuracy"] >= 0.85).all()  # and so the front table has none

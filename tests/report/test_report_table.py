@@ -34,3 +34,17 @@ def test_uncalibrated_latencies_are_labelled(uncalibrated):
     _, front = uncalibrated
     text = render(front_table(front))
     assert "(uncal.)" in text and "UNCALIBRATED roofline estimate" in text
+
+
+def test_versus_int8_names_the_fastest_point_within_one_point(calibrated):
+    from automc.report import versus_int8
+
+    trials, front = calibrated
+    fp32 = trials.loc[trials["baseline"] == "fp32", "accuracy"].item()
+    int8 = trials[trials["baseline"] == "int8"].iloc[0]
+    ok = front[front["accuracy"] >= fp32 - 0.01].sort_values("latency_ms").iloc[0]
+    line = versus_int8(trials, front)
+    assert line.startswith("fastest at ≤ 1 point loss: ")
+    assert f"{ok['latency_ms']:.3f} ms" in line and f"({int8['latency_ms']:.3f} ms" in line
+    assert f"{int8['latency_ms'] / ok['latency_ms']:.2f}× uniform int8" in line
+    assert versus_int8(trials[trials["baseline"] != "int8"], front) is None

@@ -141,3 +141,34 @@ def test_unknown_sampler_is_refused(space, tmp_path):
 def test_progress_bar_runs(space, tmp_path, capsys):
     run_search(space, toy_score, tmp_path, SearchSettings(n_trials=4, progress=True))
     assert "4/4" in capsys.readouterr().out
+
+
+def test_accuracy_floor_keeps_points_below_off_the_front(tmp_path):
+    from dataclasses import replace
+
+    space = replace(make_space(), min_accuracy=0.85)
+    study = run_search(space, toy_score, tmp_path, quiet(24, "random"))
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    below = [t for t in done if t.values[0] < 0.85]
+    assert below, "the toy's compressed candidates fall under the floor"
+    assert all(t.user_attrs["constraint"]["accuracy"] == pytest.approx(0.85 - t.values[0]) for t in below)
+    front = pareto_frame(study)
+    assert not front.empty and (front["accuracy"] >= 0.85).all()
+    trials = pd.read_csv(tmp_path / "trials.csv")
+    assert not trials.loc[trials["number"].isin([t.number for t in below]), "feasible"].any()
+
+
+def test_an_evaluate_without_an_accuracy_fails_that_trial_and_the_search_goes_on(space, tmp_path):
+    from automc.accuracy import checked_accuracy
+    from automc.types import Evaluation
+
+    def score(candidate):
+        ev = toy_score(candidate)
+        bad = float("nan") if candidate.choice("a").w_bits == 8 else 1.7 if candidate.choice("a").prune else ev.accuracy
+        return Evaluation(checked_accuracy(bad), ev.latency_ms, ev.size_bytes)
+
+    study = run_search(space, score, tmp_path, quiet(16, "random"))
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert failed and all("not an accuracy" in t.user_attrs["error"] for t in failed)
+    assert any("nan" in t.user_attrs["error"] for t in failed)
+    assert any(t.state == TrialState.COMPLETE for t in study.trials) and len(study.trials) == 16
