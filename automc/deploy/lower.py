@@ -28,6 +28,16 @@ from automc.types import FP32_BITS, KernelSpec
 # Bumped whenever the code a KernelSpec compiles to changes (schedules, layouts, intrinsics):
 # stored measurements of another version describe code that no longer deploys and are ignored.
 LOWERING_VERSION = 7  # 7: activations blocked [N, C/16, H, W, 16] between packed convs (deploy._blocked)
+# Where only the packed kernels of one instruction set changed, its version alone moves on, so
+# the other instruction sets' stored (and shipped) measurements stay valid.
+_ISA_LOWERING_VERSION = {"avx2": 8}  # 8: hand-scheduled AVX2 kernels instead of MetaSchedule's
+
+
+def lowering_version(profile: HardwareProfile) -> int:
+    """The lowering version of the code ``profile`` deploys (what stored measurements must
+    carry to describe it): ``LOWERING_VERSION``, or its packed kernels' own."""
+    isa = _cpu.kernel_isa(profile.target)
+    return _ISA_LOWERING_VERSION.get(isa.name, LOWERING_VERSION) if isa is not None else LOWERING_VERSION
 
 
 @dataclass(frozen=True)
@@ -183,11 +193,13 @@ _ELEMENTWISE_CALLS = frozenset({
 
 def _blocked_tensors(calls: list, layer_of, integer: dict, outputs: set[int], profile: HardwareProfile) -> set[int]:
     """The ids of the tensors the lowering keeps in the blocked layout: ``_blocked.plan_blocked``
-    on the torch calls, with the packed convs ``relax_lowering`` makes (AVX-512: fp32 groups=1
-    and depthwise convs; with VNNI the int8 groups=1 ones too)."""
-    if not _cpu.has_avx512(profile.target):
+    on the torch calls, with the packed convs ``relax_lowering`` makes (AVX2 / AVX-512: fp32
+    groups=1 and depthwise convs; with an int8 reduction, VNNI or AVX2, the int8 groups=1 ones
+    too)."""
+    isa = _cpu.kernel_isa(profile.target)
+    if isa is None:
         return set()
-    vnni = _cpu.has_vnni(profile.target)
+    int8 = isa.int8_group is not None
     produced = {id(out) for _, _, out in calls}
     order: list[int] = []
     kind: dict[int, tuple | None] = {}
@@ -206,7 +218,7 @@ def _blocked_tensors(calls: list, layer_of, integer: dict, outputs: set[int], pr
             if not isinstance(mod, nn.Conv2d) or x.dim() != 4 or any(d != 1 for d in mod.dilation):
                 continue
             depthwise = mod.groups == x.shape[1] == mod.out_channels and mod.in_channels // mod.groups == 1
-            if depthwise or (mod.groups == 1 and (path not in integer or vnni)):
+            if depthwise or (mod.groups == 1 and (path not in integer or int8)):
                 kind[key] = ("conv", id(x), functools.partial(_packed.writes_blocked, depthwise, x.shape[3]))
         elif name in _ELEMENTWISE_CALLS and out.dim() == 4:
             operands = []
