@@ -144,7 +144,8 @@ def conv2d_func(data_shape: tuple[int, int, int, int], out_channels: int, kernel
     """TIR of an NCHW conv (groups=1, dilation 1), on packed weights, 16 output channels
     innermost. ``dtype`` is the data's: ``float32`` (→ float32, FMA) or ``uint8`` / ``int8``
     (→ int32: with VNNI on NCHW4c u8 data, for int8 data with ``shift_compensation`` as the
-    third argument; on AVX2 on data widened to int16 in channel pairs).
+    third argument; on AVX2 on data widened to int16 in channel pairs), or on AVX2 ``int16``
+    holding u8 / s8 values (``lower.activation_dtype``: nothing to widen).
     ``data_shape`` is NCHW; the data arrives in ``blocked_shape`` with ``blocked_in``, and the
     output leaves in it with ``blocked_out`` (else NCHW).
 

@@ -12,7 +12,7 @@ from torch import nn
 from automc.compress.quantize import weight_scales
 from automc.deploy import _blocked, _cpu, _packed
 from automc.deploy._blocked import PackedConv
-from automc.deploy.lower import IntegerLayer, deploy_module
+from automc.deploy.lower import IntegerLayer, activation_dtype, deploy_module
 from automc.errors import UserInputError
 from automc.profiles import HardwareProfile
 
@@ -26,7 +26,7 @@ def _quantize_weight(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _rewriter(by_param: dict[str, tuple[IntegerLayer | None, np.ndarray]], packed_funcs: dict | None,
-              isa: _cpu.KernelIsa | None, convs: dict):
+              isa: _cpu.KernelIsa | None, convs: dict, profile: HardwareProfile | None):
     """The pattern and rewrite of conv2d / dense layers, keyed by their weight parameter's name
     (``IntegerLayer`` for an integer layer, None for a float one).
 
@@ -36,7 +36,8 @@ def _rewriter(by_param: dict[str, tuple[IntegerLayer | None, np.ndarray]], packe
     (VNNI, AVX2) integer groups=1 convs and dense layers too. They are
     collected there as ``{GlobalVar: PrimFunc}`` for the caller to add to the module, and the
     convs among them in ``convs`` as ``{GlobalVar: _blocked.PackedConv}``. Other
-    integer layers run the generic int32 conv2d / matmul; other float layers stay as they are."""
+    integer layers run the generic int32 conv2d / matmul; other float layers stay as they are.
+    Integer layers quantize their input to ``lower.activation_dtype`` (int16 on AVX2)."""
     import tvm
     from tvm import relax
     from tvm.relax.dpl import is_op, wildcard
@@ -47,10 +48,10 @@ def _rewriter(by_param: dict[str, tuple[IntegerLayer | None, np.ndarray]], packe
     dense = is_op("relax.matmul")(mx, is_op("relax.permute_dims")(mw))
     pattern = conv | dense
 
-    def quantize_input(data, layer: IntegerLayer):
+    def quantize_input(data, layer: IntegerLayer, dtype: str):
         lo, hi = layer.a_range
         scaled = relax.op.multiply(data, relax.const(1.0 / layer.a_scale, "float32"))
-        return relax.op.astype(relax.op.clip(relax.op.round(scaled), lo, hi), layer.a_dtype)
+        return relax.op.astype(relax.op.clip(relax.op.round(scaled), lo, hi), dtype)
 
     gvars: dict[tuple, tvm.ir.GlobalVar] = {}
     builder = relax.BlockBuilder()  # gives the GlobalVars the function type call_tir checks
@@ -127,11 +128,14 @@ def _rewriter(by_param: dict[str, tuple[IntegerLayer | None, np.ndarray]], packe
                    else packed_dense(source, wt, in_shape, "float32"))
             return expr if out is None else out
         wq, wscale = _quantize_weight(wdata, layer.w_bits)
-        data = quantize_input(source, layer)
+        a_dtype = activation_dtype(layer, profile, is_conv and int(expr.attrs.groups) > 1)
+        data = quantize_input(source, layer, a_dtype)
         acc = None
         if packed_funcs is not None:
-            acc = (packed_conv(data, wq, in_shape, expr.attrs, layer.a_dtype) if is_conv
-                   else packed_dense(data, wq, in_shape, layer.a_dtype))
+            acc = (packed_conv(data, wq, in_shape, expr.attrs, a_dtype) if is_conv
+                   else packed_dense(data, wq, in_shape, a_dtype))
+        if a_dtype == "int16":  # the generic ops take operands of one integer type
+            wq = wq.astype(np.int16)
         if acc is not None:
             scale = (wscale * layer.a_scale).reshape((1, -1, 1, 1) if is_conv else (-1,))
         elif is_conv:
@@ -191,7 +195,7 @@ def relax_from_deploy(model: nn.Module, integer: dict[str, IntegerLayer], exampl
     packed_funcs = {} if isa is not None else None
     convs: dict = {}
     if integer or packed_funcs is not None:
-        pattern, rewrite = _rewriter(by_param, packed_funcs, isa, convs)
+        pattern, rewrite = _rewriter(by_param, packed_funcs, isa, convs, profile)
         func = rewrite_call(pattern, rewrite, func)
     mod["main"] = func
     for gvar, prim in (packed_funcs or {}).items():

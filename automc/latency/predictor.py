@@ -134,9 +134,9 @@ def _work(spec: KernelSpec, threads: int, isa: KernelIsa) -> tuple[float, ...]:
             # stride-2 conv reads every other pixel in place (staged as if copied, the 61 stored
             # ones were over-predicted by 58% on 5-fold cross-validation, median 23%)
             unpadded = pad == 0 and (owp - 1) * stride + k <= w
-            if blocked_in:  # pads (and shifts s8 data, or widens to int16); a u8 (VNNI) or fp32
-                # one without padding reads it as it is
-                if not unpadded or signed_in or g == 2:
+            if blocked_in:  # pads (and shifts s8 data on VNNI); one without padding reads it as
+                # it is (fp32, u8 on VNNI, int16 on AVX2: ``deploy.lower.activation_dtype``)
+                if not unpadded or (signed_in and g == 4):
                     vector = padded_in * -(-ic // 16) * 16
             elif g > 1 or not unpadded:
                 scalar = padded_in * steps * g

@@ -151,6 +151,8 @@ def test_int8_does_not_saturate_where_vpmaddubsw_would(extreme, weight):
     ("uint8", 24, 9, 40, 3, 1, 1),
     ("int8", 20, 8, 36, 1, 1, 0),     # s8 data widened: no compensation argument on AVX2
     ("uint8", 17, 7, 16, 1, 1, 0),    # an unpadded u8 1x1 still stages (widens) its input
+    ("int16", 17, 8, 16, 1, 1, 0),    # int16 data (lower.activation_dtype on AVX2): read as it is
+    ("int16", 20, 8, 36, 3, 2, 1),    # s8 values as int16, padded stride-2 3x3
     ("float32", 12, 9, 24, 3, 2, 1),
     ("float32", 24, 7, 16, 1, 1, 0),
 ])
@@ -161,10 +163,13 @@ def test_blocked_conv_matches_the_nchw_one(blocked_in, blocked_out, dtype, c, hw
         x, w = rng.standard_normal((1, c, hw, hw), np.float32), rng.standard_normal((oc, c, k, k), np.float32)
         want = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), stride=stride, padding=pad).numpy()
     else:
-        x, w = _data(rng, (1, c, hw, hw), dtype == "int8"), rng.integers(-127, 128, (oc, c, k, k)).astype(np.int8)
+        x = _data(rng, (1, c, hw, hw), dtype != "uint8").astype(dtype)
+        w = rng.integers(-127, 128, (oc, c, k, k)).astype(np.int8)
         want = _conv_reference(x, w, stride, pad)
     func = _packed.conv2d_func(x.shape, oc, (k, k), (stride, stride), (pad,) * 4, dtype, "conv", blocked_in,
                                blocked_out, AVX2)
+    if dtype == "int16" and k == 1 and blocked_in:  # nothing to widen or pad (8 columns: 2 tiles)
+        assert _packed.PACK_BLOCK not in func.script()
     shape = _packed.blocked_shape(want.shape) if blocked_out else want.shape
     got = _run(func, "conv", [_to_blocked(x, rng) if blocked_in else x, _packed.pack_conv_weight(w, AVX2)], shape,
                np.float32 if dtype == "float32" else np.int32)
