@@ -34,13 +34,17 @@ class KernelIsa:
     the generic path. ``accumulators``: 16-lane accumulators of a register tile (16 zmm of
     32; 6, i.e. 12 ymm of 16, leaving registers for the broadcast and the products).
     ``tile_columns``: most output columns a conv tile accumulates; ``pad_columns``: the
-    tile a row is padded to when no divisor of its width of at least 4 fits."""
+    tile a row is padded to when no divisor of its width of at least ``pad_below`` fits (on
+    AVX2 a 2-column tile still holds 3 channel blocks, and an unpadded row needs no input
+    stage where nothing else is padded: 14-wide rows ran 2× faster unpadded; a 1-column one
+    reloads every weight a column, and 7-wide rows ran either way)."""
 
     name: str
     int8_group: int | None
     accumulators: int
     tile_columns: int
     pad_columns: int
+    pad_below: int
 
     @property
     def shifts_s8(self) -> bool:
@@ -48,9 +52,9 @@ class KernelIsa:
         return self.int8_group == 4
 
 
-AVX512_VNNI = KernelIsa("avx512-vnni", 4, 16, 8, 8)
-AVX512 = KernelIsa("avx512", None, 16, 8, 8)
-AVX2 = KernelIsa("avx2", 2, 6, 6, 4)
+AVX512_VNNI = KernelIsa("avx512-vnni", 4, 16, 8, 8, 4)
+AVX512 = KernelIsa("avx512", None, 16, 8, 8, 4)
+AVX2 = KernelIsa("avx2", 2, 6, 6, 4, 2)
 
 
 def _cpu_and_features(target: Mapping[str, Any] | Any) -> tuple[str, list[str]] | None:

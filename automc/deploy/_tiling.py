@@ -12,9 +12,9 @@ from automc.deploy._cpu import AVX512_VNNI, KernelIsa
 def width_tile(width: int, isa: KernelIsa = AVX512_VNNI) -> int:
     """Output columns one conv tile accumulates in registers: a divisor of ``width`` up to
     ``isa.tile_columns``, or ``isa.pad_columns`` (then the kernel computes a few padded
-    columns) when the best divisor is below 4."""
+    columns) when the best divisor is below ``isa.pad_below``."""
     best = max(d for d in range(1, isa.tile_columns + 1) if width % d == 0)
-    return best if best >= 4 else isa.pad_columns
+    return best if best >= isa.pad_below else isa.pad_columns
 
 
 @functools.lru_cache(maxsize=None)

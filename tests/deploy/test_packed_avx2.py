@@ -64,13 +64,15 @@ def test_targets_take_the_instruction_set_they_have():
 
 
 def test_avx2_register_tiles_fit_sixteen_ymm_registers():
-    """At most 6 16-lane accumulators (12 ymm), a row padded to a tile of at least 4 columns."""
+    """At most 6 16-lane accumulators (12 ymm); rows padded only where no tile of 2 columns
+    or more divides them, a narrow tile taking more channel blocks instead."""
     for blocks in (1, 2, 3, 4, 6, 20):
         for columns in (1, 4, 7, 8, 12, 14, 28, 56):
             bt, ct = register_tile(blocks, columns, isa=AVX2)
             assert bt * ct <= 6 and blocks % bt == 0 and columns % ct == 0, (blocks, columns)
     assert register_tile(4, 56, isa=AVX2) == (1, 4) and register_tile(20, 1, conv=False, isa=AVX2) == (5, 1)
-    assert [width_tile(w, AVX2) for w in (56, 14, 7, 24, 1)] == [4, 4, 4, 6, 4]
+    assert register_tile(36, 14, isa=AVX2) == (3, 2) and register_tile(20, 8, isa=AVX2) == (1, 4)
+    assert [width_tile(w, AVX2) for w in (56, 14, 7, 24, 1)] == [4, 2, 4, 6, 4]
 
 
 INT8_CONVS = pytest.mark.parametrize("n,c,hw,oc,k,stride,pad,signed", [
@@ -151,7 +153,7 @@ def test_int8_does_not_saturate_where_vpmaddubsw_would(extreme, weight):
     ("uint8", 24, 9, 40, 3, 1, 1),
     ("int8", 20, 8, 36, 1, 1, 0),     # s8 data widened: no compensation argument on AVX2
     ("uint8", 17, 7, 16, 1, 1, 0),    # an unpadded u8 1x1 still stages (widens) its input
-    ("int16", 17, 8, 16, 1, 1, 0),    # int16 data (lower.activation_dtype on AVX2): read as it is
+    ("int16", 17, 14, 16, 1, 1, 0),   # int16 data (lower.activation_dtype on AVX2): read as it is
     ("int16", 20, 8, 36, 3, 2, 1),    # s8 values as int16, padded stride-2 3x3
     ("float32", 12, 9, 24, 3, 2, 1),
     ("float32", 24, 7, 16, 1, 1, 0),
@@ -168,7 +170,7 @@ def test_blocked_conv_matches_the_nchw_one(blocked_in, blocked_out, dtype, c, hw
         want = _conv_reference(x, w, stride, pad)
     func = _packed.conv2d_func(x.shape, oc, (k, k), (stride, stride), (pad,) * 4, dtype, "conv", blocked_in,
                                blocked_out, AVX2)
-    if dtype == "int16" and k == 1 and blocked_in:  # nothing to widen or pad (8 columns: 2 tiles)
+    if dtype == "int16" and k == 1 and blocked_in:  # nothing to widen or pad
         assert _packed.PACK_BLOCK not in func.script()
     shape = _packed.blocked_shape(want.shape) if blocked_out else want.shape
     got = _run(func, "conv", [_to_blocked(x, rng) if blocked_in else x, _packed.pack_conv_weight(w, AVX2)], shape,
