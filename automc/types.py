@@ -110,7 +110,8 @@ class KernelSpec:
     float epilogue); ``act`` the fused activation (for a quantize, the elementwise torch call
     fused before it, e.g. "gelu", or "none"). The epilogue also holds what TVM fuses
     into it in a whole model: a ``residual`` add, and the quantization of the output for its
-    one integer consumer (``out_dtype`` "uint8"/"int8"; "float32" when it stays float).
+    one integer consumer (``out_dtype`` "uint8"/"int8", "int16" holding their values where
+    the kernels multiply int16 (AVX2); "float32" when it stays float).
     Shapes are of the deployed (pruned / factorized) layer. ``blocked_in`` / ``blocked_out``:
     the task reads / writes activations in the blocked layout ``[N, C/16, H, W, 16]`` kept
     between packed kernels (``deploy._blocked``), else NCHW; the same conv runs a different
@@ -211,7 +212,7 @@ class KernelSpec:
     def output_bytes(self) -> int:
         """Bytes of a layer kernel's output tensor, in its ``out_dtype`` (bytes)."""
         oh, ow = self.out_hw
-        return self.batch * self.out_channels * oh * ow * (4 if self.out_dtype == "float32" else 1)
+        return self.batch * self.out_channels * oh * ow * {"float32": 4, "int16": 2}.get(self.out_dtype, 1)
 
     @property
     def _elem_bytes(self) -> int:

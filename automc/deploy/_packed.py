@@ -1,49 +1,47 @@
-"""Hand-scheduled conv2d / depthwise / dense kernels for AVX-512 x86 targets: fp32 (FMA) and
-int8 (VNNI ``vpdpbusd``).
+"""Hand-scheduled conv2d / depthwise / dense kernels for x86 targets with AVX-512 or AVX2 (the
+instruction set each uses: ``_cpu.KernelIsa``): fp32 (FMA) and int8 (AVX-512 VNNI ``vpdpbusd``,
+or AVX2 ``vpmaddwd`` on data widened to int16).
 
 Why this exists: TVM 0.27's default CPU lowering does no scheduling (naive loops), MetaSchedule
-needs ~150 s per kernel for a good schedule (4 trials per structure plus trace replay left
-MobileNetV2 fp32 at 35.8 ms vs torch eager's 17.3 ms), and its int8 ``conv2d``/``matmul`` with
+needs ~150 s per kernel for a good schedule, and its int8 ``conv2d``/``matmul`` with
 ``out_dtype="int32"`` is scalar; the wheel's ``dot_16x4_vnni`` intrinsic does not even pass
 LLVM 22 verification (DESIGN §3). Here each layer is one TIR function (``[M, K]`` → ``[M, N]``
 for dense; for convs NCHW or, between packed convs, the blocked ``[N, C/16, H, W, 16]`` in and
-out: see ``blocked_shape`` and ``deploy._blocked``) with three stages:
+out: see ``blocked_shape`` and ``deploy._blocked``; the same 16 channels on every x86 target,
+a 16-lane vector being two ymm registers on AVX2) with three stages:
 
 * ``packed_input``: zero padding as its own stage (skipped for an fp32 conv that pads nothing);
-  for int8 also →NCHW4c with channels padded to a multiple of 4 and s8→u8 (+128) (from
-  blocked data a copy, from NCHW a transpose); for depthwise on NCHW data it is computed per
-  channel (plane in cache), rows split by stride phase so strided convs read contiguous
-  vectors; on blocked data (or planes narrower than 16) 16 channels a vector, a band of rows
-  at a time.
+  for int8 also into groups of g channels (NCHW4c for VNNI, with s8→u8 (+128); channel pairs
+  widened to int16 for AVX2) (from blocked data a copy, from NCHW a transpose); for depthwise
+  on NCHW data it is computed per channel (plane in cache), rows split by stride phase so
+  strided convs read contiguous vectors; on blocked data (or planes narrower than 16) 16
+  channels a vector, a band of rows at a time.
 * the reduction (``conv2d_packed`` / ``matmul_packed`` / ``dwconv_packed``): 16 output channels
   innermost on weights packed once, as constants (conv ``[OC/16, IC/g, KH, KW, 16, g]``, dense
-  ``[N/16, K/g, 16, g]``, g = 4 for VNNI, 1 for fp32; zero-padded, so any channel count works),
-  a register tile of 16 accumulators (``register_tile``); depthwise vectorizes 16 output
-  columns (2 rows a tile on wide planes) or, on narrow planes, 16 channels.
-* ``packed_output``: NCHW or blocked; for s8 data less ``128·Σw`` per channel, so int8
-  results stay exact.
+  ``[N/16, K/g, 16, g]``, g = 4 for VNNI, 2 for AVX2 int8, 1 for fp32; zero-padded, so any
+  channel count works), a register tile of accumulators (``_tiling.register_tile``);
+  depthwise vectorizes 16 output columns (2 rows a tile on wide planes) or, on narrow planes,
+  16 channels.
+* ``packed_output``: NCHW or blocked; for s8 data on VNNI less ``128·Σw`` per channel, so
+  int8 results stay exact.
 
 Relax fuses each function with its epilogue (FuseOps/FuseTIR: bias, activation, residual add,
-requantize, the next layer's quantize); ``_packed_schedule.schedule_fused`` then schedules the fused function
-(tiling, vectorize or tensorize, epilogue computed at the tile) and marks it scheduled, so
-MetaSchedule never tunes it: zero tuning cost for every shape, and timings that do not depend on
-how lucky a search was. ``build.tune_modules`` skips these tasks; ``build.compile_module``
-compiles through ``_packed_schedule.compile_relax``. This module defines the functions and packs
-the weights; ``_packed_schedule`` schedules them. Measured here (2 threads; commands and tables
-in experiments/README.md): MobileNetV2 fp32 4.5 ms vs torch eager 14.3–15.5 ms, its 1×1 convs at
-60–151 GMAC/s and depthwise convs at 8–47 (``fp32_vs_torch.py``); the int8 3×3 conv
-1×64×56×56→64 223 µs vs 763 µs for its packed fp32 twin and 413 µs for fbgemm
-(``int8_vs_fp32.py``). Grouped (non-depthwise) and dilated convs stay on
-the generic path (MetaSchedule).
+requantize, the next layer's quantize); ``_packed_schedule.schedule_fused`` then schedules the
+fused function (tiling, vectorize or tensorize, epilogue computed at the tile) and marks it
+scheduled, so MetaSchedule never tunes it: zero tuning cost for every shape, and timings that
+do not depend on how lucky a search was. ``build.tune_modules`` skips these tasks;
+``build.compile_module`` compiles through ``_packed_schedule.compile_relax``. Grouped
+(non-depthwise) and dilated convs stay on the generic path (MetaSchedule); figures are in
+experiments/README.md.
 """
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
-INTRIN = "automc_dot_16x4_vnni"
+from automc.deploy._cpu import AVX512_VNNI, KernelIsa
+from automc.deploy._tiling import width_tile
+
 CONV_BLOCK = "conv2d_packed"
 DENSE_BLOCK = "matmul_packed"
 DW_BLOCK = "dwconv_packed"
@@ -57,29 +55,44 @@ def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _group(dtype: str) -> int:
-    """Input channels one weight lane reduces: 4 for VNNI int8 (``vpdpbusd``), 1 for fp32 (FMA)."""
-    return 1 if dtype == "float32" else 4
+def _group(dtype: str, isa: KernelIsa) -> int:
+    """Input channels one weight lane reduces: 1 for fp32 (FMA), ``isa.int8_group`` for int8
+    (4: VNNI ``vpdpbusd``; 2: AVX2 ``vpmaddwd``)."""
+    if dtype == "float32":
+        return 1
+    if isa.int8_group is None:
+        raise ValueError(f"no packed int8 conv / dense on {isa.name}")
+    return isa.int8_group
 
 
-def pack_conv_weight(w: np.ndarray) -> np.ndarray:
-    """OIHW weights → ``[ceil(O/16), ceil(I/g), KH, KW, 16, g]``, zero-padded; g = 4 for int8
-    (VNNI), 1 for float32."""
+def _weight_dtype(dtype: str, g: int) -> str:
+    """The packed weights' dtype: the data's for fp32, s8 for VNNI, int16 (widened s8) for AVX2."""
+    return {1: dtype, 4: "int8", 2: "int16"}[g]
+
+
+def _stage_dtype(g: int) -> str:
+    """What integer data is staged as for the reduction: u8 (s8 shifted) for VNNI, int16 for AVX2."""
+    return "uint8" if g == 4 else "int16"
+
+
+def pack_conv_weight(w: np.ndarray, isa: KernelIsa = AVX512_VNNI) -> np.ndarray:
+    """OIHW weights → ``[ceil(O/16), ceil(I/g), KH, KW, 16, g]``, zero-padded; g = 1 for
+    float32, for int8 ``isa.int8_group`` (s8 for VNNI, widened to int16 for AVX2)."""
     o, i, kh, kw = w.shape
-    g = _group(str(w.dtype))
+    g = _group(str(w.dtype), isa)
     ob, ib = _ceil(o, 16), _ceil(i, g)
-    padded = np.zeros((ob * 16, ib * g, kh, kw), w.dtype)
+    padded = np.zeros((ob * 16, ib * g, kh, kw), _weight_dtype(str(w.dtype), g))
     padded[:o, :i] = w
     return np.ascontiguousarray(padded.reshape(ob, 16, ib, g, kh, kw).transpose(0, 2, 4, 5, 1, 3))
 
 
-def pack_dense_weight(w: np.ndarray) -> np.ndarray:
-    """``[N, K]`` weights (torch Linear layout) → ``[ceil(N/16), ceil(K/g), 16, g]``, g as for
-    ``pack_conv_weight``."""
+def pack_dense_weight(w: np.ndarray, isa: KernelIsa = AVX512_VNNI) -> np.ndarray:
+    """``[N, K]`` weights (torch Linear layout) → ``[ceil(N/16), ceil(K/g), 16, g]``, g and
+    dtype as for ``pack_conv_weight``."""
     n, k = w.shape
-    g = _group(str(w.dtype))
+    g = _group(str(w.dtype), isa)
     nb, kb = _ceil(n, 16), _ceil(k, g)
-    padded = np.zeros((nb * 16, kb * g), w.dtype)
+    padded = np.zeros((nb * 16, kb * g), _weight_dtype(str(w.dtype), g))
     padded[:n, :k] = w
     return np.ascontiguousarray(padded.reshape(nb, 16, kb, g).transpose(0, 2, 1, 3))
 
@@ -87,29 +100,6 @@ def pack_dense_weight(w: np.ndarray) -> np.ndarray:
 def shift_compensation(wq: np.ndarray) -> np.ndarray:
     """``128·Σw`` per output channel (int32): what the u8 shift of s8 activations adds."""
     return (_SHIFT * wq.reshape(wq.shape[0], -1).astype(np.int64).sum(axis=1)).astype(np.int32)
-
-
-@functools.lru_cache(maxsize=None)  # pure; the latency predictor calls it per kernel it prices
-def width_tile(width: int) -> int:
-    """Output columns one tile accumulates in registers: a divisor of ``width`` up to 8, or 8
-    (then the kernel computes a few padded columns) when the best divisor is below 4."""
-    best = max(d for d in range(1, 9) if width % d == 0)
-    return best if best >= 4 else 8
-
-
-@functools.lru_cache(maxsize=None)
-def register_tile(channel_blocks: int, columns: int, conv: bool = True) -> tuple[int, int]:
-    """The register tile of a packed conv (``conv``) or dense: (16-channel output blocks,
-    columns — rows of a dense) it accumulates, for ``channel_blocks`` blocks over ``columns``
-    (padded) columns; 16 zmm accumulators either way. Two blocks × up to 8 columns dividing
-    them (each weight vector loaded once for 8 columns); a conv whose blocks come in fours and
-    columns in eights takes 4 × 4 instead, 8 loads per 16 FMAs instead of 10 (measured, 2
-    threads: 64→64 3×3 at 56² u8 272 → 219 µs, fp32 776 → 754; at 8² and 16² 10–25% faster;
-    4 × 4 lost at 28 columns, 7 a tile, and on the int8 dense 64×1024², 130 → 190 µs)."""
-    best = max(d for d in range(1, 9) if columns % d == 0)
-    if conv and channel_blocks % 4 == 0 and columns % 8 == 0:
-        return 4, 4
-    return (2 if channel_blocks % 2 == 0 else 1), best
 
 
 def _finish(func, name: str):
@@ -150,10 +140,12 @@ def _padded_reader(data, top: int, left: int, fill, convert=lambda value: value)
 
 def conv2d_func(data_shape: tuple[int, int, int, int], out_channels: int, kernel: tuple[int, int],
                 strides: tuple[int, int], padding: tuple[int, int, int, int], dtype: str, name: str,
-                blocked_in: bool = False, blocked_out: bool = False):
+                blocked_in: bool = False, blocked_out: bool = False, isa: KernelIsa = AVX512_VNNI):
     """TIR of an NCHW conv (groups=1, dilation 1), on packed weights, 16 output channels
     innermost. ``dtype`` is the data's: ``float32`` (→ float32, FMA) or ``uint8`` / ``int8``
-    (→ int32, VNNI on NCHW4c data; for int8 data the third argument is ``shift_compensation``).
+    (→ int32: with VNNI on NCHW4c u8 data, for int8 data with ``shift_compensation`` as the
+    third argument; on AVX2 on data widened to int16 in channel pairs), or on AVX2 ``int16``
+    holding u8 / s8 values (``lower.activation_dtype``: nothing to widen).
     ``data_shape`` is NCHW; the data arrives in ``blocked_shape`` with ``blocked_in``, and the
     output leaves in it with ``blocked_out`` (else NCHW).
 
@@ -165,14 +157,14 @@ def conv2d_func(data_shape: tuple[int, int, int, int], out_channels: int, kernel
     kh, kw = kernel
     sh, sw = strides
     top, left, bottom, right = padding
-    g = _group(dtype)
+    g = _group(dtype, isa)
     ib, ob = _ceil(c, g), _ceil(out_channels, 16)
     oh, ow = (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1
-    owp = _ceil(ow, width_tile(ow)) * width_tile(ow)
+    owp = _ceil(ow, width_tile(ow, isa)) * width_tile(ow, isa)
     # the padded input rows/columns the kernel reads (padded output columns read zeros)
     hp, wp = (oh - 1) * sh + kh, (owp - 1) * sw + kw
     data = te.placeholder(blocked_shape(data_shape) if blocked_in else data_shape, dtype, "data")
-    weight = te.placeholder((ob, ib, kh, kw, 16, g), "int8" if g == 4 else dtype, "weight")
+    weight = te.placeholder((ob, ib, kh, kw, 16, g), _weight_dtype(dtype, g), "weight")
     rc, ry, rx = (te.reduce_axis((0, e), nm) for e, nm in ((ib, "rc"), (kh, "ry"), (kw, "rx")))
     if g == 1:
         if top == left == 0 and hp <= h and wp <= w:  # nothing to pad (e.g. 1x1): read the data as it is
@@ -192,45 +184,54 @@ def conv2d_func(data_shape: tuple[int, int, int, int], out_channels: int, kernel
             packed_at(b, rc, y * sh + ry, x * sw + rx) * weight[o, rc, ry, rx, o16, 0], axis=[rc, ry, rx]),
             name=CONV_BLOCK)
     else:
-        signed = dtype == "int8"
+        staged = _integer_stager(dtype, g)
         read = _padded_reader(data, top, left, tirx.const(0, dtype))
 
-        def shifted(value):
-            return (value.astype("int32") + _SHIFT).astype("uint8") if signed else value
-
         if blocked_in:
-            # groups of 4 channels are contiguous in the blocked layout already: the stage only
-            # pads and shifts, a vector a pixel, and u8 data that needs neither is read as it is
-            # (channels past c hold finite values the zero weights cancel)
-            if not signed and top == left == 0 and hp <= h and wp <= w:
+            # groups of g channels are contiguous in the blocked layout already: the stage only
+            # pads, shifts or widens, a vector a pixel, and u8 data that needs none of it is read
+            # as it is (channels past c hold finite values the zero weights cancel)
+            if dtype == _stage_dtype(g) and top == left == 0 and hp <= h and wp <= w:
                 packed = data
             else:
-                packed = te.compute(blocked_shape((n, c, hp, wp)), lambda b, cb, y, x, c16: shifted(
+                packed = te.compute(blocked_shape((n, c, hp, wp)), lambda b, cb, y, x, c16: staged(
                     read(b, cb * BLOCK + c16, y, x)), name=PACK_BLOCK)
 
-            def group(b, g4, y, x, r4):
-                return packed[b, g4 // 4, y, x, g4 % 4 * 4 + r4]
+            def group(b, gi, y, x, r4):
+                return packed[b, gi // (BLOCK // g), y, x, gi % (BLOCK // g) * g + r4]
         else:
-            def pack(b, cb, y, x, c4):
-                ic = cb * 4 + c4
+            def pack(b, cb, y, x, cg):
+                ic = cb * g + cg
                 # padding holds the zero point: 0, which is 128 once s8 data is shifted
-                return tirx.if_then_else(ic < c, shifted(read(b, tirx.min(ic, c - 1), y, x)), tirx.const(0, "uint8"))
+                return tirx.if_then_else(ic < c, staged(read(b, tirx.min(ic, c - 1), y, x)),
+                                         tirx.const(0, _stage_dtype(g)))
 
-            packed = te.compute((n, ib, hp, wp, 4), pack, name=PACK_BLOCK)
+            packed = te.compute((n, ib, hp, wp, g), pack, name=PACK_BLOCK)
 
-            def group(b, g4, y, x, r4):
-                return packed[b, g4, y, x, r4]
-        r4 = te.reduce_axis((0, 4), "r4")
+            def group(b, gi, y, x, r4):
+                return packed[b, gi, y, x, r4]
+        r4 = te.reduce_axis((0, g), "r4")
         acc = te.compute(
             (n, ob, oh, owp, 16),
             lambda b, o, y, x, o16: te.sum(group(b, rc, y * sh + ry, x * sw + rx, r4).astype("int32")
                                            * weight[o, rc, ry, rx, o16, r4].astype("int32"), axis=[rc, ry, rx, r4]),
             name=CONV_BLOCK)
+    shifted = dtype == "int8" and g == 4
     if blocked_out:
-        return _unpack([data, weight], acc, (n, ob, oh, ow, BLOCK), dtype == "int8",
+        return _unpack([data, weight], acc, (n, ob, oh, ow, BLOCK), shifted,
                        lambda acc, b, o, y, x, o16: acc[b, o, y, x, o16], name, channel_of=lambda i: i[1] * BLOCK + i[4])
-    return _unpack([data, weight], acc, (n, out_channels, oh, ow), dtype == "int8",
+    return _unpack([data, weight], acc, (n, out_channels, oh, ow), shifted,
                    lambda acc, b, o, y, x: acc[b, o // 16, y, x, o % 16], name)
+
+
+def _integer_stager(dtype: str, g: int):
+    """``value → staged value`` of integer data for the reduction: s8 shifted to u8 (VNNI),
+    u8 as it is; widened to int16 for AVX2."""
+    if g == 2:
+        return lambda value: value.astype("int16")
+    if dtype == "int8":
+        return lambda value: (value.astype("int32") + _SHIFT).astype("uint8")
+    return lambda value: value
 
 
 def _unpack(args: list, acc, out_shape: tuple[int, ...], shifted: bool, read, name: str, channel_of=None):
@@ -365,30 +366,29 @@ def depthwise_weight(wt: np.ndarray) -> np.ndarray:
     return padded
 
 
-def dense_func(m: int, k: int, n: int, dtype: str, name: str):
+def dense_func(m: int, k: int, n: int, dtype: str, name: str, isa: KernelIsa = AVX512_VNNI):
     """TIR of ``[M, K]`` data × packed weights (``pack_dense_weight``) → ``[M, N]``: float32 →
-    float32, or u8 / s8 → int32 on VNNI (arguments as ``conv2d_func``)."""
+    float32, or u8 / s8 → int32 (VNNI or AVX2: arguments as ``conv2d_func``)."""
     from tvm import te, tirx
 
-    g = _group(dtype)
+    g = _group(dtype, isa)
     kb, nb = _ceil(k, g), _ceil(n, 16)
     data = te.placeholder((m, k), dtype, "data")
-    weight = te.placeholder((nb, kb, 16, g), "int8" if g == 4 else dtype, "weight")
+    weight = te.placeholder((nb, kb, 16, g), _weight_dtype(dtype, g), "weight")
     rk = te.reduce_axis((0, kb), "rk")
     if g == 1:
         acc = te.compute((m, nb, 16), lambda i, j, j16: te.sum(data[i, rk] * weight[j, rk, j16, 0], axis=rk),
                          name=DENSE_BLOCK)
     else:
-        signed = dtype == "int8"
+        staged = _integer_stager(dtype, g)
 
         def pack(i, j):
-            value = data[i, tirx.min(j, k - 1)]
-            value = (value.astype("int32") + _SHIFT).astype("uint8") if signed else value
-            return tirx.if_then_else(j < k, value, tirx.const(0, "uint8"))
+            return tirx.if_then_else(j < k, staged(data[i, tirx.min(j, k - 1)]), tirx.const(0, _stage_dtype(g)))
 
-        packed = te.compute((m, kb * 4), pack, name=PACK_BLOCK)
-        r4 = te.reduce_axis((0, 4), "r4")
+        packed = te.compute((m, kb * g), pack, name=PACK_BLOCK)
+        r4 = te.reduce_axis((0, g), "r4")
         acc = te.compute((m, nb, 16), lambda i, j, j16: te.sum(
-            packed[i, rk * 4 + r4].astype("int32") * weight[j, rk, j16, r4].astype("int32"), axis=[rk, r4]),
+            packed[i, rk * g + r4].astype("int32") * weight[j, rk, j16, r4].astype("int32"), axis=[rk, r4]),
             name=DENSE_BLOCK)
-    return _unpack([data, weight], acc, (m, n), dtype == "int8", lambda acc, i, j: acc[i, j // 16, j % 16], name)
+    return _unpack([data, weight], acc, (m, n), dtype == "int8" and g == 4,
+                   lambda acc, i, j: acc[i, j // 16, j % 16], name)

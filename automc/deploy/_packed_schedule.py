@@ -1,46 +1,16 @@
-"""Schedules of the packed kernels (``_packed``): the corrected VNNI intrinsic, one hand schedule
-per reduction kind (register tile, vectorize or tensorize, epilogue computed at the tile), and the
-Relax compile pipeline that applies them between FuseTIR and the tuning database."""
+"""Schedules of the packed kernels (``_packed``): one hand schedule per reduction kind (register
+tile for the target's instruction set, vectorize or tensorize with ``_intrinsics``, epilogue
+computed at the tile), and the Relax compile pipeline that applies them between FuseTIR and the
+tuning database."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from automc.deploy._packed import _DW_LANES, BLOCK, CONV_BLOCK, DENSE_BLOCK, DW_BLOCK, INTRIN, PACK_BLOCK, register_tile
-
-
-def register_intrinsic() -> str:
-    """Register (once per process) the corrected VNNI intrinsic; returns its name.
-
-    Same description as the wheel's ``dot_16x4_vnni`` (C[16] += Σ_k u8 A[k] · s8 B[i, k]); the
-    implementation passes ``vpdpbusd`` the i8x64 operands LLVM 22 declares. The broadcast 4×u8
-    of A is reinterpreted as i8x64: LLVM types carry no signedness, the instruction still
-    reads it as unsigned, so the result is exact."""
-    from tvm.s_tir import TensorIntrin
-
-    if TensorIntrin.get(INTRIN, allow_missing=True) is not None:
-        return INTRIN
-    from automc.deploy._fast_tvm_import import fast_inspect
-
-    with fast_inspect():
-        from tvm.script import tirx as T
-        from tvm.s_tir.tensor_intrin.x86 import dot_product_16x4_u8i8i32_desc
-
-        @T.prim_func(s_tir=True)
-        def vnni_impl(A: T.Buffer((4,), "uint8", offset_factor=1), B: T.Buffer((16, 4), "int8", offset_factor=1),
-                      C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
-            with T.sblock("root"):
-                T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-                T.writes(C[0:16])
-                a_i32 = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
-                a_i8x64 = T.reinterpret(T.broadcast(a_i32, 16), dtype="int8x64")
-                C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
-                    C.vload([0], dtype="int32x16"), a_i8x64, B.vload([0, 0], dtype="int8x64"),
-                    dtype="int32x16")
-
-        TensorIntrin.register(INTRIN, dot_product_16x4_u8i8i32_desc, vnni_impl, override=True)
-    return INTRIN
+from automc.deploy._cpu import AVX512_VNNI, KernelIsa, kernel_isa
+from automc.deploy._intrinsics import register_intrinsic
+from automc.deploy._packed import _DW_LANES, BLOCK, CONV_BLOCK, DENSE_BLOCK, DW_BLOCK, PACK_BLOCK
+from automc.deploy._tiling import register_tile
 
 
 def _block_names(func) -> set[str]:
@@ -97,10 +67,10 @@ def _parallel_pack(sch, outer_loops: int) -> None:
         sch.unroll(ploops[-1])
 
 
-def _schedule_conv(sch, intrin: str | None, fuse_epilogue: bool) -> None:
+def _schedule_conv(sch, intrin: str | None, isa: KernelIsa, fuse_epilogue: bool) -> None:
     conv = sch.get_sblock(CONV_BLOCK)
     b, o, y, x, o16, rc, ry, rx, *r4 = sch.get_loops(conv)
-    ot, xt = register_tile(*(int(sch.get(lp).extent) for lp in (o, x)))
+    ot, xt = register_tile(*(int(sch.get(lp).extent) for lp in (o, x)), isa=isa)
     oo, oi = sch.split(o, [None, ot])
     xo, xi = sch.split(x, [None, xt])
     sch.reorder(b, oo, y, xo, rc, ry, rx, oi, xi, o16, *r4)
@@ -109,7 +79,7 @@ def _schedule_conv(sch, intrin: str | None, fuse_epilogue: bool) -> None:
     # a blocked output is written a register tile at a time; an NCHW one a row at a time
     last = _epilogue_at(sch, {PACK_BLOCK, CONV_BLOCK}, xo if blocked_out else outer, fuse_epilogue)
     # the register tile (ot x xt x 16 accumulators) gets its own buffer, written back per tile:
-    # LLVM then keeps it in zmm registers across the whole reduction (the tensorize description
+    # LLVM then keeps it in registers across the whole reduction (the tensorize description
     # wants global scope, and the buffer is compacted to the tile anyway)
     local = sch.cache_write(conv, 0, "global")
     if not (blocked_out and last is not None):  # (else the write-back lands in the tile already)
@@ -163,10 +133,10 @@ def _vectorize_tile(sch, block, local, reduction, lanes, *unrolled, intrin: str 
         sch.tensorize(lanes, intrin)
 
 
-def _schedule_dense(sch, intrin: str | None, fuse_epilogue: bool) -> None:
+def _schedule_dense(sch, intrin: str | None, isa: KernelIsa, fuse_epilogue: bool) -> None:
     dense = sch.get_sblock(DENSE_BLOCK)
     i, j, j16, rk, *r4 = sch.get_loops(dense)
-    jt, it = register_tile(*(int(sch.get(lp).extent) for lp in (j, i)), conv=False)
+    jt, it = register_tile(*(int(sch.get(lp).extent) for lp in (j, i)), conv=False, isa=isa)
     io, ii = sch.split(i, [None, it])
     jo, ji = sch.split(j, [None, jt])
     sch.reorder(jo, io, rk, ii, ji, j16, *r4)
@@ -180,14 +150,14 @@ def _schedule_dense(sch, intrin: str | None, fuse_epilogue: bool) -> None:
     _vectorize_tile(sch, dense, local, rk, j16, ii, ji, intrin=intrin)
 
 
-def _schedule_depthwise(sch, intrin: str | None, fuse_epilogue: bool) -> None:
+def _schedule_depthwise(sch, intrin: str | None, isa: KernelIsa, fuse_epilogue: bool) -> None:
     """Parallel over channels; per channel the padded input plane is staged (in cache) and
     the output computed 2 rows × 16 columns at a time, so each staged input row loaded feeds
     both rows (32×112² u8: 234 → 139 µs with its requantize epilogue, 2 threads)."""
     del intrin  # no channel reduction to tensorize
     dw = sch.get_sblock(DW_BLOCK)
     if len(sch.get_loops(dw)) == 7:
-        _schedule_depthwise_channel_lanes(sch, dw, fuse_epilogue)
+        _schedule_depthwise_channel_lanes(sch, dw, isa, fuse_epilogue)
         return
     b, c, y, x, ry, rx = sch.get_loops(dw)
     rows = []
@@ -209,14 +179,14 @@ def _schedule_depthwise(sch, intrin: str | None, fuse_epilogue: bool) -> None:
     _vectorize_tile(sch, dw, local, ry, xi, rx, ry, *rows)
 
 
-def _schedule_depthwise_channel_lanes(sch, dw, fuse_epilogue: bool) -> None:
+def _schedule_depthwise_channel_lanes(sch, dw, isa: KernelIsa, fuse_epilogue: bool) -> None:
     """A depthwise conv on channel lanes (blocked input, or a plane narrower than a vector:
     ``_packed.depthwise_channel_lanes``): parallel over 16-channel groups, each group's padded
     planes staged channels-innermost, a tile of up to 8 output columns × 16 channels per
     register block. A blocked output's epilogue runs per output row, 16 channels a vector; an
     NCHW one per group, reading the tile 16 channels at a time as the conv's does."""
     b, o, y, x, c16, ry, rx = sch.get_loops(dw)
-    _, xt = register_tile(1, int(sch.get(x).extent))  # one 16-channel group a tile
+    _, xt = register_tile(1, int(sch.get(x).extent), isa=isa)  # one 16-channel group a tile
     xo, xi = sch.split(x, [None, xt])
     blocked_out = _writes_blocked(sch)
     band = _row_band(int(sch.get(y).extent)) if blocked_out else int(sch.get(y).extent)
@@ -278,23 +248,23 @@ def _stage_plane(sch, channel_loop) -> None:
 _SCHEDULES = {CONV_BLOCK: _schedule_conv, DENSE_BLOCK: _schedule_dense, DW_BLOCK: _schedule_depthwise}
 
 
-def schedule_fused(func):
-    """Hand-schedule a (fused) PrimFunc holding a packed reduction; marked
-    ``tirx.is_scheduled`` so MetaSchedule neither tunes nor replaces it. Raises when a schedule
-    primitive fails."""
+def schedule_fused(func, isa: KernelIsa = AVX512_VNNI):
+    """Hand-schedule a (fused) PrimFunc holding a packed reduction built for ``isa`` (register
+    tiles, int8 intrinsic); marked ``tirx.is_scheduled`` so MetaSchedule neither tunes nor
+    replaces it. Raises when a schedule primitive fails."""
     from tvm import s_tir
 
     blocks = _block_names(func)
     reduction = next(name for name in _REDUCTIONS if name in blocks)
     schedule = _SCHEDULES[reduction]
-    # VNNI when a channel reduction accumulates integers
-    intrin = register_intrinsic() if reduction != DW_BLOCK and _accumulates_integers(func, reduction) else None
+    # the int8 intrinsic when a channel reduction accumulates integers
+    intrin = register_intrinsic(isa) if reduction != DW_BLOCK and _accumulates_integers(func, reduction) else None
     try:
         sch = s_tir.Schedule(func)
-        schedule(sch, intrin, fuse_epilogue=True)
+        schedule(sch, intrin, isa, fuse_epilogue=True)
     except Exception:  # an epilogue FuseOps built that cannot move into the tile: keep it apart
         sch = s_tir.Schedule(func)
-        schedule(sch, intrin, fuse_epilogue=False)
+        schedule(sch, intrin, isa, fuse_epilogue=False)
     return sch.mod["main"].with_attr("tirx.is_scheduled", True)
 
 
@@ -305,11 +275,11 @@ def _accumulates_integers(func, reduction: str) -> bool:
     return str(sch.get(sch.get_sblock(reduction)).body.buffer.dtype) == "int32"
 
 
-def schedule_module(mod):
-    """``mod`` with each packed PrimFunc hand-scheduled (see ``schedule_fused``)."""
+def schedule_module(mod, isa: KernelIsa):
+    """``mod`` with each packed PrimFunc hand-scheduled for ``isa`` (see ``schedule_fused``)."""
     for gvar, func in list(mod.functions.items()):
         if is_packed_func(func) and not func.attrs.get("tirx.is_scheduled", False):
-            mod[gvar] = schedule_fused(func.with_attr("global_symbol", gvar.name_hint)).with_attr(
+            mod[gvar] = schedule_fused(func.with_attr("global_symbol", gvar.name_hint), isa).with_attr(
                 "global_symbol", gvar.name_hint)
     return mod
 
@@ -323,6 +293,9 @@ def compile_relax(database, mod, target):
     from tvm.relax import pipeline as stock
     from tvm.relax.transform import MetaScheduleApplyDatabase
 
+    isa = kernel_isa(target)
+    if isa is None:
+        raise ValueError(f"packed kernels do not run on target {target}")
     rt = relax.transform
     try:
         lower = stock.dataflow_lower_passes(target) + stock.finalize_passes(target)
@@ -338,7 +311,7 @@ def compile_relax(database, mod, target):
     @tvm.transform.module_pass(opt_level=3)
     def pipeline(mod, _ctx):
         fuse = [*dispatch, rt.LegalizeOps(), rt.AnnotateTIROpPattern(), rt.FoldConstant(), rt.FuseOps(), rt.FuseTIR()]
-        mod = schedule_module(tvm.transform.Sequential(fuse)(mod))
+        mod = schedule_module(tvm.transform.Sequential(fuse)(mod), isa)
         mod = MetaScheduleApplyDatabase()(mod)
         return tvm.transform.Sequential(lower)(mod)
 

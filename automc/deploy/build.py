@@ -200,6 +200,6 @@ def compile_module(mod, profile: HardwareProfile, database=None):
     db = database if database is not None else open_database(profile)
     with _quiet_tvm():
         if any(_packed_schedule.is_packed_func(f) for f in mod.functions.values()):
-            # packed kernels (AVX-512 lowering) are hand-scheduled between fusion and the database
+            # packed kernels (AVX2 / AVX-512 lowering) are hand-scheduled between fusion and the database
             return _packed_schedule.compile_relax(db, mod, tvm_target(profile))
         return ms.relax_integration.compile_relax(db, mod, tvm_target(profile), None)

@@ -28,6 +28,16 @@ from automc.types import FP32_BITS, KernelSpec
 # Bumped whenever the code a KernelSpec compiles to changes (schedules, layouts, intrinsics):
 # stored measurements of another version describe code that no longer deploys and are ignored.
 LOWERING_VERSION = 7  # 7: activations blocked [N, C/16, H, W, 16] between packed convs (deploy._blocked)
+# Where only the packed kernels of one instruction set changed, its version alone moves on, so
+# the other instruction sets' stored (and shipped) measurements stay valid.
+_ISA_LOWERING_VERSION = {"avx2": 8}  # 8: hand-scheduled AVX2 kernels instead of MetaSchedule's
+
+
+def lowering_version(profile: HardwareProfile) -> int:
+    """The lowering version of the code ``profile`` deploys (what stored measurements must
+    carry to describe it): ``LOWERING_VERSION``, or its packed kernels' own."""
+    isa = _cpu.kernel_isa(profile.target)
+    return _ISA_LOWERING_VERSION.get(isa.name, LOWERING_VERSION) if isa is not None else LOWERING_VERSION
 
 
 @dataclass(frozen=True)
@@ -183,11 +193,13 @@ _ELEMENTWISE_CALLS = frozenset({
 
 def _blocked_tensors(calls: list, layer_of, integer: dict, outputs: set[int], profile: HardwareProfile) -> set[int]:
     """The ids of the tensors the lowering keeps in the blocked layout: ``_blocked.plan_blocked``
-    on the torch calls, with the packed convs ``relax_lowering`` makes (AVX-512: fp32 groups=1
-    and depthwise convs; with VNNI the int8 groups=1 ones too)."""
-    if not _cpu.has_avx512(profile.target):
+    on the torch calls, with the packed convs ``relax_lowering`` makes (AVX2 / AVX-512: fp32
+    groups=1 and depthwise convs; with an int8 reduction, VNNI or AVX2, the int8 groups=1 ones
+    too)."""
+    isa = _cpu.kernel_isa(profile.target)
+    if isa is None:
         return set()
-    vnni = _cpu.has_vnni(profile.target)
+    int8 = isa.int8_group is not None
     produced = {id(out) for _, _, out in calls}
     order: list[int] = []
     kind: dict[int, tuple | None] = {}
@@ -206,7 +218,7 @@ def _blocked_tensors(calls: list, layer_of, integer: dict, outputs: set[int], pr
             if not isinstance(mod, nn.Conv2d) or x.dim() != 4 or any(d != 1 for d in mod.dilation):
                 continue
             depthwise = mod.groups == x.shape[1] == mod.out_channels and mod.in_channels // mod.groups == 1
-            if depthwise or (mod.groups == 1 and (path not in integer or vnni)):
+            if depthwise or (mod.groups == 1 and (path not in integer or int8)):
                 kind[key] = ("conv", id(x), functools.partial(_packed.writes_blocked, depthwise, x.shape[3]))
         elif name in _ELEMENTWISE_CALLS and out.dim() == 4:
             operands = []
@@ -222,13 +234,25 @@ def _blocked_tensors(calls: list, layer_of, integer: dict, outputs: set[int], pr
     return plan_blocked(order, kind, readers, outputs)
 
 
-def _activation_quantization(layer: IntegerLayer | None) -> tuple | None:
-    """What decides the Relax ops quantizing a layer's input (bits, scale, signedness)."""
-    return None if layer is None else (layer.a_bits, layer.a_scale, layer.a_signed)
+def _activation_quantization(layer: IntegerLayer | None, dtype: str) -> tuple | None:
+    """What decides the Relax ops quantizing a layer's input (bits, scale, signedness, dtype)."""
+    return None if layer is None else (layer.a_bits, layer.a_scale, layer.a_signed, dtype)
 
 
-def _float_dtype_of(layer: IntegerLayer | None) -> str:
-    return layer.a_dtype if layer is not None else "float32"
+def activation_dtype(layer: IntegerLayer | None, profile: HardwareProfile | None, grouped: bool = False) -> str:
+    """The dtype a layer's input is quantized to: float32 for a float layer; u8 / s8 for an
+    integer one, except for a groups=1 conv or dense where the packed kernels multiply int16
+    (AVX2: ``_cpu.KernelIsa.int8_group`` 2): int16 holding the same values, so the producer's
+    epilogue writes what the kernel reads, with no widening pass of its own. A ``grouped``
+    (depthwise) conv stages its input as float32 anyway: u8 / s8 is fewer bytes to read."""
+    if layer is None:
+        return "float32"
+    isa = _cpu.kernel_isa(profile.target) if profile is not None else None
+    return "int16" if isa is not None and isa.int8_group == 2 and not grouped else layer.a_dtype
+
+
+def _grouped(mod: nn.Module) -> bool:
+    return isinstance(mod, nn.Conv2d) and mod.groups > 1
 
 
 def _graph_op(name: str, tensors: tuple, out: torch.Tensor) -> KernelSpec:
@@ -299,7 +323,8 @@ def kernel_specs(compressed: nn.Module, example_input: torch.Tensor, profile: Ha
                 into_quantize.add(src)
             placed.append((i - 0.5, KernelSpec(op="quantize", batch=rows, in_channels=channels, out_channels=channels,
                                                height=x.shape[2] if x.dim() == 4 else 1,
-                                               width=x.shape[3] if x.dim() == 4 else 1, out_dtype=layer.a_dtype,
+                                               width=x.shape[3] if x.dim() == 4 else 1,
+                                               out_dtype=activation_dtype(layer, profile, _grouped(mod)),
                                                act=calls[src][0] if fused_src else "none",
                                                blocked_in=id(x) in blocked, blocked_out=id(x) in blocked)))
         act, residual, t, last = "none", False, out, i
@@ -321,10 +346,11 @@ def kernel_specs(compressed: nn.Module, example_input: torch.Tensor, profile: Ha
         # the output's quantization joins the epilogue when every consumer is an integer layer
         # quantizing it alike (TVM merges identical quantizations, e.g. a ResNet block's conv
         # and its shortcut conv reading one tensor, whatever their weights' bit-widths)
-        quantized = {_activation_quantization(integer.get(layer_of(u)[0]))
+        quantized = {_activation_quantization(integer.get(layer_of(u)[0]), activation_dtype(
+                         integer.get(layer_of(u)[0]), profile, _grouped(layer_of(u)[1])))
                      if layer_of(u) is not None and calls[u][1][0] is t else None for u in users}
         if fuses and users and len(quantized) == 1 and None not in quantized:
-            out_dtype = _float_dtype_of(integer[layer_of(users[0])[0]])
+            out_dtype = next(iter(quantized))[3]
             fused_quantize.add(id(t))
         dtype = "int8" if layer is not None else "float32"
         if isinstance(mod, nn.Linear):

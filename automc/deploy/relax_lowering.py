@@ -12,7 +12,7 @@ from torch import nn
 from automc.compress.quantize import weight_scales
 from automc.deploy import _blocked, _cpu, _packed
 from automc.deploy._blocked import PackedConv
-from automc.deploy.lower import IntegerLayer, deploy_module
+from automc.deploy.lower import IntegerLayer, activation_dtype, deploy_module
 from automc.errors import UserInputError
 from automc.profiles import HardwareProfile
 
@@ -25,17 +25,19 @@ def _quantize_weight(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     return q, scale
 
 
-def _rewriter(by_param: dict[str, tuple[IntegerLayer | None, np.ndarray]], packed_funcs: dict | None, vnni: bool,
-              convs: dict):
+def _rewriter(by_param: dict[str, tuple[IntegerLayer | None, np.ndarray]], packed_funcs: dict | None,
+              isa: _cpu.KernelIsa | None, convs: dict, profile: HardwareProfile | None):
     """The pattern and rewrite of conv2d / dense layers, keyed by their weight parameter's name
     (``IntegerLayer`` for an integer layer, None for a float one).
 
-    With ``packed_funcs`` (a dict: AVX-512 targets) float convs (groups 1 or depthwise) and
-    dense layers, and integer depthwise convs, call hand-scheduled packed TIR functions
-    (``_packed``); with ``vnni`` integer groups=1 convs and dense layers too. They are
+    With ``packed_funcs`` (a dict: x86 targets with the packed kernels' instruction set
+    ``isa``) float convs (groups 1 or depthwise) and dense layers, and integer depthwise convs,
+    call hand-scheduled packed TIR functions (``_packed``); where ``isa`` has an int8 reduction
+    (VNNI, AVX2) integer groups=1 convs and dense layers too. They are
     collected there as ``{GlobalVar: PrimFunc}`` for the caller to add to the module, and the
     convs among them in ``convs`` as ``{GlobalVar: _blocked.PackedConv}``. Other
-    integer layers run the generic int32 conv2d / matmul; other float layers stay as they are."""
+    integer layers run the generic int32 conv2d / matmul; other float layers stay as they are.
+    Integer layers quantize their input to ``lower.activation_dtype`` (int16 on AVX2)."""
     import tvm
     from tvm import relax
     from tvm.relax.dpl import is_op, wildcard
@@ -46,10 +48,10 @@ def _rewriter(by_param: dict[str, tuple[IntegerLayer | None, np.ndarray]], packe
     dense = is_op("relax.matmul")(mx, is_op("relax.permute_dims")(mw))
     pattern = conv | dense
 
-    def quantize_input(data, layer: IntegerLayer):
+    def quantize_input(data, layer: IntegerLayer, dtype: str):
         lo, hi = layer.a_range
         scaled = relax.op.multiply(data, relax.const(1.0 / layer.a_scale, "float32"))
-        return relax.op.astype(relax.op.clip(relax.op.round(scaled), lo, hi), layer.a_dtype)
+        return relax.op.astype(relax.op.clip(relax.op.round(scaled), lo, hi), dtype)
 
     gvars: dict[tuple, tvm.ir.GlobalVar] = {}
     builder = relax.BlockBuilder()  # gives the GlobalVars the function type call_tir checks
@@ -70,7 +72,7 @@ def _rewriter(by_param: dict[str, tuple[IntegerLayer | None, np.ndarray]], packe
             return None
         oc, icg, kh, kw = wt.shape
         depthwise = a.groups == in_shape[1] == oc and icg == 1
-        if not (a.groups == 1 and (dtype == "float32" or vnni)) and not depthwise:
+        if not (a.groups == 1 and (dtype == "float32" or isa.int8_group is not None)) and not depthwise:
             return None
         strides, padding = tuple(int(v) for v in a.strides), tuple(int(v) for v in a.padding)
         padding = padding * 2 if len(padding) == 2 else padding  # (top, left, bottom, right)
@@ -78,6 +80,7 @@ def _rewriter(by_param: dict[str, tuple[IntegerLayer | None, np.ndarray]], packe
         out_shape = (n, oc, (h + padding[0] + padding[2] - kh) // strides[0] + 1,
                      (wd + padding[1] + padding[3] - kw) // strides[1] + 1)
         out_dtype = "float32" if dtype == "float32" else "int32"
+        shifted = dtype == "int8" and isa.shifts_s8
         key = ("conv2d", in_shape, oc, (kh, kw), strides, padding, dtype, depthwise)
         if depthwise:
             def make(blocked_in: bool, blocked_out: bool, nm: str):
@@ -85,25 +88,26 @@ def _rewriter(by_param: dict[str, tuple[IntegerLayer | None, np.ndarray]], packe
             args = [data, relax.const(_packed.depthwise_weight(wt))]
         else:
             def make(blocked_in: bool, blocked_out: bool, nm: str):
-                return _packed.conv2d_func(in_shape, oc, (kh, kw), strides, padding, dtype, nm, blocked_in, blocked_out)
-            args = [data, relax.const(_packed.pack_conv_weight(wt))]
-            args += [relax.const(_packed.shift_compensation(wt))] if dtype == "int8" else []
+                return _packed.conv2d_func(in_shape, oc, (kh, kw), strides, padding, dtype, nm, blocked_in, blocked_out,
+                                           isa)
+            args = [data, relax.const(_packed.pack_conv_weight(wt, isa))]
+            args += [relax.const(_packed.shift_compensation(wt))] if shifted else []
         call = call_packed("conv2d_dw" if depthwise else "conv2d", key, lambda nm: make(False, False, nm), args,
                            out_shape, out_dtype)
         convs[gvars[key]] = PackedConv(make, functools.partial(_packed.writes_blocked, depthwise, wd),
-                                       2 if dtype == "int8" and not depthwise else None)
+                                       2 if shifted and not depthwise else None)
         return call
 
     def packed_dense(data, wt: np.ndarray, in_shape: tuple[int, ...], dtype: str):
         """The matmul as a packed call on ``[M, K]`` (leading dims flattened)."""
-        if dtype != "float32" and not vnni:
+        if dtype != "float32" and isa.int8_group is None:
             return None
         n, k = wt.shape
         m = int(np.prod(in_shape[:-1]))
         flat = data if len(in_shape) == 2 else relax.op.reshape(data, (m, k))
-        args = [flat, relax.const(_packed.pack_dense_weight(wt))]
-        args += [relax.const(_packed.shift_compensation(wt))] if dtype == "int8" else []
-        out = call_packed("matmul", ("matmul", m, k, n, dtype), lambda nm: _packed.dense_func(m, k, n, dtype, nm),
+        args = [flat, relax.const(_packed.pack_dense_weight(wt, isa))]
+        args += [relax.const(_packed.shift_compensation(wt))] if dtype == "int8" and isa.shifts_s8 else []
+        out = call_packed("matmul", ("matmul", m, k, n, dtype), lambda nm: _packed.dense_func(m, k, n, dtype, nm, isa),
                           args, (m, n), "float32" if dtype == "float32" else "int32")
         return out if len(in_shape) == 2 else relax.op.reshape(out, (*in_shape[:-1], n))
 
@@ -124,11 +128,14 @@ def _rewriter(by_param: dict[str, tuple[IntegerLayer | None, np.ndarray]], packe
                    else packed_dense(source, wt, in_shape, "float32"))
             return expr if out is None else out
         wq, wscale = _quantize_weight(wdata, layer.w_bits)
-        data = quantize_input(source, layer)
+        a_dtype = activation_dtype(layer, profile, is_conv and int(expr.attrs.groups) > 1)
+        data = quantize_input(source, layer, a_dtype)
         acc = None
         if packed_funcs is not None:
-            acc = (packed_conv(data, wq, in_shape, expr.attrs, layer.a_dtype) if is_conv
-                   else packed_dense(data, wq, in_shape, layer.a_dtype))
+            acc = (packed_conv(data, wq, in_shape, expr.attrs, a_dtype) if is_conv
+                   else packed_dense(data, wq, in_shape, a_dtype))
+        if a_dtype == "int16":  # the generic ops take operands of one integer type
+            wq = wq.astype(np.int16)
         if acc is not None:
             scale = (wscale * layer.a_scale).reshape((1, -1, 1, 1) if is_conv else (-1,))
         elif is_conv:
@@ -147,8 +154,9 @@ def _rewriter(by_param: dict[str, tuple[IntegerLayer | None, np.ndarray]], packe
 def lower_to_relax(compressed: nn.Module, example_input: torch.Tensor, profile: HardwareProfile):
     """The deployed model as a Relax IRModule with weights bound as constants.
 
-    On an AVX-512 profile convs (groups 1, depthwise) and dense layers call hand-scheduled packed
-    kernels (``_packed``; integer groups=1 convs and dense layers on VNNI profiles only);
+    On an x86 profile with AVX2 or AVX-512 convs (groups 1, depthwise) and dense layers call
+    hand-scheduled packed kernels (``_packed``; integer groups=1 convs and dense layers where
+    the instruction set has an int8 reduction: VNNI, AVX2);
     compile such a module with ``build.compile_module``, which schedules them (``tvm.compile``
     alone runs them correctly but with naive loops).
     Raises UserInputError when torch.export or the Relax frontend cannot take the model.
@@ -159,7 +167,7 @@ def lower_to_relax(compressed: nn.Module, example_input: torch.Tensor, profile: 
 def relax_from_deploy(model: nn.Module, integer: dict[str, IntegerLayer], example_input: torch.Tensor,
                       profile: HardwareProfile | None = None):
     """Export a deploy module (see ``deploy_module``) and rewrite its integer layers (without a
-    ``profile``, into the generic int32 conv2d/matmul) and, on an AVX-512 ``profile``, its conv
+    ``profile``, into the generic int32 conv2d/matmul) and, on an AVX2 / AVX-512 ``profile``, its conv
     and dense layers into packed kernels (see ``_rewriter``)."""
     from tvm import relax
     from tvm.relax.dpl import rewrite_call
@@ -183,11 +191,11 @@ def relax_from_deploy(model: nn.Module, integer: dict[str, IntegerLayer], exampl
         if target.endswith(".weight") and target in state:
             by_param[spec.arg.name] = (integer.get(target.rsplit(".", 1)[0]), state[target].detach().numpy())
     func = mod["main"]
-    packed_funcs = {} if profile is not None and _cpu.has_avx512(profile.target) else None
-    vnni = profile is not None and _cpu.has_vnni(profile.target)
+    isa = _cpu.kernel_isa(profile.target) if profile is not None else None
+    packed_funcs = {} if isa is not None else None
     convs: dict = {}
     if integer or packed_funcs is not None:
-        pattern, rewrite = _rewriter(by_param, packed_funcs, vnni, convs)
+        pattern, rewrite = _rewriter(by_param, packed_funcs, isa, convs, profile)
         func = rewrite_call(pattern, rewrite, func)
     mod["main"] = func
     for gvar, prim in (packed_funcs or {}).items():

@@ -85,8 +85,9 @@ def _task_of(spec: KernelSpec, call: TaskCall) -> bool:
     if spec.op == "quantize":  # (rows × features for a transformer's tokens: the same count)
         return ("conv2d" not in name and "matmul" not in name and "round" in name
                 and int(np.prod(out_shape)) == int(np.prod(data_shape)) and out_dtype == spec.out_dtype)
-    integer_in = in_dtype in ("int8", "uint8")
-    if integer_in != (spec.dtype == "int8") or out_dtype != spec.out_dtype or (in_dtype == "int8") != spec.signed_in:
+    integer_in = in_dtype in ("int8", "uint8", "int16")  # int16: u8 / s8 values, on AVX2
+    if (integer_in != (spec.dtype == "int8") or out_dtype != spec.out_dtype
+            or (in_dtype != "int16" and (in_dtype == "int8") != spec.signed_in)):
         return False
     # an activation argument beside the data is the residual; constants are not (on a 1×1
     # output plane a per-channel bias has the output's shape, and was once taken for one)

@@ -20,7 +20,9 @@ from typing import NamedTuple, Protocol, Sequence
 
 import numpy as np
 
-from automc.deploy._packed import depthwise_channel_lanes, register_tile, width_tile
+from automc.deploy._cpu import AVX512_VNNI, KernelIsa
+from automc.deploy._packed import depthwise_channel_lanes
+from automc.deploy._tiling import register_tile, width_tile
 from automc.latency.store import Measurement, MeasurementStore
 from automc.profiles import HardwareProfile
 from automc.types import GRAPH_OPS, KernelSpec
@@ -68,8 +70,9 @@ class Work(NamedTuple):
     # (eight terms: ``WorkModel.ms`` unrolls its dot product over them)
 
 
-def work_terms(spec: KernelSpec, threads: int = 2) -> Work:
-    """``Work`` of a layer kernel on ``threads`` threads.
+def work_terms(spec: KernelSpec, threads: int = 2, isa: KernelIsa = AVX512_VNNI) -> Work:
+    """``Work`` of a layer kernel on ``threads`` threads, its packed kernel built for ``isa``
+    (register tiles, int8 channel groups).
 
     Loads: per register tile and reduction step, one input broadcast per column and one
     weight vector per channel block (a 16-channel conv, one block a tile, loads nearly twice
@@ -80,15 +83,15 @@ def work_terms(spec: KernelSpec, threads: int = 2) -> Work:
     take as long as 8. The staged terms follow the layouts (``KernelSpec.blocked_in``): from
     NCHW a scalar gather, from blocked data a vector copy that only pads (and shifts s8), and
     none at all for a u8 / fp32 conv that needs no padding."""
-    return Work(*_work(spec, threads))
+    return Work(*_work(spec, threads, isa))
 
 
-def _work(spec: KernelSpec, threads: int) -> tuple[float, ...]:
+def _work(spec: KernelSpec, threads: int, isa: KernelIsa) -> tuple[float, ...]:
     # ``work_terms`` as a plain tuple, the fields read once: the work model prices every kernel
     # the store lacks this way, 17-20 of a fresh ResNet candidate's 22 (DESIGN §7: ≤ 100 µs)
     op, n, ic, oc, h, w, k, stride, pad, groups, dtype, _, residual, out_dtype, blocked_in, blocked_out, signed_in = spec._values
     oh, ow = spec.out_hw
-    g = 1 if dtype == "float32" else 4
+    g = 1 if dtype == "float32" else (isa.int8_group or 4)
     blocks = -(-oc // 16)
     lanes, steps = blocks * 16, -(-ic // g)
     loads = macs = scalar = vector = stage = 0.0
@@ -103,7 +106,7 @@ def _work(spec: KernelSpec, threads: int) -> tuple[float, ...]:
         chunks = elements if elements > 64 else 1
     elif op == "dense":
         macs = n * lanes * steps * g
-        bt, rt = register_tile(blocks, n, conv=False)
+        bt, rt = register_tile(blocks, n, conv=False, isa=isa)
         chunks = blocks // bt * (n // rt)
         loads = chunks * steps * (bt + rt)
         out = n * oc
@@ -121,20 +124,21 @@ def _work(spec: KernelSpec, threads: int) -> tuple[float, ...]:
             macs = n * ic * oh * -(-ow // 16) * 16 * k * k
             chunks, scalar = n * ic, padded_in * ic
         else:
-            tile = width_tile(ow)
+            tile = width_tile(ow, isa)
             owp = -(-ow // tile) * tile
             macs = n * lanes * oh * owp * steps * g * k * k
-            bt, ct = register_tile(blocks, owp)
+            bt, ct = register_tile(blocks, owp, isa=isa)
             chunks = n * blocks // bt * oh
             loads = chunks * (owp // ct) * steps * k * k * (bt + ct)
             # no stage when the kernel reads nothing past the data (conv2d_func's test): a 1×1
             # stride-2 conv reads every other pixel in place (staged as if copied, the 61 stored
             # ones were over-predicted by 58% on 5-fold cross-validation, median 23%)
             unpadded = pad == 0 and (owp - 1) * stride + k <= w
-            if blocked_in:  # pads (and shifts s8 data); a u8 or fp32 one without padding reads it as it is
-                if not unpadded or signed_in:
+            if blocked_in:  # pads (and shifts s8 data on VNNI); one without padding reads it as
+                # it is (fp32, u8 on VNNI, int16 on AVX2: ``deploy.lower.activation_dtype``)
+                if not unpadded or (signed_in and g == 4):
                     vector = padded_in * -(-ic // 16) * 16
-            elif g == 4 or not unpadded:
+            elif g > 1 or not unpadded:
                 scalar = padded_in * steps * g
             stage = 1.0 if (vector or scalar) else 0.0
         out = n * (lanes if blocked_out else oc) * oh * ow
@@ -159,14 +163,14 @@ _RELATIVE_FLOOR_MS = 0.004
 _OUTLIER_RATIO = 3.0
 
 
-def _fit_work(specs: Sequence[KernelSpec], ms: np.ndarray, threads: int) -> np.ndarray:
+def _fit_work(specs: Sequence[KernelSpec], ms: np.ndarray, threads: int, isa: KernelIsa) -> np.ndarray:
     """ms ≈ c0 + Σ cᵢ · ``work_terms``ᵢ, c ≥ 0, relative errors least squares (each row
     divided by its time, floored at ``_RELATIVE_FLOOR_MS``: a 20 µs kernel counts as much as a
     2 ms one, a 0.1 µs one no more than a 4 µs one)."""
     from scipy.optimize import nnls
 
     scale = np.maximum(ms, _RELATIVE_FLOOR_MS)
-    rows = np.array([[1.0, *work_terms(k, threads)] for k in specs]) / scale[:, None]
+    rows = np.array([[1.0, *work_terms(k, threads, isa)] for k in specs]) / scale[:, None]
     coef, _ = nnls(rows, ms / scale)
     # once more without the kernels that fit misses by more than _OUTLIER_RATIO: a few tasks
     # whose schedules the work terms do not describe (the input quantization of probes on
@@ -188,10 +192,11 @@ class WorkModel:
     coef: dict[str, tuple[float, ...]]
     pooled: tuple[float, ...]
     threads: int = 2
+    isa: KernelIsa = AVX512_VNNI
 
     def ms(self, spec: KernelSpec) -> float:
         c = self.coef.get(kernel_family(spec), self.pooled)
-        t = _work(spec, self.threads)  # unrolled: 0.26 µs against sum(map(mul, ...))'s 0.64 (timeit)
+        t = _work(spec, self.threads, self.isa)  # unrolled: 0.26 µs against sum(map(mul, ...))'s 0.64 (timeit)
         return (c[0] + c[1] * t[0] + c[2] * t[1] + c[3] * t[2] + c[4] * t[3] + c[5] * t[4] + c[6] * t[5]
                 + c[7] * t[6] + c[8] * t[7])
 
@@ -199,14 +204,16 @@ class WorkModel:
 _MIN_FAMILY = 12  # measurements before a family gets a fit of its own (9 coefficients)
 
 
-def fit_work_model(specs: Sequence[KernelSpec], ms: np.ndarray, threads: int = 2) -> WorkModel:
-    """The ``WorkModel`` of layer kernels ``specs`` measured at ``ms`` (ms each) on ``threads``."""
+def fit_work_model(specs: Sequence[KernelSpec], ms: np.ndarray, threads: int = 2,
+                   isa: KernelIsa = AVX512_VNNI) -> WorkModel:
+    """The ``WorkModel`` of layer kernels ``specs`` measured at ``ms`` (ms each) on ``threads``,
+    their packed kernels built for ``isa``."""
     by_family: dict[str, list[int]] = {}
     for i, k in enumerate(specs):
         by_family.setdefault(kernel_family(k), []).append(i)
-    coef = {f: tuple(map(float, _fit_work([specs[i] for i in idx], ms[idx], threads)))
+    coef = {f: tuple(map(float, _fit_work([specs[i] for i in idx], ms[idx], threads, isa)))
             for f, idx in by_family.items() if len(idx) >= _MIN_FAMILY}
-    return WorkModel(coef, tuple(map(float, _fit_work(specs, ms, threads))), threads)
+    return WorkModel(coef, tuple(map(float, _fit_work(specs, ms, threads, isa))), threads, isa)
 
 
 def kernel_records(store: MeasurementStore) -> list[Measurement]:
@@ -342,7 +349,7 @@ class CalibratedPredictor:
             raise ValueError(f"only {len(recs)} kernel measurements stored; run `automc calibrate` first")
         specs = [KernelSpec.from_dict(r.spec) for r in recs]
         ms = [r.latency_ms for r in recs]
-        self.work = fit_work_model(specs, np.array(ms), store.threads)
+        self.work = fit_work_model(specs, np.array(ms), store.threads, store.isa)
         # keyed by the spec's identity string (``KernelSpec._ident``), never its store key:
         # building that costs ~5 µs, which over ~20-60 kernels would take the whole
         # per-candidate budget (DESIGN §7: 100 µs)

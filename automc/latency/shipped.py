@@ -24,7 +24,7 @@ import numpy as np
 
 from automc.compress import apply_candidate
 from automc.deploy.build import compile_module, open_database, tune
-from automc.deploy.lower import kernel_specs
+from automc.deploy.lower import kernel_specs, lowering_version
 from automc.deploy.relax_lowering import lower_to_relax
 from automc.latency.calibrate import model_key
 from automc.latency.measure import time_executable
@@ -61,7 +61,8 @@ def check_shipped(profile: HardwareProfile, again: bool = False) -> ShippedCheck
     if not shipped_enabled() or profile.runner.kind != "local" or not profile.measurable_here:
         return None
     digest = shipped_digest(profile)
-    shipped = {r.key: r for r in read_records(shipped_path(profile), measured_on(profile), profile.threads)}
+    shipped = {r.key: r for r in read_records(shipped_path(profile), measured_on(profile), profile.threads,
+                                              lowering_version(profile))}
     if digest is None or not shipped:
         return None
     done = read_shipped_check(profile)

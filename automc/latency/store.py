@@ -21,7 +21,8 @@ from pathlib import Path
 
 from automc._paths import SHIPPED_MEASUREMENTS_DIR, cache_dir
 from automc._host import host_description
-from automc.deploy.lower import LOWERING_VERSION
+from automc.deploy._cpu import AVX512_VNNI, kernel_isa
+from automc.deploy.lower import lowering_version
 from automc.latency.measure import Timing
 from automc.profiles import HardwareProfile
 
@@ -41,7 +42,7 @@ class Measurement:
     measured_at: float
     spec: dict | None = None  # a kernel's KernelSpec
     kernels: list[str] | None = None  # a whole model's kernel keys, in order
-    lowering: int = 0  # deploy.lower.LOWERING_VERSION of the code that was timed
+    lowering: int = 0  # deploy.lower.lowering_version of the code that was timed
     threads: int = 0  # CPU threads the code ran on (0: recorded before the count was set)
     passes: int = 1  # separate timings merged into this record (``MeasurementStore.add``)
     # a whole model's architecture: the model key of the uncompressed model it was compressed
@@ -62,15 +63,16 @@ def measured_on(profile: HardwareProfile) -> str:
     return host_description()
 
 
-def read_records(path: Path, device: str, threads: int) -> list[Measurement]:
+def read_records(path: Path, device: str, threads: int, lowering: int) -> list[Measurement]:
     """The records of a store file (JSON lines, gzipped when it ends in .gz; none when it does
     not exist) that describe the code that would deploy now: measured on ``device``, with the
-    current lowering, on ``threads`` threads. A key's last line wins."""
+    current lowering (``lowering``: ``deploy.lower.lowering_version``), on ``threads`` threads.
+    A key's last line wins."""
     if not path.exists():
         return []
     text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
     recs = (Measurement(**json.loads(line)) for line in text.splitlines() if line.strip())
-    return [r for r in recs if (r.host, r.lowering, r.threads) == (device, LOWERING_VERSION, threads)]
+    return [r for r in recs if (r.host, r.lowering, r.threads) == (device, lowering, threads)]
 
 
 def shipped_path(profile: HardwareProfile) -> Path:
@@ -138,6 +140,10 @@ class MeasurementStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.device = measured_on(profile)
         self.threads = profile.threads
+        self.lowering = lowering_version(profile)
+        # the packed kernels' instruction set (their register tiles: the work model's terms);
+        # where none runs, the AVX-512 tiles as before
+        self.isa = kernel_isa(profile.target) or AVX512_VNNI
         self._records: dict[str, Measurement] = {}
         self.shipped_path = shipped_path(profile)
         self.n_shipped = 0
@@ -147,7 +153,7 @@ class MeasurementStore:
         self._load(self.path)  # the user's own measurements win over the shipped ones
 
     def _load(self, path: Path) -> int:
-        recs = read_records(path, self.device, self.threads)
+        recs = read_records(path, self.device, self.threads, self.lowering)
         self._records.update((r.key, r) for r in recs)
         return len(recs)
 
@@ -199,7 +205,7 @@ class MeasurementStore:
         rec = Measurement(key=key, median_ms=timing.median_ms, min_ms=timing.min_ms, max_ms=timing.max_ms,
                           repeats=timing.repeats, trials=trials, host=self.device,
                           tvm_version=tvm.__version__, measured_at=time.time(), spec=spec, kernels=kernels,
-                          lowering=LOWERING_VERSION, threads=self.threads,
+                          lowering=self.lowering, threads=self.threads,
                           passes=passes, architecture=architecture)
         self._append(rec)
         return rec

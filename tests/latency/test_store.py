@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from automc.deploy.lower import LOWERING_VERSION
+from automc.deploy.lower import lowering_version
 from automc.latency.measure import Timing
 from automc.latency.store import MeasurementStore
 from automc.profiles import load_profile
@@ -35,7 +35,7 @@ def test_measurements_of_another_lowering_are_ignored(tmp_path, host_profile):
     store = MeasurementStore(host_profile, root=tmp_path)
     store.add("k1", T, trials=4)
     rec = json.loads(store.path.read_text())
-    rec.update(key="old", lowering=LOWERING_VERSION - 1)
+    rec.update(key="old", lowering=lowering_version(host_profile) - 1)
     with store.path.open("a") as f:
         f.write(json.dumps(rec) + "\n")
     reopened = MeasurementStore(host_profile, root=tmp_path)

@@ -83,6 +83,35 @@ def test_work_stages_input_exactly_when_the_lowered_conv_does(kernel, stride, pa
     assert (work.staged_scalar + work.staged_vector > 0) == (PACK_BLOCK in func.script())
 
 
+@pytest.mark.parametrize("kernel,stride,padding", [(1, 1, 0), (1, 2, 0), (3, 1, 1), (3, 2, 1)])
+@pytest.mark.parametrize("data,blocked_in", [("float32", False), ("float32", True), ("int16", False), ("int16", True)])
+@pytest.mark.parametrize("width", [16, 14, 7])  # 7: padded to 8 columns on AVX2
+def test_avx2_work_stages_input_exactly_when_the_lowered_conv_does(kernel, stride, padding, data, blocked_in, width):
+    """The same on AVX2, whose int8 convs read int16 data (``lower.activation_dtype``) and pad
+    only rows no tile of 2 columns or more divides."""
+    from automc.deploy._cpu import AVX2
+    from automc.deploy._packed import PACK_BLOCK, conv2d_func
+    from automc.latency.predictor import work_terms
+
+    spec = KernelSpec(op="conv2d", batch=1, in_channels=24, out_channels=32, height=width, width=width,
+                      kernel_size=kernel, stride=stride, padding=padding,
+                      dtype="float32" if data == "float32" else "int8", blocked_in=blocked_in, blocked_out=True)
+    func = conv2d_func((1, 24, width, width), 32, (kernel, kernel), (stride, stride), (padding,) * 4, data, "conv",
+                       blocked_in=blocked_in, blocked_out=True, isa=AVX2)
+    work = work_terms(spec, isa=AVX2)
+    assert (work.staged_scalar + work.staged_vector > 0) == (PACK_BLOCK in func.script())
+
+
+def test_avx2_work_pads_int8_channels_to_pairs():
+    """An int8 conv on 41 input channels reduces 44 of them on VNNI (groups of 4), 42 on AVX2."""
+    from automc.deploy._cpu import AVX2
+    from automc.latency.predictor import work_terms
+
+    spec = KernelSpec(op="conv2d", batch=1, in_channels=41, out_channels=32, height=16, width=16, kernel_size=1,
+                      dtype="int8")
+    assert work_terms(spec, isa=AVX2).macs / work_terms(spec).macs == pytest.approx(42 / 44)
+
+
 def test_a_few_kernels_the_work_terms_do_not_describe_do_not_steer_their_family(tmp_path, host_profile):
     """Twelve quantizations at 1 µs + 0.1 µs per k-element and two ten times slower (schedules
     the work terms do not describe, as the probes' 56-wide input quantizations): refitted
