@@ -50,7 +50,7 @@ def test_search_writes_the_run_directory(run_dir):
 
 def test_resume_adds_only_missing_trials(run_dir, quick_profile_path):
     res = runner.invoke(app, ["search", "--profile", str(quick_profile_path), "--trials", "14",
-                              "--budget", "0", "--run-dir", str(run_dir)])
+                              "--budget", "1", "--run-dir", str(run_dir)])
     assert res.exit_code == 0, res.output
     assert len(pd.read_csv(run_dir / "trials.csv")) == 14
 
@@ -262,6 +262,7 @@ def test_python_api_with_a_proxy_a_floor_and_a_recovered_export(tmp_path, quick_
     from sklearn.datasets import load_digits
 
     labels = torch.tensor(load_digits().target)[1400:]
-    assert _accuracy_one_by_one(saved, x[1400:], labels) == pytest.approx(report.recovery.accuracy_after, abs=1e-9)
+    # evaluate takes its mean in float32
+    assert _accuracy_one_by_one(saved, x[1400:], labels) == pytest.approx(report.recovery.accuracy_after, abs=1e-6)
     config = json.loads((tmp_path / "export" / "config.json").read_text())
     assert config["recovery"]["accuracy_after"] == report.recovery.accuracy_after
