@@ -37,18 +37,18 @@ _CALIB_BATCHES = 4
 _CALIB_BATCH = 64
 
 
-def _attr(gm: fx.GraphModule, node) -> torch.Tensor | None:
-    return gm.get_parameter(node.target) if isinstance(node, fx.Node) and node.op == "get_attr" and \
-        node.target in dict(gm.named_parameters()) else None
+def _attr(params: dict[str, nn.Parameter], node) -> nn.Parameter | None:
+    """The program parameter a ``get_attr`` node reads (None for anything else)."""
+    return params.get(node.target) if isinstance(node, fx.Node) and node.op == "get_attr" else None
 
 
 def _owner(name: str) -> str:
     return name.rpartition(".")[0]
 
 
-def _conv(gm, args) -> nn.Module | None:
+def _conv(params, buffers, args) -> nn.Module | None:
     x, w, b, stride, padding, dilation, groups = (list(args) + [None, 1, 0, 1, 1][len(args) - 2:])[:7]
-    weight, bias = _attr(gm, w), _attr(gm, b) if b is not None else None
+    weight, bias = _attr(params, w), _attr(params, b) if b is not None else None
     if weight is None or weight.dim() != 4 or (b is not None and bias is None):
         return None
     conv = nn.Conv2d(weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]), stride=stride,
@@ -59,9 +59,9 @@ def _conv(gm, args) -> nn.Module | None:
     return conv
 
 
-def _linear(gm, args) -> nn.Module | None:
+def _linear(params, buffers, args) -> nn.Module | None:
     x, w, b = (list(args) + [None])[:3]
-    weight, bias = _attr(gm, w), _attr(gm, b) if b is not None else None
+    weight, bias = _attr(params, w), _attr(params, b) if b is not None else None
     if weight is None or (b is not None and bias is None):
         return None
     linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
@@ -71,10 +71,9 @@ def _linear(gm, args) -> nn.Module | None:
     return linear
 
 
-def _batch_norm(gm, args) -> nn.Module | None:
+def _batch_norm(params, buffers, args) -> nn.Module | None:
     x, w, b, mean, var, training, momentum, eps = list(args)[:8]
-    weight, bias = _attr(gm, w), _attr(gm, b)
-    buffers = dict(gm.named_buffers())
+    weight, bias = _attr(params, w), _attr(params, b)
     if weight is None or bias is None or getattr(mean, "target", None) not in buffers or training:
         return None
     bn = nn.BatchNorm2d(weight.shape[0], eps=eps, momentum=momentum)
@@ -92,9 +91,11 @@ def module_from_program(program: torch.export.ExportedProgram) -> nn.Module:
     """The program as an ``nn.Module`` whose conv, linear and batch-norm calls are modules again
     (named after their parameters); outputs equal the program's."""
     gm = program.module()
+    # read once: lifting moves parameters into new modules but never renames one
+    params, buffers = dict(gm.named_parameters()), dict(gm.named_buffers())
     for node in list(gm.graph.nodes):
         lift = _LIFTS.get(node.target) if node.op == "call_function" else None
-        module = lift(gm, node.args) if lift else None
+        module = lift(params, buffers, node.args) if lift else None
         if module is None:
             continue
         path = _owner(node.args[1].target)
