@@ -146,7 +146,7 @@ def test_shipped_records_count_only_where_this_host_runs_them_at_their_speed(tmp
     """A developer's calibration of the reference probes, shipped: timed again on this host it
     holds (ratio near 1, kept, not timed a second time); the same records as a VM twice as fast
     would have shipped them are rejected after the check's window, and a store then leaves them
-    out; records twice as slow as this host are rejected at once. Real builds, timed."""
+    out; records three times as slow as this host are rejected at once. Real builds, timed."""
     import automc.latency.store as store_mod
     from automc.latency.calibrate import calibrate_probes
     from automc.latency.shipped import REFERENCE_PROBES, WINDOW_S, check_shipped, describe
@@ -176,8 +176,10 @@ def test_shipped_records_count_only_where_this_host_runs_them_at_their_speed(tmp
     store = MeasurementStore(profile)
     assert store.n_shipped == 0 and len(store) == 0 and store.shipped_check == check
 
-    # records twice as slow as this host: more timings could only widen the gap, so no window
-    slower = [dict(r.__dict__, min_ms=r.min_ms * 2, median_ms=r.median_ms * 2) for r in developers.records()]
+    # records three times as slow as this host: rejected at once, no window. Three, not two: the
+    # x86-avx2 references are now µs-long packed kernels, whose first timing can run well over
+    # their calibration of minutes before, on a host whose speed comes in phases
+    slower = [dict(r.__dict__, min_ms=r.min_ms * 3, median_ms=r.median_ms * 3) for r in developers.records()]
     store_mod.shipped_path(profile).write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in slower).encode()))
     start = time.monotonic()
     check = check_shipped(profile)
