@@ -158,11 +158,15 @@ def test_shipped_records_count_only_where_this_host_runs_them_at_their_speed(tmp
     assert check_shipped(profile) is None  # nothing ships
     developers = MeasurementStore(profile, root=tmp_path / "developers")
     calibrate_probes(profile, n=REFERENCE_PROBES, store=developers)
-    # and `--retime`, as every shipped calibration is: the fastest of two passes, not one's phase
-    calibrate_probes(profile, n=REFERENCE_PROBES, store=developers, retimed=set())
-    developers.write_shipped()
-
-    check = check_shipped(profile)
+    # and `--retime`, as every shipped calibration is: the fastest of passes, not one's phase. A
+    # check that finds this host faster than the records (their passes all met slow phases) is
+    # answered as a developer answers it: one more `--retime` pass, and the records shipped again
+    for _ in range(3):
+        calibrate_probes(profile, n=REFERENCE_PROBES, store=developers, retimed=set())
+        developers.write_shipped()
+        check = check_shipped(profile, again=True)
+        if check.accepted or check.ratio > 1:
+            break
     assert check.accepted and check.references == REFERENCE_PROBES and 0.9 <= check.ratio <= 1.1
     assert MeasurementStore(profile).n_shipped == len(developers)
     assert check_shipped(profile) == check  # one verdict per shipped file
