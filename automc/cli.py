@@ -176,7 +176,8 @@ def export(run: Path = typer.Argument(..., help="run directory"),
     if report.recovery is not None:
         r = report.recovery
         console.print(f"recovery: accuracy {100 * r.accuracy_before:.2f}% → {100 * r.accuracy_after:.2f}% "
-                      f"({r.steps} steps, {r.seconds:.0f} s)")
+                      f"({r.steps} steps, {r.seconds:.0f} s)"
+                      + ("; the recovered weights scored lower, the compressed ones are kept" if r.kept_before else ""))
     console.print(f"wrote {', '.join(report.files)} to {report.out_dir}")
     if report.measured_ms is not None:
         err = (report.predicted_ms - report.measured_ms) / report.measured_ms * 100 if report.predicted_ms else float("nan")

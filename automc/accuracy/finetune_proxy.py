@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from automc.accuracy.base import ProxyInputs, checked_accuracy
+from automc.accuracy.base import ProxyInputs
 from automc.accuracy.recovery import RecoveryBudget, recover
 from automc.errors import UserInputError
 from automc.types import Candidate
@@ -16,7 +16,8 @@ FINETUNE_STEPS = 40
 
 class FinetuneProxy:
     """Accuracy after ``steps`` steps of :func:`~automc.accuracy.recovery.recover` (seeded, so a
-    candidate always scores the same), by the user's ``evaluate``. Trains the model in place.
+    candidate always scores the same), by the user's ``evaluate``; never below the candidate's
+    accuracy before recovery (``recover`` keeps the better weights). Trains the model in place.
 
     Example:
         >>> proxy = FinetuneProxy(ProxyInputs(model, x, evaluate, calib, train), steps=40)
@@ -35,5 +36,6 @@ class FinetuneProxy:
 
     def __call__(self, model: nn.Module, candidate: Candidate | None = None) -> float:
         i = self.inputs
-        recover(model, i.teacher, i.train_batches, i.calib_batches, budget=self.budget)
-        return checked_accuracy(i.evaluate(model))
+        # with the evaluate: a candidate the short recovery would make worse keeps its weights
+        report = recover(model, i.teacher, i.train_batches, i.calib_batches, budget=self.budget, evaluate=i.evaluate)
+        return report.accuracy_after

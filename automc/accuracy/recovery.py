@@ -10,6 +10,7 @@ activation ranges and the BatchNorm statistics: the model ends in exactly the st
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -59,13 +60,16 @@ class RecoveryReport:
     """What a recovery did: optimizer ``steps`` taken, wall ``seconds`` in all (teacher
     targets, training, re-calibration, evaluations), the distillation loss averaged over the
     last steps, and the accuracy (fraction 0–1) before (after BatchNorm recalibration, as the
-    ``eval`` proxy scores it) and after, when an ``evaluate`` was given."""
+    ``eval`` proxy scores it) and after, when an ``evaluate`` was given. ``kept_before``: the
+    recovered weights scored below the ones it started from, which were put back (so
+    ``accuracy_after`` equals ``accuracy_before``)."""
 
     steps: int
     seconds: float
     final_loss: float
     accuracy_before: float | None = None
     accuracy_after: float | None = None
+    kept_before: bool = False
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -87,7 +91,10 @@ def recover(model: nn.Module, teacher: nn.Module, train_batches: Sequence[torch.
     ``batch_size`` in a seeded random order each epoch); ``calib_batches`` re-estimate the
     activation ranges and BatchNorm at the end. AdamW at ``lr`` with a cosine decay over the
     budget; parameters with ``requires_grad`` False stay frozen. ``teacher`` is only read, in
-    eval mode. The model is left in eval mode, weights on their quantization grid.
+    eval mode. The model is left in eval mode, weights on their quantization grid. Given an
+    ``evaluate``, recovery never makes the model worse: when it scores below its start (a
+    candidate already at the teacher's accuracy can lose a little to a short distillation), the
+    starting weights are put back.
 
     Example:
         >>> small = apply_candidate(builtin.model, candidate, builtin.example_input, builtin.calib_batches)
@@ -102,19 +109,24 @@ def recover(model: nn.Module, teacher: nn.Module, train_batches: Sequence[torch.
     if batch_size <= 0 or lr <= 0 or temperature <= 0:
         raise ValueError(f"batch_size, lr and temperature must be positive, got {batch_size}, {lr}, {temperature}")
     start = time.perf_counter()
-    before = None
+    before = start_state = None
     if evaluate is not None:
         recalibrate_bn(model, calib_batches)
         before = checked_accuracy(evaluate(model))
+        start_state = copy.deepcopy(model.state_dict())  # activation ranges included (extra state)
     targets = _teacher_logits(teacher, inputs, batch_size)
     steps, losses = _distil(model, inputs, targets, budget, batch_size, lr, temperature, seed, progress)
     calibrate(model, calib_batches)
     recalibrate_bn(model, calib_batches)
     after = checked_accuracy(evaluate(model)) if evaluate is not None else None
+    kept_before = after is not None and after < before
+    if kept_before:
+        model.load_state_dict(start_state)
+        after = before
     tail = losses[-10:]
     return RecoveryReport(steps=steps, seconds=time.perf_counter() - start,
                           final_loss=sum(tail) / len(tail) if tail else float("nan"),
-                          accuracy_before=before, accuracy_after=after)
+                          accuracy_before=before, accuracy_after=after, kept_before=kept_before)
 
 
 def _pool(train_batches: Sequence[torch.Tensor]) -> torch.Tensor:

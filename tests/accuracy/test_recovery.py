@@ -97,3 +97,15 @@ def test_bad_budget_is_a_user_error_naming_the_flag(kwargs, flag):
 def test_no_training_inputs_is_a_user_error(demo):
     with pytest.raises(UserInputError, match="train_batches"):
         recover(demo.model, demo.model, (), demo.calib_batches)
+
+
+def test_a_recovery_that_scores_lower_keeps_the_weights_it_started_from(demo):
+    """A candidate already at the teacher's accuracy, trained with a learning rate that wrecks it:
+    the report says so, and the model is the one recovery started from, ranges and BN included."""
+    model = apply_candidate(demo.model, Candidate({"head_conv.0": LayerChoice(w_bits=8, a_bits=8)}), demo.example_input,
+                            demo.calib_batches)
+    report = recover(model, demo.model, demo.train_batches, demo.calib_batches, budget=RecoveryBudget(steps=5),
+                     evaluate=demo.evaluate, lr=5.0)
+    assert report.kept_before and report.steps == 5
+    assert report.accuracy_after == report.accuracy_before == demo.evaluate(model) > 0.9
+    assert not model.training
