@@ -29,9 +29,10 @@ sysdeps:
 
 # The main job on the embedded default: search demo-cnn for this host's x86 profile, with
 # recovery: trials that would join the front are fine-tuned briefly (--promote finetune), and
-# points more than 1 point under the fp32 baseline (98.50% as the search scores it) are infeasible.
+# points that stay under 90% even so are infeasible (a 50%-pruned demo scores 92% after those 40
+# steps and 98% after an export's 150: a floor at the fp32 baseline's 98.5% would drop it).
 demo: venv
-	$(BIN)/automc search --promote finetune --min-accuracy 0.975
+	$(BIN)/automc search --promote finetune --min-accuracy 0.9
 
 test: venv sysdeps
 	$(BIN)/python -m pytest -q -rs
