@@ -17,7 +17,8 @@ For each built-in model (default: demo-cnn), on this host's x86 profile:
    its recovered accuracy within ``--max-loss`` of fp32 (at most ``--max-exports`` tried); and
    the uniform-int8 baseline trial, exported with the same recovery.
 4. In one run, interleaved rounds (this host's speed comes in phases of minutes): both exported
-   TVM libraries, the chosen point's ``model.onnx`` in ONNX Runtime, and ONNX Runtime fp32 and
+   TVM libraries (timed by TVM's ``time_evaluator``, as automc times them; a Python call per
+   inference adds its own overhead, which ORT's figures carry), the chosen point's ``model.onnx`` in ONNX Runtime, and ONNX Runtime fp32 and
    static-QDQ int8 of the original model. Accuracy of every artifact as it runs (batch 1, one
    validation image at a time).
 
@@ -38,6 +39,7 @@ import statistics
 import tempfile
 import time
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -119,32 +121,49 @@ def pick_and_export(builtin, run_dir: Path, fp32_acc: float, args, out: Path) ->
                              train_batches=builtin.train_batches)
     front = result.pareto.sort_values("latency_ms")
     int8 = next(t.number for t in result.study.trials if t.user_attrs.get("baseline") == "int8")
-    picked = {}
-    report = result.export(int8, out / "int8", finetune=True)
-    picked["uniform int8"] = {"trial": int8, "export": str(out / "int8"), "predicted_ms": report.predicted_ms,
-                              "recovered_accuracy": report.recovery.accuracy_after,
-                              "recovery_s": report.recovery.seconds}
-    print(f"  uniform int8 (trial {int8}): recovered {report.recovery.accuracy_after:.4f}", flush=True)
+
+    def export(trial: int, where: Path) -> dict:
+        """Export with recovery, or read an export a previous run of this script left there."""
+        if (where / "config.json").exists() and (where / "export_report.json").exists():
+            config, report = (json.loads((where / f).read_text()) for f in ("config.json", "export_report.json"))
+        else:
+            r = result.export(trial, where, finetune=True)
+            config, report = {"recovery": asdict(r.recovery)}, asdict(r)
+        return {"trial": trial, "export": str(where), "predicted_ms": report["predicted_ms"],
+                "export_measured_ms": report["measured_ms"],
+                "recovered_accuracy": config["recovery"]["accuracy_after"], "recovery_s": config["recovery"]["seconds"]}
+
+    picked = {"uniform int8": export(int8, out / "int8")}
+    print(f"  uniform int8 (trial {int8}): recovered {picked['uniform int8']['recovered_accuracy']:.4f}", flush=True)
     tried = []
     for trial in [int(t) for t in front["trial"]][:args.max_exports]:
         if trial == int8:
             continue
-        report = result.export(trial, out / f"trial{trial}", finetune=True)
-        acc = report.recovery.accuracy_after
-        tried.append({"trial": trial, "predicted_ms": report.predicted_ms, "recovered_accuracy": acc,
-                      "recovery_s": report.recovery.seconds})
-        print(f"  front trial {trial}: predicted {report.predicted_ms:.3f} ms, recovered {acc:.4f}", flush=True)
+        tried.append(export(trial, out / f"trial{trial}"))
+        acc = tried[-1]["recovered_accuracy"]
+        print(f"  front trial {trial}: predicted {tried[-1]['predicted_ms']:.3f} ms, recovered {acc:.4f}", flush=True)
         if acc >= fp32_acc - args.max_loss:
-            picked["front point"] = {**tried[-1], "export": str(out / f"trial{trial}")}
+            picked["front point"] = tried[-1]
             break
     return {"picked": picked, "tried": tried}
 
 
 def time_side_by_side(builtin, picked: dict, args, tmp: Path) -> dict:
     x = builtin.example_input.contiguous()
-    runners = {}
+    from automc.latency.measure import run_library
+    from automc.profiles import load_profile
+
+    # TVM libraries timed as automc times them (time_evaluator, in C++), at the same repeats as
+    # the Python callables; their accuracy through the Python VM, one image at a time
+    profile = load_profile(args.profile)
+    profile = profile.model_copy(update={"tuning": profile.tuning.model_copy(
+        update={"repeat": args.repeat, "min_repeat_ms": args.min_repeat_ms})})
+    runners, timers = {}, {}
     for label, p in picked.items():
-        runners[f"automc {label} (TVM library)"] = library_runner(Path(p["export"]) / "model.so")
+        path = Path(p["export"]) / "model.so"
+        runners[f"automc {label} (TVM library)"] = library_runner(path)
+        timers[f"automc {label} (TVM library)"] = (
+            lambda path=path: run_library(path, [x.numpy()], profile)[1].median_ms)
     if "front point" in picked:
         runners["automc front point (its model.onnx in ORT)"] = ort_runner(Path(picked["front point"]["export"]) / "model.onnx")
     fp32_path = onnx_export(builtin.model.eval(), x, tmp / "model.onnx")
@@ -157,7 +176,8 @@ def time_side_by_side(builtin, picked: dict, args, tmp: Path) -> dict:
             rows[label] = {"accuracy": builtin.evaluate(PerSample(run)), "rounds_ms": []}
     for r in range(args.rounds):
         for label, run in runners.items():
-            rows[label]["rounds_ms"].append(median_ms(lambda: run(x), args.repeat, args.min_repeat_ms))
+            timer = timers.get(label, lambda: median_ms(lambda: run(x), args.repeat, args.min_repeat_ms))
+            rows[label]["rounds_ms"].append(timer())
         print(f"  round {r + 1}/{args.rounds}: " + ", ".join(f"{v['rounds_ms'][-1]:.3f}" for v in rows.values()),
               flush=True)
     for v in rows.values():
