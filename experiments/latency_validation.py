@@ -118,7 +118,8 @@ def time_interleaved(compiled: list, rows: list[dict], profile, rounds: int, rep
     import tvm
     from tvm import relax
 
-    from automc.latency.measure import time_vm, use_profile_threads
+    from automc.devices import use_profile_threads
+    from automc.devices.timing import time_vm
 
     if profile.runner.kind != "local":  # one at a time on the device
         for idx, ex, x in compiled:

@@ -16,9 +16,10 @@ from torch import nn
 
 from automc.accuracy import RecoveryReport, recalibrate_bn
 from automc.compress import apply_candidate
-from automc.deploy.build import compile_module, export_library, open_database, tune, tvm_target
+from automc.deploy.build import compile_module, open_database, tune
 from automc.deploy.portable import run_onnx, write_portable
 from automc.deploy.relax_lowering import lower_to_relax
+from automc.devices import device_runner, export_library, tvm_target
 from automc.profiles import HardwareProfile
 from automc.types import Candidate
 
@@ -98,7 +99,8 @@ def export_model(compressed: nn.Module, example_input: torch.Tensor, candidate: 
         return ExportReport(str(out_dir), tuple(files), predicted_ms, latency_source,
                             note="CUDA library built here; measure it on the GPU (uncalibrated here)" + ptx_note)
     # probes the tracker for an rpc profile: measured on its device when that is reachable
-    why_not = profile.why_not_measurable()
+    runner = device_runner(profile)
+    why_not = runner.why_not_measurable()
     if why_not:
         executable = tvm.compile(mod, tvm_target(profile))
         export_library(executable, out_dir / "model.so", profile)
@@ -110,14 +112,13 @@ def export_model(compressed: nn.Module, example_input: torch.Tensor, candidate: 
     executable = compile_module(mod, profile, database)
     export_library(executable, out_dir / "model.so", profile)
     files.append("model.so")
-    from automc.latency.measure import run_library
-
     # the written library itself is checked and timed, here or on the profile's RPC device
-    outputs, timing = run_library(out_dir / "model.so", [example_input.numpy()], profile)
+    outputs, timing = runner.run_library(out_dir / "model.so", [example_input.numpy()])
     with torch.no_grad():
         want = compressed(example_input).numpy()
-    onnx_out, onnx_timing = (None, None) if profile.runner.kind == "rpc" else \
-        run_onnx(out_dir / "model.onnx", example_input.numpy(), profile)
+    # ONNX Runtime runs on this host: compared only where the library runs here too
+    onnx_out, onnx_timing = run_onnx(out_dir / "model.onnx", example_input.numpy(), profile) \
+        if runner.on_this_host else (None, None)
     report = ExportReport(str(out_dir), tuple(files), predicted_ms, latency_source, timing.latency_ms,
                           float(np.abs(outputs[0] - want).max()),
                           onnx_ms=onnx_timing.latency_ms if onnx_timing else None,

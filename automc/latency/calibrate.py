@@ -27,8 +27,8 @@ from automc.deploy._packed import BLOCK, blocked_shape
 from automc.deploy.build import compile_module, open_database, tune
 from automc.deploy.lower import kernel_specs
 from automc.deploy.relax_lowering import lower_to_relax
-from automc.errors import UserInputError
-from automc.latency.measure import TaskCall, Timing, median_timing, task_calls, time_executable, time_tasks
+from automc.devices import TaskCall, Timing, device_runner, median_timing
+from automc.latency.measure import task_calls, time_executable, time_tasks
 from automc.latency.predictor import CalibratedPredictor, LatencyPredictor, RooflinePredictor, fit_graph_pricing
 from automc.latency.store import MeasurementStore
 from automc.profiles import HardwareProfile
@@ -193,15 +193,7 @@ def store_measurement(m: ModelMeasurement, example_input: torch.Tensor, profile:
 def require_measurable(profile: HardwareProfile) -> None:
     """Raise a UserInputError with the fix unless the profile's kernels can be measured now:
     on this host, or (rpc runner) on its device through the tracker, which is probed."""
-    if profile.runner.kind == "rpc":
-        from automc.latency.remote import require_device
-
-        require_device(profile)
-        return
-    if not profile.measurable_here:
-        raise UserInputError(f"--profile {profile.name}: cannot measure here ({profile.why_not_measurable()}); "
-                             "its latencies are uncalibrated roofline estimates. Calibrate a profile this host runs "
-                             "(see `automc profiles`)")
+    device_runner(profile).require_measurable()
 
 
 def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequence[Candidate],
@@ -330,7 +322,7 @@ def predictor_for(model: nn.Module, example_input: torch.Tensor, profile: Hardwa
     A local profile counts only when this host runs it; an rpc profile's store holds its
     device's measurements, valid whether or not the device is reachable now.
     """
-    if profile.runner.kind == "local" and not profile.measurable_here:
+    if not device_runner(profile).stored_measurements_apply:
         return RooflinePredictor(profile)
     store = store if store is not None else MeasurementStore(profile)
     try:

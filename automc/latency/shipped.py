@@ -26,6 +26,7 @@ from automc.compress import apply_candidate
 from automc.deploy.build import compile_module, open_database, tune
 from automc.deploy.lower import kernel_specs, lowering_version
 from automc.deploy.relax_lowering import lower_to_relax
+from automc.devices import device_runner
 from automc.latency.calibrate import model_key
 from automc.latency.measure import time_executable
 from automc.latency.probes import probe_networks
@@ -58,7 +59,7 @@ def check_shipped(profile: HardwareProfile, again: bool = False) -> ShippedCheck
     >>> check.accepted, round(check.ratio, 2)  # doctest: +SKIP
     (True, 1.02)
     """
-    if not shipped_enabled() or profile.runner.kind != "local" or not profile.measurable_here:
+    if not shipped_enabled() or not device_runner(profile).measurable_here:
         return None
     digest = shipped_digest(profile)
     shipped = {r.key: r for r in read_records(shipped_path(profile), measured_on(profile), profile.threads,

@@ -16,7 +16,8 @@ from automc.deploy.relax_lowering import lower_to_relax
 from automc.latency.calibrate import (ModelMeasurement, architecture_key, calibrate_model, is_calibrated, match_tasks,
                                       measure_model, model_key, predictor_for, store_measurement)
 from automc.latency.kernels import kernel_module
-from automc.latency.measure import Timing, median_timing, task_calls
+from automc.devices import Timing, device_runner, median_timing
+from automc.latency.measure import task_calls
 from automc.latency.predictor import CalibratedPredictor, RooflinePredictor
 from automc.latency.store import MeasurementStore
 from automc.profiles import load_profile
@@ -223,7 +224,7 @@ def test_a_retime_pass_adds_one_pass_to_a_kernel_models_share(demo, host_profile
 def test_graph_pricing_recovers_overhead_and_family_rates(tmp_path, host_profile):
     """Whole models = layer kernels + 0.05 ms + 0.01 ms a layer + 0.1 ms per million bytes of
     layer input + 2 ms per million norm elements: the fit finds all four."""
-    from automc.latency.measure import Timing
+    from automc.devices import Timing
     from automc.latency.predictor import fit_graph_pricing
 
     store = MeasurementStore(host_profile, root=tmp_path)
@@ -362,7 +363,7 @@ def test_adaptive_sampling_measures_what_the_store_lacks_first(demo, quick_profi
 def test_uncalibrated_profiles_fall_back_to_roofline(demo):
     for name in ("arm-cpu", "cuda-gpu"):
         profile = load_profile(name)
-        assert not profile.measurable_here and profile.why_not_measurable()
+        assert not device_runner(profile).measurable_here and device_runner(profile).why_not_measurable()
         predictor = predictor_for(demo.model, demo.example_input, profile)
         assert isinstance(predictor, RooflinePredictor) and predictor.source == "uncalibrated"
         # roofline: the int8 kernel is never slower than its fp32 twin at these peaks

@@ -13,7 +13,7 @@ from automc.types import KernelSpec
 def test_work_model_extrapolates_linearly_beyond_its_measurements(tmp_path, host_profile):
     """Kernels timed at 2 µs per padded kMAC + 5 µs: a conv 16× larger than any measured one is
     predicted within 10% (gradient-boosted trees alone would return the largest one's time)."""
-    from automc.latency.measure import Timing
+    from automc.devices import Timing
     from automc.latency.predictor import work_terms
 
     store = MeasurementStore(host_profile, root=tmp_path)
@@ -32,7 +32,7 @@ def test_sub_microsecond_kernels_do_not_steer_the_work_model(tmp_path, host_prof
     1/time alone those two count 750× to 80 000× each of the others (38 µs to 4 ms) and the fit
     prices an unseen conv at a fifth of its time (measured: 0.18-0.19 of it); floored at 4 µs they
     weigh what a 4 µs kernel would (9× to 1000× the others), and it is within 10%. And a 1→16 stem is a family of its own."""
-    from automc.latency.measure import Timing
+    from automc.devices import Timing
     from automc.latency.predictor import kernel_family, work_terms
 
     store = MeasurementStore(host_profile, root=tmp_path)
@@ -116,7 +116,7 @@ def test_a_few_kernels_the_work_terms_do_not_describe_do_not_steer_their_family(
     """Twelve quantizations at 1 µs + 0.1 µs per k-element and two ten times slower (schedules
     the work terms do not describe, as the probes' 56-wide input quantizations): refitted
     without them, an unseen one is priced within 5%, not pulled up by them."""
-    from automc.latency.measure import Timing
+    from automc.devices import Timing
     from automc.latency.predictor import work_terms
 
     store = MeasurementStore(host_profile, root=tmp_path)
