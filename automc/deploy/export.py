@@ -16,9 +16,8 @@ from torch import nn
 
 from automc.accuracy import RecoveryReport, recalibrate_bn
 from automc.compress import apply_candidate
-from automc.deploy.build import compile_module, open_database, tune
+from automc.deploy.compile import compile_candidate
 from automc.deploy.portable import run_onnx, write_portable
-from automc.deploy.relax_lowering import lower_to_relax
 from automc.devices import device_runner, export_library, tvm_target
 from automc.profiles import HardwareProfile
 from automc.types import Candidate
@@ -71,8 +70,6 @@ def export_model(compressed: nn.Module, example_input: torch.Tensor, candidate: 
                  latency_source: str = "calibrated", extra_config: dict | None = None) -> ExportReport:
     """:func:`export_candidate` for a model already compressed (``candidate`` applied, activation
     ranges calibrated, BatchNorm recalibrated; e.g. then recovered), exported as it is."""
-    import tvm
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     compressed.eval()
@@ -86,9 +83,8 @@ def export_model(compressed: nn.Module, example_input: torch.Tensor, candidate: 
     (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=True))
     files = ["config.json", "config.yaml", *write_portable(compressed, example_input, out_dir, profile.threads)]
 
-    mod = lower_to_relax(compressed, example_input, profile)
     if profile.target_kind == "cuda":
-        executable = tvm.compile(mod, tvm_target(profile))
+        executable = compile_candidate(compressed, None, example_input, profile, tuned=False).executable
         source = "\n".join(m.inspect_source() for m in _modules(executable.mod) if m.kind == "cuda")
         (out_dir / "model.cu").write_text(source)
         executable.export_library(str(out_dir / "model.so"))
@@ -102,14 +98,12 @@ def export_model(compressed: nn.Module, example_input: torch.Tensor, candidate: 
     runner = device_runner(profile)
     why_not = runner.why_not_measurable()
     if why_not:
-        executable = tvm.compile(mod, tvm_target(profile))
+        executable = compile_candidate(compressed, None, example_input, profile, tuned=False).executable
         export_library(executable, out_dir / "model.so", profile)
         return ExportReport(str(out_dir), tuple(files + ["model.so"]), predicted_ms, latency_source,
                             note=f"not measured: {why_not}")
 
-    database = open_database(profile)
-    tune(mod, profile, database=database)
-    executable = compile_module(mod, profile, database)
+    executable = compile_candidate(compressed, None, example_input, profile).executable
     export_library(executable, out_dir / "model.so", profile)
     files.append("model.so")
     # the written library itself is checked and timed, here or on the profile's RPC device

@@ -24,9 +24,9 @@ from torch import nn
 
 from automc.compress import apply_candidate
 from automc.deploy._packed import BLOCK, blocked_shape
-from automc.deploy.build import compile_module, open_database, tune
+from automc.deploy.build import open_database
+from automc.deploy.compile import CompiledCandidate, compile_candidate
 from automc.deploy.lower import kernel_specs
-from automc.deploy.relax_lowering import lower_to_relax
 from automc.devices import TaskCall, Timing, device_runner, median_timing
 from automc.latency.measure import task_calls, time_executable, time_tasks
 from automc.latency.predictor import CalibratedPredictor, LatencyPredictor, RooflinePredictor, fit_graph_pricing
@@ -126,13 +126,15 @@ def match_tasks(kernels: Sequence[KernelSpec], calls: Sequence[TaskCall]) -> lis
 def measure_model(compressed: nn.Module, example_input: torch.Tensor, profile: HardwareProfile,
                   database=None) -> ModelMeasurement:
     """Lower, tune the tasks not yet in the database, compile, then time the whole model and
-    each of its layer kernels' tasks where the profile measures."""
-    database = database if database is not None else open_database(profile)
-    kernels = tuple(kernel_specs(compressed, example_input, profile))
-    mod = lower_to_relax(compressed, example_input, profile)
-    tune(mod, profile, database=database)
-    executable = compile_module(mod, profile, database)
-    calls = task_calls(mod)
+    each of its layer kernels' tasks where the profile measures (``measure_compiled``)."""
+    return measure_compiled(compile_candidate(compressed, None, example_input, profile, database=database))
+
+
+def measure_compiled(compiled: CompiledCandidate) -> ModelMeasurement:
+    """Time a compiled model whole and each of its layer kernels' tasks where its profile measures."""
+    profile, example_input, executable = compiled.profile, compiled.example_input, compiled.executable
+    kernels = compiled.kernels
+    calls = task_calls(compiled.module)
     index = match_tasks(kernels, calls)
     tasks = [calls[i] for i in index if i is not None] if index is not None else []
     # every task twice and the whole model three times, before, between and after the two
@@ -240,9 +242,9 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
             continue
         if time.perf_counter() - start > budget_s:
             break
-        compressed = apply_candidate(model, candidate, example_input, calib)
-        new_kernels += store_measurement(measure_model(compressed, example_input, profile, database),
-                                         example_input, profile, store, retimed, architecture)
+        compiled = compile_candidate(model, candidate, example_input, profile, calib, database)
+        new_kernels += store_measurement(measure_compiled(compiled), example_input, profile, store, retimed,
+                                         architecture)
         measured += 1
     if on_progress:
         on_progress(len(pool), len(pool), None)
