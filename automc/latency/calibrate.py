@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from automc.compress import apply_candidate
-from automc.deploy._packed import BLOCK, blocked_shape
+from automc.deploy.x86 import BLOCK, blocked_shape
 from automc.deploy.build import open_database
 from automc.deploy.compile import CompiledCandidate, compile_candidate
 from automc.deploy.lower import kernel_specs

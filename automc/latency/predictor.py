@@ -20,9 +20,7 @@ from typing import NamedTuple, Protocol, Sequence
 
 import numpy as np
 
-from automc.deploy._cpu import AVX512_VNNI, KernelIsa
-from automc.deploy._packed import depthwise_channel_lanes
-from automc.deploy._tiling import register_tile, width_tile
+from automc.deploy.x86 import AVX512_VNNI, KernelIsa, depthwise_channel_lanes, register_tile, width_tile
 from automc.latency.store import Measurement, MeasurementStore
 from automc.profiles import HardwareProfile
 from automc.types import GRAPH_OPS, KernelSpec
@@ -53,7 +51,7 @@ def kernel_family(spec: KernelSpec) -> str:
 
 
 class Work(NamedTuple):
-    """The work of a layer kernel as the packed kernels run it (``deploy._packed``), in
+    """The work of a layer kernel as the packed kernels run it (``deploy.x86``), in
     millions (``launches``: a count), each term one the fit prices (ms per unit)."""
 
     macs: float  # MACs, channels padded to the 16 output lanes (and int8 input channels to 4),
@@ -350,14 +348,14 @@ class CalibratedPredictor:
         specs = [KernelSpec.from_dict(r.spec) for r in recs]
         ms = [r.latency_ms for r in recs]
         self.work = fit_work_model(specs, np.array(ms), store.threads, store.isa)
-        # keyed by the spec's identity string (``KernelSpec._ident``), never its store key:
+        # keyed by the spec's identity string (``KernelSpec.ident``), never its store key:
         # building that costs ~5 µs, which over ~20-60 kernels would take the whole
         # per-candidate budget (DESIGN §7: 100 µs)
-        self._alone: dict[str, float] = {k._ident: t for k, t in zip(specs, ms)}  # stored hits, then estimates
+        self._alone: dict[str, float] = {k.ident: t for k, t in zip(specs, ms)}  # stored hits, then estimates
         # stored kernels priced in a model once, here: a search builds one predictor for
         # thousands of candidates, and a candidate's first prediction then only prices what
         # the store lacks (cold, with 1502 kernels stored: 100-106 µs a demo candidate before)
-        self._in_model: dict[str, float] = {k._ident: t + self.pricing.layer_ms(k)
+        self._in_model: dict[str, float] = {k.ident: t + self.pricing.layer_ms(k)
                                             for k, t in zip(specs, ms) if k.is_layer}
         self._stored = frozenset(self._alone)
         self.n_measured = len(recs)
@@ -365,11 +363,11 @@ class CalibratedPredictor:
     def kernel_ms(self, spec: KernelSpec) -> float:
         """One kernel alone (ms): the stored measurement, else the work model's estimate."""
         self._in_model_ms([spec])
-        return self._alone[spec._ident]
+        return self._alone[spec.ident]
 
     def is_stored(self, spec: KernelSpec) -> bool:
         """Whether the store measured this kernel (else the work model estimates it)."""
-        return spec._ident in self._stored
+        return spec.ident in self._stored
 
     def predict(self, kernels: Sequence[KernelSpec]) -> float:
         return sum(self._in_model_ms(kernels)) + self.pricing.overhead_ms
@@ -380,7 +378,7 @@ class CalibratedPredictor:
         in_model, alone, pricing, work = self._in_model, self._alone, self.pricing, self.work
         out = []
         for k in kernels:
-            ident = k._ident
+            ident = k.ident
             ms = in_model.get(ident)
             if ms is None:
                 if not k.is_layer:  # priced per family, never looked up or estimated

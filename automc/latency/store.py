@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from automc._paths import SHIPPED_MEASUREMENTS_DIR, cache_dir
-from automc.deploy._cpu import AVX512_VNNI, kernel_isa
 from automc.deploy.lower import lowering_version
+from automc.deploy.x86 import AVX512_VNNI, kernel_isa
 from automc.devices import Timing, device_runner
 from automc.profiles import HardwareProfile
 

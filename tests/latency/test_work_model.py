@@ -89,7 +89,7 @@ def test_work_stages_input_exactly_when_the_lowered_conv_does(kernel, stride, pa
 def test_avx2_work_stages_input_exactly_when_the_lowered_conv_does(kernel, stride, padding, data, blocked_in, width):
     """The same on AVX2, whose int8 convs read int16 data (``lower.activation_dtype``) and pad
     only rows no tile of 2 columns or more divides."""
-    from automc.deploy._cpu import AVX2
+    from automc.deploy.x86 import AVX2
     from automc.deploy._packed import PACK_BLOCK, conv2d_func
     from automc.latency.predictor import work_terms
 
@@ -104,7 +104,7 @@ def test_avx2_work_stages_input_exactly_when_the_lowered_conv_does(kernel, strid
 
 def test_avx2_work_pads_int8_channels_to_pairs():
     """An int8 conv on 41 input channels reduces 44 of them on VNNI (groups of 4), 42 on AVX2."""
-    from automc.deploy._cpu import AVX2
+    from automc.deploy.x86 import AVX2
     from automc.latency.predictor import work_terms
 
     spec = KernelSpec(op="conv2d", batch=1, in_channels=41, out_channels=32, height=16, width=16, kernel_size=1,
