@@ -8,7 +8,7 @@ import pytest
 from automc.deploy._fast_tvm_import import import_meta_schedule
 from automc.deploy._transfer import REPLAYED_RUN_SECS, structure_of
 from automc.deploy.build import fused_module, compile_module, tune_modules
-from automc.latency.kernels import kernel_input, kernel_module
+from kernel_modules import kernel_input, kernel_module
 from automc.devices import tvm_target
 from automc.devices.local import run_local
 from automc.types import KernelSpec

@@ -15,7 +15,7 @@ from automc.deploy.lower import kernel_specs
 from automc.deploy.relax_lowering import lower_to_relax
 from automc.latency.calibrate import (ModelMeasurement, architecture_key, calibrate_model, is_calibrated, match_tasks,
                                       measure_model, model_key, predictor_for, store_measurement)
-from automc.latency.kernels import kernel_module
+from kernel_modules import kernel_module
 from automc.devices import Timing, device_runner, median_timing
 from automc.latency.measure import task_calls
 from automc.latency.predictor import CalibratedPredictor, RooflinePredictor

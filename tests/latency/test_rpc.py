@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from automc.errors import UserInputError
-from automc.latency.kernels import kernel_input, kernel_module
+from kernel_modules import kernel_input, kernel_module
 from automc.latency.measure import run_library, time_executable
 from automc.devices import device_runner
 from automc.profiles import HardwareProfile, load_profile
