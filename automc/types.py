@@ -124,7 +124,7 @@ class KernelSpec:
     the elements read / written; a bmm of [batch, height × in_channels] by
     [batch, in_channels × width] has width output columns. TVM fuses them in its own way, so
     they are priced together per family from whole-model measurements (see
-    ``latency.predictor``), not timed one by one.
+    ``latency.predictors``), not timed one by one.
     """
 
     op: Literal["conv2d", "dense", "quantize", "bmm", "norm", "softmax", "pool", "layout", "eltwise"]

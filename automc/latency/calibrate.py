@@ -29,7 +29,7 @@ from automc.deploy.compile import CompiledCandidate, compile_candidate
 from automc.deploy.lower import kernel_specs
 from automc.devices import TaskCall, Timing, device_runner, median_timing
 from automc.latency.measure import task_calls, time_executable, time_tasks
-from automc.latency.predictor import CalibratedPredictor, LatencyPredictor, RooflinePredictor, fit_graph_pricing
+from automc.latency.predictors import CalibratedPredictor, LatencyPredictor, RooflinePredictor, fit_graph_pricing
 from automc.latency.store import MeasurementStore
 from automc.profiles import HardwareProfile
 from automc.types import Candidate, KernelSpec
@@ -213,7 +213,7 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
     Given ``retimed`` (a retime pass, see ``store_measurement``), the stored ones are timed
     again too, in the same order, each record gaining one pass (the fastest of the passes counts).
     Every whole measured or met here is recorded as ``model``'s (``architecture_key``): its
-    predictor prices the graph from them (``predictor.fit_graph_pricing``).
+    predictor prices the graph from them (``predictors.fit_graph_pricing``).
     """
     require_measurable(profile)
     store = store if store is not None else MeasurementStore(profile)

@@ -46,7 +46,7 @@ def time_tasks(executable, calls: list[TaskCall], profile: HardwareProfile) -> l
     the model (epilogues, residual adds, quantizations included). On the profile's 2 threads
     here the demo's tasks alone make up about two thirds of the whole model (0.18 of 0.27 ms):
     the rest is the VM's work between tasks and each task reading what the other core wrote,
-    which ``predictor.fit_graph_pricing`` prices from whole-model measurements.
+    which ``predictors.fit_graph_pricing`` prices from whole-model measurements.
     """
     library = executable.mod.imports[0]  # the compiled kernels, beside the VM's bytecode
     present = [c for c in calls if library.implements_function(c.name)]

@@ -1,36 +1,18 @@
-"""Latency predictors, one protocol: kernels in, milliseconds out.
-
-``CalibratedPredictor``: Σ layer kernels + Σ graph ops + overhead. A layer kernel is a fused
-task timed inside a whole model (see ``calibrate``): an exact hit from the measurement store,
-else a work model: per kernel family (op, shape class, dtype) a non-negative linear fit of
-time on the work the packed kernels do (padded MACs, staged input, written output). It
-extrapolates to sizes calibration never saw, which trees cannot; a gradient-boosted correction
-on kernel features on top of it was tried and dropped: on the validation set it took 100%
-within ±10% down to 95% (it fits calibration's noise). Graph ops (attention matmuls, norms,
-softmax, pooling, reshapes, unfused adds: see ``KernelSpec``) and the per-model overhead are
-what whole models measured beyond their layer tasks, priced per family by non-negative least
-squares (``fit_graph_pricing``).
-``RooflinePredictor``: the labelled fallback for profiles not calibrated on this host.
-"""
+"""The work model: a layer kernel not in the store is priced by a per-family (op, shape class,
+dtype) non-negative linear fit of time on the work the packed kernels do (padded MACs, staged
+input, written output). It extrapolates to sizes calibration never saw, which trees cannot; a
+gradient-boosted correction on kernel features on top of it was tried and dropped: on the
+validation set it took 100% within ±10% down to 95% (it fits calibration's noise)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol, Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
 from automc.deploy.x86 import AVX512_VNNI, KernelIsa, depthwise_channel_lanes, register_tile, width_tile
-from automc.latency.store import Measurement, MeasurementStore
-from automc.profiles import HardwareProfile
-from automc.types import GRAPH_OPS, KernelSpec
-
-
-class LatencyPredictor(Protocol):
-    source: str  # "calibrated" or "uncalibrated"
-
-    def predict(self, kernels: Sequence[KernelSpec]) -> float:
-        """Latency of a model running ``kernels`` (ms)."""
+from automc.types import KernelSpec
 
 
 def kernel_family(spec: KernelSpec) -> str:
@@ -212,183 +194,3 @@ def fit_work_model(specs: Sequence[KernelSpec], ms: np.ndarray, threads: int = 2
     coef = {f: tuple(map(float, _fit_work([specs[i] for i in idx], ms[idx], threads, isa)))
             for f, idx in by_family.items() if len(idx) >= _MIN_FAMILY}
     return WorkModel(coef, tuple(map(float, _fit_work(specs, ms, threads, isa))), threads, isa)
-
-
-def kernel_records(store: MeasurementStore) -> list[Measurement]:
-    """The store's kernel measurements of the current ``KernelSpec`` definition (records of an
-    older one, whose keys it no longer produces, describe other tasks and are left out)."""
-    return [r for r in store.records() if r.spec is not None and _current_key(r.spec) == r.key]
-
-
-def _current_key(spec: dict) -> str | None:
-    try:
-        return KernelSpec.from_dict(spec).key
-    except TypeError:  # a field this KernelSpec does not have
-        return None
-
-
-@dataclass(frozen=True)
-class GraphPricing:
-    """What whole models take beyond their layer kernels timed alone: ``overhead_ms`` per
-    model, ``ms_per_layer`` per layer task (the VM's call, argument and allocation work around
-    each task, and waking the thread pool), ``ms_per_layer_input`` and ``ms_per_layer_output``
-    per million bytes a layer task reads and writes (inside a model a task reads what other
-    cores' threads just wrote, and writes lines another core holds; timed alone it rereads
-    and rewrites its own), plus, per graph-op family, ms per million elements read and
-    written (``bmm``: per million MACs). Fitted by ``fit_graph_pricing``."""
-
-    overhead_ms: float
-    ms_per_layer: float
-    ms_per_unit: dict[str, float]
-    ms_per_layer_input: float = 0.0
-    ms_per_layer_output: float = 0.0
-
-    def layer_ms(self, spec: KernelSpec) -> float:
-        """What a layer task costs inside a model beyond its time alone (ms)."""
-        return (self.ms_per_layer + self.ms_per_layer_input * _layer_input(spec)
-                + self.ms_per_layer_output * spec.output_bytes * 1e-6)
-
-    def graph_op_ms(self, spec: KernelSpec) -> float:
-        return self.ms_per_unit.get(spec.op, 0.0) * _graph_units(spec)
-
-
-def _layer_input(spec: KernelSpec) -> float:
-    # bytes, not elements: the demo's fp32 model (4-byte inputs) spent 0.086 ms beyond its tasks
-    # timed alone, its int8 one (1-byte inputs, more tasks) 0.01; priced per element, the fit
-    # put them at -17% and +14%
-    return spec.input_bytes * 1e-6
-
-
-def _graph_units(spec: KernelSpec) -> float:
-    return (spec.macs if spec.op == "bmm" else spec.in_channels + spec.out_channels) * 1e-6
-
-
-# wholes of an architecture enough to price its graph apart: ten coefficients, and the
-# validation calibrates 25-29 wholes of each model (baselines + 24 random candidates)
-MIN_OWN_WHOLES = 12
-
-
-def fit_graph_pricing(store: MeasurementStore, architecture: str | None = None) -> GraphPricing:
-    """Non-negative least squares over the stored whole models whose layer kernels are all
-    stored: whole − Σ layer kernels = overhead + per-layer cost × layers + input and output
-    costs × their bytes + Σ_family rate × units of its graph ops, each model's equation
-    divided by its time (relative errors). (Measured on the demo's 14 validation candidates,
-    their tasks timed: with the output bytes 71% of the wholes within ±5%, 64% without; 93%
-    within ±10% either way.)
-
-    Given an ``architecture`` (``calibrate.architecture_key``) with at least
-    ``MIN_OWN_WHOLES`` wholes stored, only those are fitted: what a model adds beyond its
-    tasks is its own. Fitted apart on the shipped x86-vnni store, MobileNetV2's 69 wholes
-    want 14 µs a model, 2.6 µs a layer and 15 µs a MB read, the demo's 29 wholes 13 µs,
-    0.4 µs and 17 µs a MB read; pooled with the transformer's and the 96 probes (single
-    blocks of 0.03 ms), the fit gave 1 µs, 0.85 µs and 24 µs a MB written, which priced
-    MobileNetV2's own stored wholes 2.9% low at the median (−14% to +11%).
-
-    Families no stored model has keep rate 0: a model full of them (a transformer's softmax,
-    say, when only CNNs were calibrated) is under-predicted, which is why the validation
-    reports held-out architectures apart.
-    """
-    from scipy.optimize import nnls
-
-    kernel_ms = {r.key: r.latency_ms for r in kernel_records(store)}
-    wholes = [r for r in store.records() if r.kernels]
-    own = [r for r in wholes if architecture is not None and r.architecture == architecture]
-    rows, ys = [], []
-    for r in own if len(own) >= MIN_OWN_WHOLES else wholes:
-        specs = [KernelSpec.from_key(k) for k in r.kernels]
-        if not all(k.key in kernel_ms for k in specs if k.is_layer):
-            continue
-        units = dict.fromkeys(GRAPH_OPS, 0.0)
-        for k in specs:
-            if not k.is_layer:
-                units[k.op] += _graph_units(k)
-        layers = [k for k in specs if k.is_layer]
-        # relative to the model's time: a 9 ms MobileNetV2 must not outweigh thirty 0.3 ms models
-        weight = 1.0 / r.latency_ms
-        rows.append([weight, weight * len(layers), weight * sum(_layer_input(k) for k in layers),
-                     weight * sum(k.output_bytes for k in layers) * 1e-6] + [weight * units[f] for f in GRAPH_OPS])
-        ys.append(weight * (r.latency_ms - sum(kernel_ms[k.key] for k in layers)))
-    if not rows:
-        return GraphPricing(0.0, 0.0, {})
-    coef, _ = nnls(np.array(rows), np.array(ys))
-    return GraphPricing(float(coef[0]), float(coef[1]), {f: float(c) for f, c in zip(GRAPH_OPS, coef[4:])},
-                        ms_per_layer_input=float(coef[2]), ms_per_layer_output=float(coef[3]))
-
-
-@dataclass
-class RooflinePredictor:
-    """max(compute, memory) time per kernel from the profile's declared peaks. Uncalibrated."""
-
-    profile: HardwareProfile
-    source: str = "uncalibrated"
-
-    def kernel_ms(self, spec: KernelSpec) -> float:
-        peak = self.profile.peak_gops.get(spec.dtype) or self.profile.peak_gops["float32"]
-        compute = 2 * spec.macs / (peak * 1e9)
-        memory = spec.bytes_moved / (self.profile.mem_bandwidth_gbs * 1e9)
-        return max(compute, memory) * 1e3
-
-    def predict(self, kernels: Sequence[KernelSpec]) -> float:
-        return sum(self.kernel_ms(k) for k in kernels)
-
-
-class CalibratedPredictor:
-    """Store hits + the work model (``fit_work_model``) for layer kernels; graph ops, the
-    per-layer call cost and the per-model overhead from ``fit_graph_pricing`` (of the
-    ``architecture``'s own wholes when enough are stored, else of all)."""
-
-    source = "calibrated"
-
-    def __init__(self, store: MeasurementStore, architecture: str | None = None):
-        self.store = store
-        self.pricing = fit_graph_pricing(store, architecture)
-        recs = kernel_records(store)
-        if len(recs) < 2:
-            raise ValueError(f"only {len(recs)} kernel measurements stored; run `automc calibrate` first")
-        specs = [KernelSpec.from_dict(r.spec) for r in recs]
-        ms = [r.latency_ms for r in recs]
-        self.work = fit_work_model(specs, np.array(ms), store.threads, store.isa)
-        # keyed by the spec's identity string (``KernelSpec.ident``), never its store key:
-        # building that costs ~5 µs, which over ~20-60 kernels would take the whole
-        # per-candidate budget (DESIGN §7: 100 µs)
-        self._alone: dict[str, float] = {k.ident: t for k, t in zip(specs, ms)}  # stored hits, then estimates
-        # stored kernels priced in a model once, here: a search builds one predictor for
-        # thousands of candidates, and a candidate's first prediction then only prices what
-        # the store lacks (cold, with 1502 kernels stored: 100-106 µs a demo candidate before)
-        self._in_model: dict[str, float] = {k.ident: t + self.pricing.layer_ms(k)
-                                            for k, t in zip(specs, ms) if k.is_layer}
-        self._stored = frozenset(self._alone)
-        self.n_measured = len(recs)
-
-    def kernel_ms(self, spec: KernelSpec) -> float:
-        """One kernel alone (ms): the stored measurement, else the work model's estimate."""
-        self._in_model_ms([spec])
-        return self._alone[spec.ident]
-
-    def is_stored(self, spec: KernelSpec) -> bool:
-        """Whether the store measured this kernel (else the work model estimates it)."""
-        return spec.ident in self._stored
-
-    def predict(self, kernels: Sequence[KernelSpec]) -> float:
-        return sum(self._in_model_ms(kernels)) + self.pricing.overhead_ms
-
-    def _in_model_ms(self, kernels: Sequence[KernelSpec]) -> list[float]:
-        """What each kernel adds to a model's time: alone, plus its in-model cost."""
-        # one dict lookup per kernel when cached
-        in_model, alone, pricing, work = self._in_model, self._alone, self.pricing, self.work
-        out = []
-        for k in kernels:
-            ident = k.ident
-            ms = in_model.get(ident)
-            if ms is None:
-                if not k.is_layer:  # priced per family, never looked up or estimated
-                    ms = alone[ident] = pricing.graph_op_ms(k)
-                else:
-                    base = alone.get(ident)
-                    if base is None:
-                        # floored: a degenerate fit must not give 0 ms
-                        base = alone[ident] = max(work.ms(k), 1e-4)
-                    ms = base + pricing.layer_ms(k)
-                in_model[ident] = ms
-            out.append(ms)
-        return out
