@@ -25,6 +25,7 @@ from automc.accuracy import (
 from automc.compress import apply_candidate, find_cells
 from automc.deploy.export import ExportReport, export_model
 from automc.deploy.relax_lowering import lower_to_relax
+from automc.devices import device_runner
 from automc.errors import UserInputError
 from automc.latency.calibrate import calibrate_model, is_calibrated, predictor_for
 from automc.latency.shipped import check_shipped, describe as describe_shipped
@@ -48,7 +49,7 @@ PROFILE_COPY = "profile.yaml"  # in a run directory: the profile an API caller p
 
 def default_profile_name() -> str:
     """``x86-vnni`` where this host has AVX-512 VNNI, else ``x86-avx2`` (both measured here)."""
-    if load_profile("x86-vnni").measurable_here:
+    if device_runner(load_profile("x86-vnni")).measurable_here:
         return "x86-vnni"
     return "x86-avx2"
 
@@ -250,7 +251,7 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
         warnings.warn(info["shipped_measurements"], stacklevel=2)
     store = MeasurementStore(ctx.profile)
     # measurable(): this host, or an rpc profile's device when its tracker lists it
-    if not is_calibrated(ctx.model, example_input, ctx.profile, store) and ctx.profile.measurable():
+    if not is_calibrated(ctx.model, example_input, ctx.profile, store) and device_runner(ctx.profile).measurable():
         with contextlib.ExitStack() as stack:
             if on_calibration is None and progress:  # the CLI passes its own bar
                 bar = stack.enter_context(progress_bar())

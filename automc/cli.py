@@ -100,6 +100,7 @@ def search(model: str = typer.Option("demo-cnn", help=MODEL_HELP),
     import automc.api as api
     from automc.accuracy import check_proxy_name
     from automc.model.source import load_model, parse_model_option
+    from automc.devices import device_runner
     from automc.profiles import load_profile
     from automc.search.samplers import check_sampler_name
 
@@ -115,16 +116,14 @@ def search(model: str = typer.Option("demo-cnn", help=MODEL_HELP),
 
     profile = profile or api.default_profile_name()
     prof = load_profile(profile)
-    if prof.name == "x86-avx2" and not load_profile("x86-vnni").measurable_here:
-        console.print(f"[yellow]x86-vnni cannot be measured on this host ({load_profile('x86-vnni').why_not_measurable()}); "
+    if prof.name == "x86-avx2" and not device_runner(load_profile("x86-vnni")).measurable_here:
+        console.print(f"[yellow]x86-vnni cannot be measured on this host "
+                      f"({device_runner(load_profile('x86-vnni')).why_not_measurable()}); "
                       f"searching for the host profile '{prof.name}' instead[/]")
-    why_not = prof.why_not_measurable()  # probes the tracker of an rpc profile
-    if why_not and prof.runner.kind == "rpc":
-        console.print(f"[bold yellow]profile {prof.name}: its RPC device cannot be reached ({why_not}): latencies "
-                      "come from its stored measurements, or are roofline estimates if it has none[/]")
-    elif why_not:
-        console.print(f"[bold yellow]profile {prof.name} is UNCALIBRATED here ({why_not}): "
-                      "latencies are roofline estimates[/]")
+    runner = device_runner(prof)
+    why_not = runner.why_not_measurable()  # probes the tracker of an rpc profile
+    if why_not:
+        console.print(f"[bold yellow]{runner.unmeasurable_note(why_not)}[/]")
     budget_s = parse_duration(budget, "--budget")
     builtin = load_model(source, verbose=True)
     start = time.perf_counter()
@@ -213,6 +212,7 @@ def dashboard(run: Path = typer.Argument(..., help="run directory"),
 def profiles() -> None:
     """List the shipped profiles and whether each can be measured now (here or over RPC)."""
     from automc.latency.store import MeasurementStore
+    from automc.devices import device_runner
     from automc.profiles import list_profiles
 
     table = Table(title="hardware profiles")
@@ -221,10 +221,9 @@ def profiles() -> None:
     for p in list_profiles():
         store = MeasurementStore(p)
         n = sum(1 for r in store.records() if r.spec)
-        why_not = p.why_not_measurable()  # rpc profiles: is the device behind the tracker reachable?
-        r = p.runner
-        via = f" (RPC: {r.tracker_host}:{r.tracker_port}, key {r.device_key})" if r.kind == "rpc" else ""
-        here = f"yes{via}" if not why_not else f"no: {why_not}"
+        runner = device_runner(p)
+        why_not = runner.why_not_measurable()  # rpc profiles: is the device behind the tracker reachable?
+        here = f"yes{runner.via}" if not why_not else f"no: {why_not}"
         check = store.shipped_check
         shipped = ("" if not store.n_shipped and check is None else
                    f" ({store.n_shipped} records shipped, not yet checked here)" if check is None else

@@ -27,9 +27,9 @@ from _timing import median_ms
 
 
 def task_table(measured) -> dict[str, dict]:
-    """Per kernel family (``latency.predictor.kernel_family``): how many layer tasks, their
+    """Per kernel family (``latency.predictors.kernel_family``): how many layer tasks, their
     summed time alone (ms) and their range of throughput (GMAC/s)."""
-    from automc.latency.predictor import kernel_family
+    from automc.latency.predictors import kernel_family
 
     table: dict[str, dict] = {}
     for spec, timing in zip(measured.kernels, measured.kernel_timings):

@@ -116,7 +116,7 @@ def main() -> None:
     from automc.deploy.build import compile_module
     from automc.deploy.lower import IntegerLayer
     from automc.deploy.relax_lowering import relax_from_deploy
-    from automc.latency.measure import use_profile_threads
+    from automc.devices import use_profile_threads
     from automc.profiles import load_profile
 
     ms = import_meta_schedule()

@@ -16,9 +16,9 @@ from torch import nn
 
 from automc.accuracy import RecoveryReport, recalibrate_bn
 from automc.compress import apply_candidate
-from automc.deploy.build import compile_module, export_library, open_database, tune, tvm_target
+from automc.deploy.compile import compile_candidate
 from automc.deploy.portable import run_onnx, write_portable
-from automc.deploy.relax_lowering import lower_to_relax
+from automc.devices import device_runner, export_library, tvm_target
 from automc.profiles import HardwareProfile
 from automc.types import Candidate
 
@@ -70,8 +70,6 @@ def export_model(compressed: nn.Module, example_input: torch.Tensor, candidate: 
                  latency_source: str = "calibrated", extra_config: dict | None = None) -> ExportReport:
     """:func:`export_candidate` for a model already compressed (``candidate`` applied, activation
     ranges calibrated, BatchNorm recalibrated; e.g. then recovered), exported as it is."""
-    import tvm
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     compressed.eval()
@@ -85,9 +83,8 @@ def export_model(compressed: nn.Module, example_input: torch.Tensor, candidate: 
     (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=True))
     files = ["config.json", "config.yaml", *write_portable(compressed, example_input, out_dir, profile.threads)]
 
-    mod = lower_to_relax(compressed, example_input, profile)
     if profile.target_kind == "cuda":
-        executable = tvm.compile(mod, tvm_target(profile))
+        executable = compile_candidate(compressed, None, example_input, profile, tuned=False).executable
         source = "\n".join(m.inspect_source() for m in _modules(executable.mod) if m.kind == "cuda")
         (out_dir / "model.cu").write_text(source)
         executable.export_library(str(out_dir / "model.so"))
@@ -98,26 +95,24 @@ def export_model(compressed: nn.Module, example_input: torch.Tensor, candidate: 
         return ExportReport(str(out_dir), tuple(files), predicted_ms, latency_source,
                             note="CUDA library built here; measure it on the GPU (uncalibrated here)" + ptx_note)
     # probes the tracker for an rpc profile: measured on its device when that is reachable
-    why_not = profile.why_not_measurable()
+    runner = device_runner(profile)
+    why_not = runner.why_not_measurable()
     if why_not:
-        executable = tvm.compile(mod, tvm_target(profile))
+        executable = compile_candidate(compressed, None, example_input, profile, tuned=False).executable
         export_library(executable, out_dir / "model.so", profile)
         return ExportReport(str(out_dir), tuple(files + ["model.so"]), predicted_ms, latency_source,
                             note=f"not measured: {why_not}")
 
-    database = open_database(profile)
-    tune(mod, profile, database=database)
-    executable = compile_module(mod, profile, database)
+    executable = compile_candidate(compressed, None, example_input, profile).executable
     export_library(executable, out_dir / "model.so", profile)
     files.append("model.so")
-    from automc.latency.measure import run_library
-
     # the written library itself is checked and timed, here or on the profile's RPC device
-    outputs, timing = run_library(out_dir / "model.so", [example_input.numpy()], profile)
+    outputs, timing = runner.run_library(out_dir / "model.so", [example_input.numpy()])
     with torch.no_grad():
         want = compressed(example_input).numpy()
-    onnx_out, onnx_timing = (None, None) if profile.runner.kind == "rpc" else \
-        run_onnx(out_dir / "model.onnx", example_input.numpy(), profile)
+    # ONNX Runtime runs on this host: compared only where the library runs here too
+    onnx_out, onnx_timing = run_onnx(out_dir / "model.onnx", example_input.numpy(), profile) \
+        if runner.on_this_host else (None, None)
     report = ExportReport(str(out_dir), tuple(files), predicted_ms, latency_source, timing.latency_ms,
                           float(np.abs(outputs[0] - want).max()),
                           onnx_ms=onnx_timing.latency_ms if onnx_timing else None,

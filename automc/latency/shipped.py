@@ -22,10 +22,10 @@ import time
 
 import numpy as np
 
-from automc.compress import apply_candidate
-from automc.deploy.build import compile_module, open_database, tune
-from automc.deploy.lower import kernel_specs, lowering_version
-from automc.deploy.relax_lowering import lower_to_relax
+from automc.deploy.build import open_database
+from automc.deploy.compile import compile_candidate
+from automc.deploy.lower import lowering_version
+from automc.devices import device_runner
 from automc.latency.calibrate import model_key
 from automc.latency.measure import time_executable
 from automc.latency.probes import probe_networks
@@ -58,7 +58,7 @@ def check_shipped(profile: HardwareProfile, again: bool = False) -> ShippedCheck
     >>> check.accepted, round(check.ratio, 2)  # doctest: +SKIP
     (True, 1.02)
     """
-    if not shipped_enabled() or profile.runner.kind != "local" or not profile.measurable_here:
+    if not shipped_enabled() or not device_runner(profile).measurable_here:
         return None
     digest = shipped_digest(profile)
     shipped = {r.key: r for r in read_records(shipped_path(profile), measured_on(profile), profile.threads,
@@ -83,11 +83,8 @@ def reference_executables(profile: HardwareProfile) -> list[tuple[str, object, n
     out = []
     for probe in probe_networks(REFERENCE_PROBES):
         x = probe.example_input
-        compressed = apply_candidate(probe.model, probe.candidate, x, (x,)).eval()
-        mod = lower_to_relax(compressed, x, profile)
-        tune(mod, profile, database=database)
-        out.append((model_key(kernel_specs(compressed, x, profile), x), compile_module(mod, profile, database),
-                    x.numpy()))
+        compiled = compile_candidate(probe.model, probe.candidate, x, profile, (x,), database)
+        out.append((model_key(compiled.kernels, x), compiled.executable, x.numpy()))
     return out
 
 
