@@ -22,7 +22,7 @@ For each built-in model (default: demo-cnn), on this host's x86 profile:
    validation image at a time).
 
 Run directories are kept under ``--runs``: a rerun resumes each search where it stopped.
-Prints a table per model; writes experiments/front_quality.json.
+Prints a table per model; writes experiments/front_quality-<model>.json.
 
     AUTOMC_CACHE=… .venv/bin/python experiments/front_quality.py [--models demo-cnn resnet-small]
         [--trials 60] [--seeds 0 1 2] [--rounds 5]
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import platform
 import statistics
 import tempfile
@@ -183,16 +184,17 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=THREADS,
                         help="torch's threads for search and recovery (1 on a host shared with other work)")
     parser.add_argument("--runs", type=Path, default=Path("runs/front_quality"))
-    parser.add_argument("--out", default=str(Path(__file__).with_name("front_quality.json")))
     args = parser.parse_args()
     args.profile = args.profile or default_profile_name()
     torch.set_num_threads(args.torch_threads)
     warnings.filterwarnings("ignore")
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" per export
     from automc._host import host_description
 
-    results = {"host": host_description(), "profile": args.profile, "args": {k: str(v) for k, v in vars(args).items()},
-               "date": time.strftime("%Y-%m-%d %H:%M"), "python": platform.python_version(), "models": {}}
     for name in args.models:
+        results = {"host": host_description(), "profile": args.profile, "date": time.strftime("%Y-%m-%d %H:%M"),
+                   "args": {k: str(v) for k, v in vars(args).items()}, "python": platform.python_version(),
+                   "models": {}}
         builtin = load_builtin(name, verbose=True)
         with torch.inference_mode():
             fp32_acc = builtin.evaluate(builtin.model.eval())
@@ -204,9 +206,10 @@ def main() -> None:
             timed = time_side_by_side(builtin, exports["picked"], args, Path(tmp))
         results["models"][name] = {"fp32_accuracy": fp32_acc, "search": searched, "hypervolume_searches": searches,
                                    **exports, "timed": timed}
-        Path(args.out).write_text(json.dumps(results, indent=2))
+        out = Path(__file__).with_name(f"front_quality-{name}.json")
+        out.write_text(json.dumps(results, indent=2))
         print_tables(name, results["models"][name], args)
-    print(f"wrote {args.out}")
+        print(f"wrote {out}")
 
 
 def print_tables(name: str, r: dict, args) -> None:
