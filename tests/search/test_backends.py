@@ -1,0 +1,80 @@
+"""Search backends with real worker processes: forked local workers on the toy space, the
+registry's one-line refusals. (Ray clusters: tests/search/test_ray_cluster.py.)"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import pytest
+from optuna.trial import TrialState
+
+from automc.errors import UserInputError
+from automc.search.backends import BACKENDS, make_backend
+from automc.search.pareto import load_study
+from automc.search.runner import SearchSettings, run_search
+
+from search_toys import toy_score
+
+
+def quiet(n: int, sampler: str = "nsga2") -> SearchSettings:
+    return SearchSettings(n_trials=n, sampler=sampler, seed=1, progress=False)
+
+
+def test_local_jobs_2_runs_every_trial_once_in_two_processes(space, tmp_path):
+    backend = make_backend("local", jobs=2)
+    study = run_search(space, toy_score, tmp_path, quiet(20), backend=backend)
+    trials = load_study(tmp_path).trials
+    assert len(trials) == 20 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({t.number for t in trials}) == 20
+    pids = Counter(t.user_attrs["worker"]["pid"] for t in trials)
+    assert len(pids) == 2 and os.getpid() not in pids
+    # baselines and probes ran exactly once each
+    baselines = [t.user_attrs["baseline"] for t in trials if "baseline" in t.user_attrs]
+    assert len(baselines) == len(set(baselines)) >= 3
+    assert len(study.trials) == 20
+
+
+def test_a_parallel_search_resumes_in_process_and_back(space, tmp_path):
+    run_search(space, toy_score, tmp_path, quiet(8), backend=make_backend("local", jobs=2))
+    run_search(space, toy_score, tmp_path, quiet(12))
+    study = run_search(space, toy_score, tmp_path, quiet(16), backend=make_backend("local", jobs=2))
+    assert len(study.trials) == 16 and all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert sum(t.user_attrs.get("baseline") == "fp32" for t in study.trials) == 1
+
+
+def test_a_failing_candidate_on_a_worker_is_failed_with_its_reason(space, tmp_path):
+    def flaky(candidate):
+        if candidate.choice("b").prune == 0.5:
+            raise RuntimeError("kernel did not build")
+        return toy_score(candidate)
+
+    study = run_search(space, flaky, tmp_path, quiet(16, "random"), backend=make_backend("local", jobs=2))
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert failed and all(t.user_attrs["error"] == "RuntimeError: kernel did not build" for t in failed)
+    assert len(study.trials) == 16
+
+
+def test_a_worker_that_dies_fails_its_trial_and_the_search_goes_on(space, tmp_path):
+    def deadly(candidate):
+        if candidate.choice("a").prune == 0.5 and candidate.choice("b").prune == 0.5:
+            os._exit(3)  # a crash no exception handler sees (segfault, OOM kill)
+        return toy_score(candidate)
+
+    study = run_search(space, deadly, tmp_path, quiet(12), backend=make_backend("local", jobs=2))
+    assert len(study.trials) == 12 and all(t.state.is_finished() for t in study.trials)
+    died = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert died and all(t.user_attrs["error"].startswith("WorkerDied") for t in died)
+    assert any(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+@pytest.mark.parametrize("name, jobs, address, message", [
+    ("slurm", None, None, "--backend: unknown backend 'slurm'; choose one of local, ray"),
+    ("local", 0, None, "--jobs: 0 trials at a time"),
+    ("ray", -1, None, "--jobs: -1 trials at a time"),
+    ("local", 2, "auto", "--address auto: only --backend ray"),
+])
+def test_bad_backend_options_are_refused(name, jobs, address, message):
+    with pytest.raises(UserInputError, match=message.replace("(", r"\(")):
+        make_backend(name, jobs, address)
+    assert set(BACKENDS) == {"local", "ray"}
