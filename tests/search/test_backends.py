@@ -78,3 +78,20 @@ def test_bad_backend_options_are_refused(name, jobs, address, message):
     with pytest.raises(UserInputError, match=message.replace("(", r"\(")):
         make_backend(name, jobs, address)
     assert set(BACKENDS) == {"local", "ray"}
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--jobs", "0"], "--jobs: 0 trials at a time cannot run anything; give 1 or more"),
+    (["--backend", "slurm"], "--backend: unknown backend 'slurm'; choose one of local, ray"),
+    (["--address", "auto"], "--address auto: only --backend ray connects to a cluster"),
+])
+def test_bad_backend_options_on_the_command_line_are_one_line_and_exit_2(tmp_path, options, message):
+    from typer.testing import CliRunner
+
+    from automc.cli import app
+
+    res = CliRunner().invoke(app, ["search", "--trials", "4", "--run-dir", str(tmp_path / "run"), *options])
+    assert res.exit_code == 2, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], res.output
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,103 @@
+"""The ray backend on real Ray clusters started here (one node, then two), driven through the
+CLI as a user would: trials run on the cluster's actors, the journal stays the driver's, and a
+run moves between Ray and in-process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from automc.search.pareto import load_study
+
+from ray_nodes import RayNodes, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def automc_search(run_dir: Path, profile: Path, trials: int, *options: str,
+                  timeout_s: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "automc.cli", "search", "--profile", str(profile), "--trials",
+                           str(trials), "--budget", "30", "--run-dir", str(run_dir), *options],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout_s)
+
+
+@pytest.fixture(scope="module")
+def one_node():
+    nodes = RayNodes()
+    try:
+        nodes.start_head(num_cpus=2)
+        yield nodes
+    finally:
+        nodes.stop()
+
+
+@pytest.fixture(scope="module")
+def two_nodes():
+    nodes = RayNodes()
+    try:
+        nodes.start_head(num_cpus=1)
+        nodes.add_worker(num_cpus=1)
+        nodes.wait_for(nodes=2)
+        yield nodes
+    finally:
+        nodes.stop()
+
+
+def _workers(run_dir: Path) -> list[dict]:
+    return [t.user_attrs["worker"] for t in load_study(run_dir).trials if "worker" in t.user_attrs]
+
+
+def test_a_search_started_here_continues_on_one_ray_node(one_node, quick_profile_path, tmp_path):
+    run = tmp_path / "run"
+    local = automc_search(run, quick_profile_path, 4)
+    assert local.returncode == 0, local.stderr[-3000:]
+    on_ray = automc_search(run, quick_profile_path, 12, "--backend", "ray", "--address", one_node.address)
+    assert on_ray.returncode == 0, on_ray.stderr[-3000:]
+    trials = load_study(run).trials
+    assert len(trials) == 12 and all(t.state == TrialState.COMPLETE for t in trials), \
+        [(t.number, t.state.name, t.user_attrs.get("error")) for t in trials]
+    workers = _workers(run)
+    assert len(workers) == 8  # the 4 in-process trials have no worker
+    assert len({w["node"] for w in workers}) == 1 and len({w["pid"] for w in workers}) == 2
+    assert sum(t.user_attrs.get("baseline") == "fp32" for t in trials) == 1
+
+
+def test_trials_run_on_both_nodes_and_the_run_resumes_in_process(two_nodes, quick_profile_path, tmp_path):
+    run = tmp_path / "run"
+    on_ray = automc_search(run, quick_profile_path, 8, "--backend", "ray", "--address", two_nodes.address,
+                           "--jobs", "2")
+    assert on_ray.returncode == 0, on_ray.stderr[-3000:]
+    workers = _workers(run)
+    assert len(workers) == 8
+    assert len({w["node"] for w in workers}) == 2, Counter(w["node"] for w in workers)
+    local = automc_search(run, quick_profile_path, 10)
+    assert local.returncode == 0, local.stderr[-3000:]
+    trials = load_study(run).trials
+    assert len(trials) == 10 and all(t.state == TrialState.COMPLETE for t in trials)
+
+
+def test_more_jobs_than_the_cluster_has_cpus_is_refused(two_nodes, quick_profile_path, tmp_path):
+    res = automc_search(tmp_path / "run", quick_profile_path, 4, "--backend", "ray", "--address", two_nodes.address,
+                        "--jobs", "3")
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert "has 2 CPUs" in res.stderr and "3 trials" in res.stderr and "ray start --address" in res.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unreachable_address_is_refused_in_seconds(quick_profile_path, tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    res = automc_search(tmp_path / "run", quick_profile_path, 4, "--backend", "ray", "--address", address)
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert time.monotonic() - start < 30  # the interpreter and imports, then a 3 s connect at most
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and address in lines[0] and "ray start --head" in lines[0], res.stderr
+    assert not (tmp_path / "run").exists()
