@@ -35,7 +35,11 @@ class RayNodes:
         cmd = [RAY, "start", *args, "--num-cpus", str(num_cpus), "--node-ip-address", "127.0.0.1",
                "--dashboard-agent-listen-port", str(free_port()), "--disable-usage-stats", "--block"]
         log = open(Path(self.temp_dir) / f"node{len(self._procs)}.log", "w")
-        self._procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        # workers import automc from this checkout, and the toy scorers from tests/search
+        here = Path(__file__).resolve().parent
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parents[1]), str(here)])}
+        self._procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                            env=env))
 
     def start_head(self, num_cpus: int) -> None:
         self._start(["--head", "--port", str(self.port), "--temp-dir", self.temp_dir, "--include-dashboard", "false"],

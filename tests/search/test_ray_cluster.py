@@ -14,9 +14,12 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
+from automc.search.backends import make_backend
 from automc.search.pareto import load_study
+from automc.search.runner import SearchSettings, run_search
 
 from ray_nodes import RayNodes, free_port
+from search_toys import deadly_scorer, flaky_scorer, toy_score, toy_scorer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,10 +55,48 @@ def two_nodes():
         nodes.stop()
 
 
+def _on_ray(space, run_dir: Path, n: int, address: str, rebuild, score=toy_score, jobs: int = 2):
+    backend = make_backend("ray", jobs, address)
+    backend.connect()
+    try:
+        return run_search(space, score, run_dir, SearchSettings(n_trials=n, seed=1, progress=False), backend=backend,
+                          rebuild=rebuild)
+    finally:
+        backend.close()
+
+
+def test_toy_trials_run_on_both_nodes_once_each(two_nodes, space, tmp_path):
+    study = _on_ray(space, tmp_path, 12, two_nodes.address, toy_scorer)
+    trials = study.trials
+    assert len(trials) == 12 and all(t.state == TrialState.COMPLETE for t in trials)
+    nodes = Counter(t.user_attrs["worker"]["node"] for t in trials)
+    assert len(nodes) == 2, nodes
+    assert all(t.user_attrs["worker"]["pid"] != os.getpid() for t in trials)
+    again = run_search(space, toy_score, tmp_path, SearchSettings(n_trials=14, seed=1, progress=False))
+    assert len(again.trials) == 14 and "worker" not in again.trials[-1].user_attrs  # resumed in-process
+
+
+def test_a_failing_candidate_on_ray_is_failed_with_its_reason(two_nodes, space, tmp_path):
+    study = _on_ray(space, tmp_path, 12, two_nodes.address, flaky_scorer)
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert failed and all(t.user_attrs["error"] == "RuntimeError: kernel did not build" for t in failed)
+    assert len(study.trials) == 12 and any(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+def test_an_actor_that_dies_fails_its_trial_and_the_search_goes_on(two_nodes, space, tmp_path):
+    study = _on_ray(space, tmp_path, 12, two_nodes.address, deadly_scorer)
+    assert len(study.trials) == 12 and all(t.state.is_finished() for t in study.trials)
+    died = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert died and all(t.user_attrs["error"].startswith("WorkerDied") for t in died), \
+        [t.user_attrs.get("error") for t in died]
+    assert any(t.state == TrialState.COMPLETE for t in study.trials)
+
+
 def _workers(run_dir: Path) -> list[dict]:
     return [t.user_attrs["worker"] for t in load_study(run_dir).trials if "worker" in t.user_attrs]
 
 
+@pytest.mark.slow  # two CLI searches of demo-cnn: 274 s on the shared 2-core host
 def test_a_search_started_here_continues_on_one_ray_node(one_node, quick_profile_path, tmp_path):
     run = tmp_path / "run"
     local = automc_search(run, quick_profile_path, 4)
@@ -71,6 +112,7 @@ def test_a_search_started_here_continues_on_one_ray_node(one_node, quick_profile
     assert sum(t.user_attrs.get("baseline") == "fp32" for t in trials) == 1
 
 
+@pytest.mark.slow  # two CLI searches of demo-cnn: 290 s on the shared 2-core host
 def test_trials_run_on_both_nodes_and_the_run_resumes_in_process(two_nodes, quick_profile_path, tmp_path):
     run = tmp_path / "run"
     on_ray = automc_search(run, quick_profile_path, 8, "--backend", "ray", "--address", two_nodes.address,
