@@ -92,6 +92,12 @@ def test_an_actor_that_dies_fails_its_trial_and_the_search_goes_on(two_nodes, sp
     assert any(t.state == TrialState.COMPLETE for t in study.trials)
 
 
+def test_kill_9_of_a_search_on_ray_then_the_same_command_finishes_it(two_nodes, tmp_path):
+    from test_kill import kill_mid_trial_then_finish
+
+    kill_mid_trial_then_finish(tmp_path, 2, two_nodes.address)
+
+
 def _workers(run_dir: Path) -> list[dict]:
     return [t.user_attrs["worker"] for t in load_study(run_dir).trials if "worker" in t.user_attrs]
 
