@@ -95,3 +95,17 @@ def test_bad_backend_options_on_the_command_line_are_one_line_and_exit_2(tmp_pat
     lines = [line for line in res.output.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], res.output
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"backend": "ray"}, "--backend ray: the model lives in this process only"),
+    ({"jobs": 2, "promote": "finetune"}, "--promote: multi-fidelity search runs one trial at a time"),
+])
+def test_api_refuses_what_workers_cannot_do_before_anything_is_written(tmp_path, options, message):
+    import torch
+
+    import automc
+
+    with pytest.raises(UserInputError, match=message):
+        automc.search(torch.nn.Linear(2, 2), torch.zeros(1, 2), lambda m: 0.5, run_dir=tmp_path / "run", **options)
+    assert not (tmp_path / "run").exists()
