@@ -49,7 +49,7 @@ class RayNodes:
     def add_worker(self, num_cpus: int) -> None:
         self._start(["--address", self.address], num_cpus)
 
-    def wait_for(self, nodes: int, timeout_s: float = 90.0) -> None:
+    def wait_for(self, nodes: int, timeout_s: float = 240.0) -> None:
         """Until the cluster lists ``nodes`` alive nodes (asked by a Ray driver in a subprocess)."""
         probe = ("import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR', log_to_driver=False); "
                  "print(sum(n['Alive'] for n in ray.nodes()))")
@@ -59,7 +59,7 @@ class RayNodes:
                 raise RuntimeError(f"a ray node exited; logs in {self.temp_dir}")
             try:  # ray.init waits for a head that is not up yet: ask again rather than wait
                 out = subprocess.run([sys.executable, "-c", probe, self.address], capture_output=True, text=True,
-                                     timeout=30)
+                                     timeout=90)
             except subprocess.TimeoutExpired:
                 continue
             if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(nodes)]:
