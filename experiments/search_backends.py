@@ -88,6 +88,8 @@ def run_demo(name: str, jobs: int, n: int, root: Path, profile: str | None) -> d
 
 
 def main() -> None:
+    # Ray is started here on loopback only: without a token, so none is left behind in ~/.ray
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=12, help="demo-cnn trials per setup (0: skip)")
     parser.add_argument("--overhead-trials", type=int, default=100, help="free-score trials per setup")

@@ -14,6 +14,9 @@ import time
 from pathlib import Path
 
 RAY = str(Path(sys.executable).with_name("ray"))
+# Loopback clusters without Ray's token authentication: nodes and drivers alike, whatever token
+# file an earlier `ray.init()` on this machine left in ~/.ray (it would lock the drivers out).
+NO_TOKEN = {"RAY_AUTH_MODE": "disabled"}
 
 
 def free_port() -> int:
@@ -37,7 +40,7 @@ class RayNodes:
         log = open(Path(self.temp_dir) / f"node{len(self._procs)}.log", "w")
         # workers import automc from this checkout, and the toy scorers from tests/search
         here = Path(__file__).resolve().parent
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parents[1]), str(here)])}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parents[1]), str(here)]), **NO_TOKEN}
         self._procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                             env=env))
 
@@ -59,7 +62,7 @@ class RayNodes:
                 raise RuntimeError(f"a ray node exited; logs in {self.temp_dir}")
             try:  # ray.init waits for a head that is not up yet: ask again rather than wait
                 out = subprocess.run([sys.executable, "-c", probe, self.address], capture_output=True, text=True,
-                                     timeout=90)
+                                     timeout=90, env={**os.environ, **NO_TOKEN})
             except subprocess.TimeoutExpired:
                 continue
             if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(nodes)]:

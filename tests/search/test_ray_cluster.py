@@ -18,7 +18,7 @@ from automc.search.backends import make_backend
 from automc.search.pareto import load_study
 from automc.search.runner import SearchSettings, run_search
 
-from ray_nodes import RayNodes, free_port
+from ray_nodes import NO_TOKEN, RayNodes, free_port
 from search_toys import deadly_scorer, flaky_scorer, toy_score, toy_scorer
 
 REPO = Path(__file__).resolve().parents[2]
