@@ -102,7 +102,7 @@ def _workers(run_dir: Path) -> list[dict]:
     return [t.user_attrs["worker"] for t in load_study(run_dir).trials if "worker" in t.user_attrs]
 
 
-@pytest.mark.slow  # two CLI searches of demo-cnn: 274 s on the shared 2-core host
+@pytest.mark.slow  # two CLI searches of demo-cnn: about two minutes on 2 cores
 def test_a_search_started_here_continues_on_one_ray_node(one_node, quick_profile_path, tmp_path):
     run = tmp_path / "run"
     local = automc_search(run, quick_profile_path, 4)
@@ -118,7 +118,7 @@ def test_a_search_started_here_continues_on_one_ray_node(one_node, quick_profile
     assert sum(t.user_attrs.get("baseline") == "fp32" for t in trials) == 1
 
 
-@pytest.mark.slow  # two CLI searches of demo-cnn: 290 s on the shared 2-core host
+@pytest.mark.slow  # two CLI searches of demo-cnn: about two minutes on 2 cores
 def test_trials_run_on_both_nodes_and_the_run_resumes_in_process(two_nodes, quick_profile_path, tmp_path):
     run = tmp_path / "run"
     on_ray = automc_search(run, quick_profile_path, 8, "--backend", "ray", "--address", two_nodes.address,
