@@ -8,6 +8,8 @@ is recorded as a failed trial with its reason and the search goes on.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
@@ -15,7 +17,7 @@ import random
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import optuna
 import pandas as pd
@@ -42,6 +44,7 @@ RESERVED_ATTRS = frozenset({"candidate", "baseline", "seed", "probe", "latency_s
                             "worker", "retry_of", *FIDELITY_ATTRS})
 
 Score = Callable[[Candidate], Evaluation]
+LOCK_FILE = ".search.lock"  # in a run directory: held by the search running on it
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,25 @@ def run_search(space: ResolvedSpace, score: Score, run_dir: Path, settings: Sear
                              "or use --backend local --jobs 1")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    with _only_driver(run_dir):
+        return _run_search(space, score, run_dir, settings, promotion, backend, rebuild)
+
+
+@contextlib.contextmanager
+def _only_driver(run_dir: Path) -> Iterator[None]:
+    """Refuse a second search on a run directory while one runs: two drivers would each count
+    the other's trials as interrupted. The lock dies with its process, even under kill -9."""
+    with open(run_dir / LOCK_FILE, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserInputError(f"--run-dir {run_dir}: another automc search is running on it; wait for it to "
+                                 "finish, or choose another run directory") from None
+        yield
+
+
+def _run_search(space: ResolvedSpace, score: Score, run_dir: Path, settings: SearchSettings,
+                promotion: Promotion | None, backend: SearchBackend, rebuild: ScorerFactory | None) -> optuna.Study:
     storage = journal_storage(run_dir)
     verbosity = optuna.logging.get_verbosity()
     # Optuna logs a line per trial at INFO; the progress bar and trials.csv say it better.

@@ -109,3 +109,13 @@ def test_api_refuses_what_workers_cannot_do_before_anything_is_written(tmp_path,
     with pytest.raises(UserInputError, match=message):
         automc.search(torch.nn.Linear(2, 2), torch.zeros(1, 2), lambda m: 0.5, run_dir=tmp_path / "run", **options)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_second_search_on_a_running_run_dir_is_refused(space, tmp_path):
+    from automc.search.runner import _only_driver
+
+    with _only_driver(tmp_path):  # what a running search holds
+        with pytest.raises(UserInputError, match="another automc search is running on it"):
+            run_search(space, toy_score, tmp_path, quiet(4))
+    after = run_search(space, toy_score, tmp_path, quiet(4))  # the lock went with its holder
+    assert sum(t.state == TrialState.COMPLETE for t in after.trials) == 4
