@@ -35,12 +35,14 @@ from automc.model.introspect import LayerTable, introspect
 from automc.model.source import MEMORY, ModelSource, load_model
 from automc.profiles import HardwareProfile, load_profile
 from automc.report import WrittenFigures, pareto_figure, write_run_figures
+from automc.search.backends import SearchBackend, make_backend
 from automc.search.fidelity import Promotion
 from automc.search.objective import make_promoted_scorer, make_scorer
 from automc.search.pareto import load_study, pareto_frame, trials_frame
 from automc.search.runner import SearchSettings, calibration_candidates, run_search
 from automc.search.samplers import check_sampler_name
 from automc.search.space import ResolvedSpace, check_min_accuracy, load_space, resolve_space
+from automc.search.worker import RunScorer
 from automc.types import Candidate
 
 
@@ -198,7 +200,8 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
            source: ModelSource | None = None, progress: bool = True,
            on_calibration: Callable[[int, int, object], None] | None = None, proxy: str = DEFAULT_PROXY,
            train_batches: Sequence[torch.Tensor] | None = None, min_accuracy: float | None = None,
-           promote: str | None = None) -> SearchResult:
+           promote: str | None = None, backend: "str | SearchBackend" = "local", jobs: int | None = None,
+           address: str | None = None) -> SearchResult:
     """Search per-layer compression of ``model`` for ``profile``; returns the run's result.
 
     ``evaluate(model) -> float`` is the user's accuracy (fraction 0–1) on validation data; one
@@ -210,6 +213,11 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     ``promote`` names a second, costlier proxy (e.g. ``"finetune"``) that scores again the trials
     whose cheap ``proxy`` score would join the front: a multi-fidelity search, both numbers kept.
     ``progress`` draws the calibration and search progress bars (``False``: silent).
+    ``backend`` runs the trials (see ``automc.search.backends.BACKENDS``): ``"local"`` in this
+    process, or ``jobs`` forked processes; ``"ray"`` as actors on the Ray cluster at ``address``
+    (``"auto"`` or ``"HOST:PORT"``; ``None`` starts Ray here), ``jobs`` at a time (default one
+    per cluster CPU). A run resumes on any backend. Ray workers rebuild the model from the run's
+    source, so an in-memory model searches locally only.
     ``source`` records how to rebuild the model for later commands (the CLI's built-in name,
     factory or program); by default the model is an in-memory one, reopened with
     ``open_run(RUN, model=..., example_input=..., evaluate=...)``.
@@ -224,15 +232,37 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     if promote is not None and check_proxy_name(promote, "--promote") == proxy:
         raise UserInputError(f"--promote: '{promote}' is the --proxy already; promote to a costlier proxy, "
                              "e.g. finetune")
+    source = source or ModelSource(MEMORY, "custom")
+    owned = isinstance(backend, str)
+    trials_on = make_backend(backend, jobs, address) if isinstance(backend, str) else backend
+    if trials_on.name != "local" and source.kind == MEMORY:
+        raise UserInputError(f"--backend {trials_on.name}: the model lives in this process only; its workers "
+                             "rebuild it from a built-in name, a factory file.py:function or a .pt2 program")
+    if promote is not None and (trials_on.name != "local" or trials_on.jobs != 1):
+        raise UserInputError("--promote: multi-fidelity search runs one trial at a time for now; drop --promote "
+                             "or use --backend local --jobs 1")
+    trials_on.connect()  # an unreachable cluster is refused before anything is calibrated or written
+    try:
+        return _search(model, example_input, evaluate, profile, space, n_trials, calib_batches, run_dir, sampler,
+                       seed, calibration_budget_s, source, progress, on_calibration, proxy, train_batches,
+                       min_accuracy, promote, trials_on)
+    finally:
+        if owned:
+            trials_on.close()
+
+
+def _search(model, example_input, evaluate, profile, space, n_trials, calib_batches, run_dir, sampler, seed,
+            calibration_budget_s, source, progress, on_calibration, proxy, train_batches, min_accuracy, promote,
+            backend: SearchBackend) -> SearchResult:
+    """``search`` once its backend is connected (the arguments as there)."""
     ctx = prepare(model, example_input, evaluate, profile or default_profile_name(), space, calib_batches,
                   train_batches, min_accuracy)
     left = ctx.layers.left_as_is
     if left:
-        warnings.warn("left as they are: " + "; ".join(f"{name} ({why})" for name, why in left), stacklevel=2)
+        warnings.warn("left as they are: " + "; ".join(f"{name} ({why})" for name, why in left), stacklevel=3)
     # bad inputs (e.g. finetune without training inputs) fail here, before any work
     accuracy_proxy = make_proxy(proxy, ctx.proxy_inputs())
     promoted = make_proxy(promote, ctx.proxy_inputs()) if promote is not None else None
-    source = source or ModelSource(MEMORY, "custom")
     run_dir = Path(run_dir) if run_dir else new_run_dir(source.label, ctx.profile)
     profile_source = (str((run_dir / PROFILE_COPY).resolve()) if isinstance(profile, HardwareProfile)
                       else profile or ctx.profile.name)
@@ -248,7 +278,7 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     shipped = check_shipped(ctx.profile)
     info["shipped_measurements"] = describe_shipped(shipped)
     if shipped is not None and not shipped.accepted:
-        warnings.warn(info["shipped_measurements"], stacklevel=2)
+        warnings.warn(info["shipped_measurements"], stacklevel=3)
     store = MeasurementStore(ctx.profile)
     # measurable(): this host, or an rpc profile's device when its tracker lists it
     if not is_calibrated(ctx.model, example_input, ctx.profile, store) and device_runner(ctx.profile).measurable():
@@ -273,8 +303,9 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     if promoted is not None:
         promotion = Promotion(make_promoted_scorer(ctx.model, example_input, ctx.calib_batches, promoted),
                               low=proxy, high=str(promote))
+    rebuild = RunScorer(info, str(run_dir.resolve())) if source.kind != MEMORY else None
     study = run_search(ctx.space, scorer, run_dir, SearchSettings(n_trials=n_trials, sampler=sampler, seed=seed,
-                                                                  progress=progress), promotion)
+                                                                  progress=progress), promotion, backend, rebuild)
     result = SearchResult(run_dir, study, lambda: ctx)
     result.write_figures()
     return result

@@ -95,15 +95,18 @@ def search(model: str = typer.Option("demo-cnn", help=MODEL_HELP),
            min_accuracy: Optional[float] = typer.Option(None, help="accuracy floor, a fraction (e.g. 0.97): points "
                                                         "below it are infeasible (overrides the space's min_accuracy)"),
            promote: Optional[str] = typer.Option(None, help="multi-fidelity: score again with this costlier proxy "
-                                                 "(e.g. finetune) the trials whose --proxy score would join the front")) -> None:
+                                                 "(e.g. finetune) the trials whose --proxy score would join the front"),
+           backend: str = typer.Option("local", help="where trials run: local (this process, or --jobs forked "
+                                       "processes) | ray (actors on a Ray cluster, see --address)"),
+           jobs: Optional[int] = typer.Option(None, help="trials at a time (default: 1 locally, one per CPU on Ray)"),
+           address: Optional[str] = typer.Option(None, help="--backend ray: 'auto' (the cluster `ray start` made "
+                                                 "here) or HOST:PORT of its head; default starts Ray on this machine")) -> None:
     """Search per-layer compression for a device profile; writes a run directory."""
     import automc.api as api
     from automc.accuracy import check_proxy_name
-    from automc.model.source import load_model, parse_model_option
-    from automc.devices import device_runner
-    from automc.profiles import load_profile
+    from automc.model.source import parse_model_option
+    from automc.search.backends import make_backend
     from automc.search.samplers import check_sampler_name
-
     from automc.search.space import check_min_accuracy
 
     # before the profile checks, the model and calibration take their time
@@ -113,6 +116,22 @@ def search(model: str = typer.Option("demo-cnn", help=MODEL_HELP),
     if promote is not None:
         check_proxy_name(promote, "--promote")
     check_min_accuracy(min_accuracy, "--min-accuracy")
+    budget_s = parse_duration(budget, "--budget")
+    trials_on = make_backend(backend, jobs, address)
+    trials_on.connect()  # an unreachable cluster answers in seconds, before the model is built
+    try:
+        _search(api, source, profile, space, trials, sampler, seed, budget_s, run_dir, proxy, min_accuracy, promote,
+                trials_on)
+    finally:
+        trials_on.close()
+
+
+def _search(api, source, profile, space, trials, sampler, seed, budget_s, run_dir, proxy, min_accuracy, promote,
+            trials_on) -> None:
+    """`automc search` once its options are checked and its backend connected."""
+    from automc.devices import device_runner
+    from automc.model.source import load_model
+    from automc.profiles import load_profile
 
     profile = profile or api.default_profile_name()
     prof = load_profile(profile)
@@ -124,7 +143,6 @@ def search(model: str = typer.Option("demo-cnn", help=MODEL_HELP),
     why_not = runner.why_not_measurable()  # probes the tracker of an rpc profile
     if why_not:
         console.print(f"[bold yellow]{runner.unmeasurable_note(why_not)}[/]")
-    budget_s = parse_duration(budget, "--budget")
     builtin = load_model(source, verbose=True)
     start = time.perf_counter()
     with _progress() as progress:
@@ -132,7 +150,8 @@ def search(model: str = typer.Option("demo-cnn", help=MODEL_HELP),
                             n_trials=trials, calib_batches=builtin.calib_batches, run_dir=run_dir, sampler=sampler,
                             seed=seed, calibration_budget_s=budget_s, source=source, progress=True,
                             on_calibration=calibration_progress(progress, budget_s), proxy=proxy,
-                            train_batches=builtin.train_batches, min_accuracy=min_accuracy, promote=promote)
+                            train_batches=builtin.train_batches, min_accuracy=min_accuracy, promote=promote,
+                            backend=trials_on)
     _print_front(result)
     console.print(f"search took {time.perf_counter() - start:.0f} s; run directory: {result.run_dir}")
     _print_figures(result.run_dir)
