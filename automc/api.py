@@ -10,7 +10,7 @@ import warnings
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import optuna
 import pandas as pd
@@ -40,9 +40,9 @@ from automc.search.fidelity import Promotion
 from automc.search.objective import make_promoted_scorer, make_scorer
 from automc.search.pareto import load_study, pareto_frame, trials_frame
 from automc.search.runner import SearchSettings, calibration_candidates, run_search
+from automc.search.worker import Score
 from automc.search.samplers import check_sampler_name
 from automc.search.space import ResolvedSpace, check_min_accuracy, load_space, resolve_space
-from automc.search.worker import RunScorer
 from automc.types import Candidate
 
 
@@ -148,6 +148,36 @@ class SearchResult:
         report = export_model(compressed, ctx.example_input, candidate, ctx.profile, Path(out_dir), predicted,
                               t.user_attrs.get("latency_source", "calibrated"), config)
         return replace(report, recovery=recovery)
+
+
+@dataclass(frozen=True)
+class RunScorer:
+    """A picklable recipe for a run's scorer, rebuilt from its ``run.json`` by a search backend's
+    worker that cannot inherit the driver's (a Ray actor, possibly on another machine). Here, not
+    in ``search``: it prepares the model as ``search`` does, and ``search`` sits below this module.
+
+    ``info`` is the run's ``run.json``; ``run_dir`` where its kept files (a ``.pt2`` program) are.
+    """
+
+    info: dict[str, Any]
+    run_dir: str
+
+    def __call__(self) -> Score:
+        info = self.info
+        built = load_model(ModelSource.from_run_info(info), run_dir=Path(self.run_dir))
+        ctx = prepare(built.model, built.example_input, built.evaluate, info["profile_source"], info["space_source"],
+                      built.calib_batches, built.train_batches, info.get("min_accuracy"))
+        store = MeasurementStore(ctx.profile)
+        predictor = predictor_for(ctx.model, ctx.example_input, ctx.profile, store)
+        expected = info.get("latency_source")
+        if expected is not None and predictor.source != expected:
+            # Mixing calibrated and roofline latencies in one front would be silently wrong.
+            raise RuntimeError(f"this worker's latencies would be '{predictor.source}', the search's are "
+                               f"'{expected}': its measurement store {store.path} lacks the profile "
+                               f"'{ctx.profile.name}' measurements; copy the driver's store there (same "
+                               "AUTOMC_CACHE layout) or run `automc calibrate` on the driver first")
+        proxy = make_proxy(info["proxy"], ctx.proxy_inputs())
+        return make_scorer(ctx.model, ctx.example_input, ctx.calib_batches, proxy, predictor, ctx.profile)
 
 
 def new_run_dir(model_name: str, profile: HardwareProfile, root: Path = Path("runs")) -> Path:
