@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import platform
 import time
 import warnings
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import optuna
 import pandas as pd
@@ -34,6 +33,7 @@ from automc._host import host_description
 from automc.model.introspect import LayerTable, introspect
 from automc.model.source import MEMORY, ModelSource, load_model
 from automc.profiles import HardwareProfile, load_profile
+from automc.run_dir import RunInfo, new_run_dir
 from automc.report import WrittenFigures, pareto_figure, write_run_figures
 from automc.search.backends import SearchBackend, make_backend
 from automc.search.fidelity import Promotion
@@ -156,53 +156,28 @@ class RunScorer:
     worker that cannot inherit the driver's (a Ray actor, possibly on another machine). Here, not
     in ``search``: it prepares the model as ``search`` does, and ``search`` sits below this module.
 
-    ``info`` is the run's ``run.json``; ``run_dir`` where its kept files (a ``.pt2`` program) are.
+    ``info`` is the run's record; ``run_dir`` where its kept files (a ``.pt2`` program) are.
     """
 
-    info: dict[str, Any]
+    info: RunInfo
     run_dir: str
 
     def __call__(self) -> Score:
         info = self.info
         built = load_model(ModelSource.from_run_info(info), run_dir=Path(self.run_dir))
-        ctx = prepare(built.model, built.example_input, built.evaluate, info["profile_source"], info["space_source"],
-                      built.calib_batches, built.train_batches, info.get("min_accuracy"))
+        ctx = prepare(built.model, built.example_input, built.evaluate, info.profile_source, info.space_source,
+                      built.calib_batches, built.train_batches, info.min_accuracy)
         store = MeasurementStore(ctx.profile)
         predictor = predictor_for(ctx.model, ctx.example_input, ctx.profile, store)
-        expected = info.get("latency_source")
+        expected = info.latency_source
         if expected is not None and predictor.source != expected:
             # Mixing calibrated and roofline latencies in one front would be silently wrong.
             raise RuntimeError(f"this worker's latencies would be '{predictor.source}', the search's are "
                                f"'{expected}': its measurement store {store.path} lacks the profile "
                                f"'{ctx.profile.name}' measurements; copy the driver's store there (same "
                                "AUTOMC_CACHE layout) or run `automc calibrate` on the driver first")
-        proxy = make_proxy(info["proxy"], ctx.proxy_inputs())
+        proxy = make_proxy(info.proxy, ctx.proxy_inputs())
         return make_scorer(ctx.model, ctx.example_input, ctx.calib_batches, proxy, predictor, ctx.profile)
-
-
-def new_run_dir(model_name: str, profile: HardwareProfile, root: Path = Path("runs")) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = root / f"{stamp}-{model_name}-{profile.name}"
-    n = 1
-    while path.exists():
-        n += 1
-        path = root / f"{stamp}-{model_name}-{profile.name}-{n}"
-    return path
-
-
-def _check_run_dir(run_dir: Path, info: dict) -> None:
-    """A run directory is resumed only by the same search; anything else is refused, not overwritten."""
-    meta = run_dir / "run.json"
-    if meta.exists():
-        old = json.loads(meta.read_text())
-        # runs written before proxies and floors existed used the eval proxy and no floor
-        for field, before in (("model", None), ("profile", None), ("space", None), ("proxy", DEFAULT_PROXY),
-                              ("promote", None), ("min_accuracy", None)):
-            if old.get(field, before) != info[field]:
-                raise UserInputError(f"--run-dir {run_dir}: holds a search of {field} '{old.get(field)}', not "
-                                     f"'{info[field]}'; choose a new run directory")
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        raise UserInputError(f"--run-dir {run_dir}: exists and is not an automc run; choose a new run directory")
 
 
 def prepare(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn.Module], float],
@@ -293,22 +268,22 @@ def _search(model, example_input, evaluate, profile, space, n_trials, calib_batc
     # bad inputs (e.g. finetune without training inputs) fail here, before any work
     accuracy_proxy = make_proxy(proxy, ctx.proxy_inputs())
     promoted = make_proxy(promote, ctx.proxy_inputs()) if promote is not None else None
-    run_dir = Path(run_dir) if run_dir else new_run_dir(source.label, ctx.profile)
+    run_dir = Path(run_dir) if run_dir else new_run_dir(source.label, ctx.profile.name)
     profile_source = (str((run_dir / PROFILE_COPY).resolve()) if isinstance(profile, HardwareProfile)
                       else profile or ctx.profile.name)
-    info = {"model": source.label, "model_source": source.to_dict(), "profile": ctx.profile.name,
-            "space": ctx.space.name, "space_source": space, "profile_source": profile_source, "n_trials": n_trials,
-            "proxy": proxy, "promote": promote, "min_accuracy": ctx.space.min_accuracy,
-            "sampler": sampler, "seed": seed, "input_shape": list(example_input.shape), "host": host_description(),
-            "python": platform.python_version(), "torch": torch.__version__, "optuna": optuna.__version__}
-    _check_run_dir(run_dir, info)
+    info = RunInfo(model=source.label, model_source=source.to_dict(), profile=ctx.profile.name,
+                   space=ctx.space.name, space_source=space, profile_source=profile_source, n_trials=n_trials,
+                   proxy=proxy, promote=promote, min_accuracy=ctx.space.min_accuracy, sampler=sampler, seed=seed,
+                   input_shape=tuple(example_input.shape), host=host_description(),
+                   python=platform.python_version(), torch=torch.__version__, optuna=optuna.__version__)
+    info.check_resumable(run_dir)
     # The first search of a model on a host calibrates it within the budget; later searches reuse
     # the store as it is (`automc calibrate` extends it), so a warm search starts at once.
     # shipped measurements count only where this host runs them at their speed (a check, once)
     shipped = check_shipped(ctx.profile)
-    info["shipped_measurements"] = describe_shipped(shipped)
+    info = replace(info, shipped_measurements=describe_shipped(shipped))
     if shipped is not None and not shipped.accepted:
-        warnings.warn(info["shipped_measurements"], stacklevel=3)
+        warnings.warn(info.shipped_measurements, stacklevel=3)
     store = MeasurementStore(ctx.profile)
     # measurable(): this host, or an rpc profile's device when its tracker lists it
     if not is_calibrated(ctx.model, example_input, ctx.profile, store) and device_runner(ctx.profile).measurable():
@@ -321,13 +296,12 @@ def _search(model, example_input, evaluate, profile, space, n_trials, calib_batc
     predictor = predictor_for(ctx.model, example_input, ctx.profile, store)
     import tvm
 
-    info["tvm"] = tvm.__version__
-    info["latency_source"] = predictor.source
     run_dir.mkdir(parents=True, exist_ok=True)
-    info["model_source"] = source.kept_in(run_dir).to_dict()  # a .pt2 and its data: copied in
+    info = replace(info, tvm=tvm.__version__, latency_source=predictor.source,
+                   model_source=source.kept_in(run_dir).to_dict())  # a .pt2 and its data: copied in
     if isinstance(profile, HardwareProfile):  # a profile object: its YAML kept, so the run reopens
         (run_dir / PROFILE_COPY).write_text(yaml.safe_dump(profile.model_dump(mode="json"), sort_keys=False))
-    (run_dir / "run.json").write_text(json.dumps(info, indent=2))
+    info.write(run_dir)
     scorer = make_scorer(ctx.model, example_input, ctx.calib_batches, accuracy_proxy, predictor, ctx.profile)
     promotion = None
     if promoted is not None:
@@ -354,10 +328,7 @@ def open_run(run_dir: Path | str, model: nn.Module | None = None, example_input:
     >>> automc.open_run("runs/20261207-demo-cnn-x86-avx2").pareto  # doctest: +SKIP
     """
     run_dir = Path(run_dir)
-    meta = run_dir / "run.json"
-    if not meta.exists():
-        raise UserInputError(f"RUN {run_dir}: no run.json there; give a directory made by `automc search`")
-    info = json.loads(meta.read_text())
+    info = RunInfo.read(run_dir)
     source = ModelSource.from_run_info(info)
     if model is not None and (example_input is None or evaluate is None):
         raise UserInputError("open_run: with model=, give example_input= and evaluate= too")
@@ -368,7 +339,6 @@ def open_run(run_dir: Path | str, model: nn.Module | None = None, example_input:
         else:
             built = load_model(source, run_dir=run_dir)
             given = (built.model, built.example_input, built.evaluate, built.calib_batches, built.train_batches)
-        return prepare(*given[:3], info.get("profile_source", info["profile"]), info.get("space_source", info["space"]),
-                       *given[3:], info.get("min_accuracy"))
+        return prepare(*given[:3], info.profile_source, info.space_source, *given[3:], info.min_accuracy)
 
     return SearchResult(run_dir, load_study(run_dir), build_context)
