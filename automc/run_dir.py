@@ -22,7 +22,7 @@ RUN_JSON = "run.json"
 SEARCH_IDENTITY = ("model", "profile", "space", "proxy", "promote", "min_accuracy")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # kw_only: fields in run.json's order
 class RunInfo:
     """What a search was asked and what it ran on. ``model`` is the model's label and
     ``model_source`` how to rebuild it (``model.source.ModelSource.to_dict``; None in runs
@@ -32,11 +32,11 @@ class RunInfo:
     (``calibrated`` or an estimate's label); ``shipped_measurements`` the shipped-records verdict."""
 
     model: str
+    model_source: dict[str, str] | None = None
     profile: str
     space: str
-    model_source: dict[str, str] | None = None
-    profile_source: str = ""
     space_source: str = ""
+    profile_source: str = ""
     n_trials: int = 0
     proxy: str = "eval"  # runs written before proxies existed used eval
     promote: str | None = None
@@ -48,9 +48,9 @@ class RunInfo:
     python: str = ""
     torch: str = ""
     optuna: str = ""
+    shipped_measurements: str | None = None
     tvm: str = ""
     latency_source: str | None = None
-    shipped_measurements: str | None = None
 
     def __post_init__(self) -> None:
         # older records named the profile and space only: load them by those names
