@@ -147,8 +147,8 @@ class KernelSpec:
 
     # Identified once, by a short string (``ident``, a plain attribute, public: the predictor
     # keys its dicts by it): a cold prediction looks each kernel up
-    # three or four times, and hashing 17 fields anew each time was most of its 100 µs budget
-    # (DESIGN §7). A string rather than the field tuple: its hash is cached and it compares by
+    # three or four times, and hashing 17 fields anew each time was most of its 100 µs budget.
+    # A string rather than the field tuple: its hash is cached and it compares by
     # one memcmp, where a tuple compares field by field, a pointer chase each. Right after
     # extraction (whose forward pass evicts the predictor's dicts from the CPU caches), the 50
     # lookups of a MobileNetV2 candidate took 87 µs keyed by the spec, 36 by the string.

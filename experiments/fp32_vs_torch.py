@@ -50,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
 
-    from automc.deploy._fast_tvm_import import import_meta_schedule
+    from automc.deploy.build import import_meta_schedule
     from automc.deploy.build import compile_module, open_database
     from automc.latency.calibrate import measure_model, require_measurable
     from automc.latency.measure import time_executable

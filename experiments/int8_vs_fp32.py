@@ -112,7 +112,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
 
-    from automc.deploy._fast_tvm_import import import_meta_schedule
+    from automc.deploy.build import import_meta_schedule
     from automc.deploy.build import compile_module
     from automc.deploy.lower import IntegerLayer
     from automc.deploy.relax_lowering import relax_from_deploy

@@ -11,7 +11,7 @@ from typing import Sequence
 from automc._paths import cache_dir
 from automc.deploy import _packed_schedule
 from automc.deploy._transfer import structure_of, transfer_traces
-from automc.deploy._fast_tvm_import import import_meta_schedule, worker_initializer
+from automc.deploy._fast_tvm_import import import_meta_schedule, worker_initializer  # the first public here
 from automc.devices import device_runner, tvm_target
 from automc.profiles import HardwareProfile
 

@@ -105,7 +105,7 @@ def test_kernel_measured_through_rpc_matches_local(rpc_profile, tmp_path):
 def test_metaschedule_tunes_through_rpc_runner(rpc_profile, tmp_path):
     """Two MetaSchedule trials built here, run through RPCRunner: tuning records land in the
     database with real (finite, positive) run times."""
-    from automc.deploy._fast_tvm_import import import_meta_schedule
+    from automc.deploy.build import import_meta_schedule
     from automc.deploy.build import tune
 
     ms = import_meta_schedule()
@@ -120,7 +120,7 @@ def test_metaschedule_tunes_through_rpc_runner(rpc_profile, tmp_path):
 def test_unreachable_tracker_is_a_user_error_fast(unreachable, rpc_profile, tmp_path):
     """A closed tracker port, or a live tracker without the key: a UserInputError naming the
     profile, the tracker address and the fix, within seconds (no tvm connect retries)."""
-    from automc.deploy._fast_tvm_import import import_meta_schedule
+    from automc.deploy.build import import_meta_schedule
     from automc.deploy.build import tune
     from automc.latency.calibrate import require_measurable
 

@@ -33,7 +33,7 @@ class CalibratedPredictor:
         self.work = fit_work_model(specs, np.array(ms), store.threads, store.isa)
         # keyed by the spec's identity string (``KernelSpec.ident``), never its store key:
         # building that costs ~5 µs, which over ~20-60 kernels would take the whole
-        # per-candidate budget (DESIGN §7: 100 µs)
+        # per-candidate budget of 100 µs
         self._alone: dict[str, float] = {k.ident: t for k, t in zip(specs, ms)}  # stored hits, then estimates
         # stored kernels priced in a model once, here: a search builds one predictor for
         # thousands of candidates, and a candidate's first prediction then only prices what

@@ -68,7 +68,7 @@ def work_terms(spec: KernelSpec, threads: int = 2, isa: KernelIsa = AVX512_VNNI)
 
 def _work(spec: KernelSpec, threads: int, isa: KernelIsa) -> tuple[float, ...]:
     # ``work_terms`` as a plain tuple, the fields read once: the work model prices every kernel
-    # the store lacks this way, 17-20 of a fresh ResNet candidate's 22 (DESIGN §7: ≤ 100 µs)
+    # the store lacks this way, most of a fresh candidate's, within a prediction's 100 µs
     op, n, ic, oc, h, w, k, stride, pad, groups, dtype, _, residual, out_dtype, blocked_in, blocked_out, signed_in = spec._values
     oh, ow = spec.out_hw
     g = 1 if dtype == "float32" else (isa.int8_group or 4)
