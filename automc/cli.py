@@ -200,7 +200,9 @@ def export(run: Path = typer.Argument(..., help="run directory"),
     if report.measured_ms is not None:
         err = (report.predicted_ms - report.measured_ms) / report.measured_ms * 100 if report.predicted_ms else float("nan")
         console.print(f"outputs vs compressed PyTorch: max |diff| {report.max_abs_diff:.2e}")
-        console.print(f"latency: measured {report.measured_ms:.3f} ms, predicted {report.predicted_ms:.3f} ms "
+        console.print(f"latency: measured {report.measured_ms:.3f} ms (fastest of {report.measured_passes} "
+                      f"pass{'es' if report.measured_passes != 1 else ''}; median {report.measured_median_ms:.3f} ms, "
+                      f"spread {100 * report.measured_spread:.0f}%), predicted {report.predicted_ms:.3f} ms "
                       f"({report.latency_source}), error {err:+.1f}%")
         if report.onnx_ms is not None:
             console.print(f"beside it, model.onnx in ONNX Runtime on the same threads: {report.onnx_ms:.3f} ms "
