@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import platform
 import time
 import warnings
@@ -25,6 +24,7 @@ from automc.accuracy import (
 from automc.compress import apply_candidate, find_cells
 from automc.deploy.export import ExportReport, export_model
 from automc.deploy.relax_lowering import lower_to_relax
+from automc.devices import device_runner
 from automc.errors import UserInputError
 from automc.latency.calibrate import calibrate_model, is_calibrated, predictor_for
 from automc.latency.shipped import check_shipped, describe as describe_shipped
@@ -33,11 +33,14 @@ from automc._host import host_description
 from automc.model.introspect import LayerTable, introspect
 from automc.model.source import MEMORY, ModelSource, load_model
 from automc.profiles import HardwareProfile, load_profile
+from automc.run_dir import RunInfo, new_run_dir
 from automc.report import WrittenFigures, pareto_figure, write_run_figures
+from automc.search.backends import SearchBackend, make_backend
 from automc.search.fidelity import Promotion
 from automc.search.objective import make_promoted_scorer, make_scorer
 from automc.search.pareto import load_study, pareto_frame, trials_frame
 from automc.search.runner import SearchSettings, calibration_candidates, run_search
+from automc.search.worker import Score
 from automc.search.samplers import check_sampler_name
 from automc.search.space import ResolvedSpace, check_min_accuracy, load_space, resolve_space
 from automc.types import Candidate
@@ -48,7 +51,7 @@ PROFILE_COPY = "profile.yaml"  # in a run directory: the profile an API caller p
 
 def default_profile_name() -> str:
     """``x86-vnni`` where this host has AVX-512 VNNI, else ``x86-avx2`` (both measured here)."""
-    if load_profile("x86-vnni").measurable_here:
+    if device_runner(load_profile("x86-vnni")).measurable_here:
         return "x86-vnni"
     return "x86-avx2"
 
@@ -147,29 +150,34 @@ class SearchResult:
         return replace(report, recovery=recovery)
 
 
-def new_run_dir(model_name: str, profile: HardwareProfile, root: Path = Path("runs")) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = root / f"{stamp}-{model_name}-{profile.name}"
-    n = 1
-    while path.exists():
-        n += 1
-        path = root / f"{stamp}-{model_name}-{profile.name}-{n}"
-    return path
+@dataclass(frozen=True)
+class RunScorer:
+    """A picklable recipe for a run's scorer, rebuilt from its ``run.json`` by a search backend's
+    worker that cannot inherit the driver's (a Ray actor, possibly on another machine). Here, not
+    in ``search``: it prepares the model as ``search`` does, and ``search`` sits below this module.
 
+    ``info`` is the run's record; ``run_dir`` where its kept files (a ``.pt2`` program) are.
+    """
 
-def _check_run_dir(run_dir: Path, info: dict) -> None:
-    """A run directory is resumed only by the same search; anything else is refused, not overwritten."""
-    meta = run_dir / "run.json"
-    if meta.exists():
-        old = json.loads(meta.read_text())
-        # runs written before proxies and floors existed used the eval proxy and no floor
-        for field, before in (("model", None), ("profile", None), ("space", None), ("proxy", DEFAULT_PROXY),
-                              ("promote", None), ("min_accuracy", None)):
-            if old.get(field, before) != info[field]:
-                raise UserInputError(f"--run-dir {run_dir}: holds a search of {field} '{old.get(field)}', not "
-                                     f"'{info[field]}'; choose a new run directory")
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        raise UserInputError(f"--run-dir {run_dir}: exists and is not an automc run; choose a new run directory")
+    info: RunInfo
+    run_dir: str
+
+    def __call__(self) -> Score:
+        info = self.info
+        built = load_model(ModelSource.from_run_info(info), run_dir=Path(self.run_dir))
+        ctx = prepare(built.model, built.example_input, built.evaluate, info.profile_source, info.space_source,
+                      built.calib_batches, built.train_batches, info.min_accuracy)
+        store = MeasurementStore(ctx.profile)
+        predictor = predictor_for(ctx.model, ctx.example_input, ctx.profile, store)
+        expected = info.latency_source
+        if expected is not None and predictor.source != expected:
+            # Mixing calibrated and roofline latencies in one front would be silently wrong.
+            raise RuntimeError(f"this worker's latencies would be '{predictor.source}', the search's are "
+                               f"'{expected}': its measurement store {store.path} lacks the profile "
+                               f"'{ctx.profile.name}' measurements; copy the driver's store there (same "
+                               "AUTOMC_CACHE layout) or run `automc calibrate` on the driver first")
+        proxy = make_proxy(info.proxy, ctx.proxy_inputs())
+        return make_scorer(ctx.model, ctx.example_input, ctx.calib_batches, proxy, predictor, ctx.profile)
 
 
 def prepare(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn.Module], float],
@@ -197,7 +205,8 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
            source: ModelSource | None = None, progress: bool = True,
            on_calibration: Callable[[int, int, object], None] | None = None, proxy: str = DEFAULT_PROXY,
            train_batches: Sequence[torch.Tensor] | None = None, min_accuracy: float | None = None,
-           promote: str | None = None) -> SearchResult:
+           promote: str | None = None, backend: "str | SearchBackend" = "local", jobs: int | None = None,
+           address: str | None = None) -> SearchResult:
     """Search per-layer compression of ``model`` for ``profile``; returns the run's result.
 
     ``evaluate(model) -> float`` is the user's accuracy (fraction 0–1) on validation data; one
@@ -209,6 +218,11 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     ``promote`` names a second, costlier proxy (e.g. ``"finetune"``) that scores again the trials
     whose cheap ``proxy`` score would join the front: a multi-fidelity search, both numbers kept.
     ``progress`` draws the calibration and search progress bars (``False``: silent).
+    ``backend`` runs the trials (see ``automc.search.backends.BACKENDS``): ``"local"`` in this
+    process, or ``jobs`` forked processes; ``"ray"`` as actors on the Ray cluster at ``address``
+    (``"auto"`` or ``"HOST:PORT"``; ``None`` starts Ray here), ``jobs`` at a time (default one
+    per cluster CPU). A run resumes on any backend. Ray workers rebuild the model from the run's
+    source, so an in-memory model searches locally only.
     ``source`` records how to rebuild the model for later commands (the CLI's built-in name,
     factory or program); by default the model is an in-memory one, reopened with
     ``open_run(RUN, model=..., example_input=..., evaluate=...)``.
@@ -223,34 +237,56 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     if promote is not None and check_proxy_name(promote, "--promote") == proxy:
         raise UserInputError(f"--promote: '{promote}' is the --proxy already; promote to a costlier proxy, "
                              "e.g. finetune")
+    source = source or ModelSource(MEMORY, "custom")
+    owned = isinstance(backend, str)
+    trials_on = make_backend(backend, jobs, address) if isinstance(backend, str) else backend
+    if trials_on.name != "local" and source.kind == MEMORY:
+        raise UserInputError(f"--backend {trials_on.name}: the model lives in this process only; its workers "
+                             "rebuild it from a built-in name, a factory file.py:function or a .pt2 program")
+    if promote is not None and (trials_on.name != "local" or trials_on.jobs != 1):
+        raise UserInputError("--promote: multi-fidelity search runs one trial at a time for now; drop --promote "
+                             "or use --backend local --jobs 1")
+    trials_on.connect()  # an unreachable cluster is refused before anything is calibrated or written
+    try:
+        return _search(model, example_input, evaluate, profile, space, n_trials, calib_batches, run_dir, sampler,
+                       seed, calibration_budget_s, source, progress, on_calibration, proxy, train_batches,
+                       min_accuracy, promote, trials_on)
+    finally:
+        if owned:
+            trials_on.close()
+
+
+def _search(model, example_input, evaluate, profile, space, n_trials, calib_batches, run_dir, sampler, seed,
+            calibration_budget_s, source, progress, on_calibration, proxy, train_batches, min_accuracy, promote,
+            backend: SearchBackend) -> SearchResult:
+    """``search`` once its backend is connected (the arguments as there)."""
     ctx = prepare(model, example_input, evaluate, profile or default_profile_name(), space, calib_batches,
                   train_batches, min_accuracy)
     left = ctx.layers.left_as_is
     if left:
-        warnings.warn("left as they are: " + "; ".join(f"{name} ({why})" for name, why in left), stacklevel=2)
+        warnings.warn("left as they are: " + "; ".join(f"{name} ({why})" for name, why in left), stacklevel=3)
     # bad inputs (e.g. finetune without training inputs) fail here, before any work
     accuracy_proxy = make_proxy(proxy, ctx.proxy_inputs())
     promoted = make_proxy(promote, ctx.proxy_inputs()) if promote is not None else None
-    source = source or ModelSource(MEMORY, "custom")
-    run_dir = Path(run_dir) if run_dir else new_run_dir(source.label, ctx.profile)
+    run_dir = Path(run_dir) if run_dir else new_run_dir(source.label, ctx.profile.name)
     profile_source = (str((run_dir / PROFILE_COPY).resolve()) if isinstance(profile, HardwareProfile)
                       else profile or ctx.profile.name)
-    info = {"model": source.label, "model_source": source.to_dict(), "profile": ctx.profile.name,
-            "space": ctx.space.name, "space_source": space, "profile_source": profile_source, "n_trials": n_trials,
-            "proxy": proxy, "promote": promote, "min_accuracy": ctx.space.min_accuracy,
-            "sampler": sampler, "seed": seed, "input_shape": list(example_input.shape), "host": host_description(),
-            "python": platform.python_version(), "torch": torch.__version__, "optuna": optuna.__version__}
-    _check_run_dir(run_dir, info)
+    info = RunInfo(model=source.label, model_source=source.to_dict(), profile=ctx.profile.name,
+                   space=ctx.space.name, space_source=space, profile_source=profile_source, n_trials=n_trials,
+                   proxy=proxy, promote=promote, min_accuracy=ctx.space.min_accuracy, sampler=sampler, seed=seed,
+                   input_shape=tuple(example_input.shape), host=host_description(),
+                   python=platform.python_version(), torch=torch.__version__, optuna=optuna.__version__)
+    info.check_resumable(run_dir)
     # The first search of a model on a host calibrates it within the budget; later searches reuse
     # the store as it is (`automc calibrate` extends it), so a warm search starts at once.
     # shipped measurements count only where this host runs them at their speed (a check, once)
     shipped = check_shipped(ctx.profile)
-    info["shipped_measurements"] = describe_shipped(shipped)
+    info = replace(info, shipped_measurements=describe_shipped(shipped))
     if shipped is not None and not shipped.accepted:
-        warnings.warn(info["shipped_measurements"], stacklevel=2)
+        warnings.warn(info.shipped_measurements, stacklevel=3)
     store = MeasurementStore(ctx.profile)
     # measurable(): this host, or an rpc profile's device when its tracker lists it
-    if not is_calibrated(ctx.model, example_input, ctx.profile, store) and ctx.profile.measurable():
+    if not is_calibrated(ctx.model, example_input, ctx.profile, store) and device_runner(ctx.profile).measurable():
         with contextlib.ExitStack() as stack:
             if on_calibration is None and progress:  # the CLI passes its own bar
                 bar = stack.enter_context(progress_bar())
@@ -260,20 +296,20 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     predictor = predictor_for(ctx.model, example_input, ctx.profile, store)
     import tvm
 
-    info["tvm"] = tvm.__version__
-    info["latency_source"] = predictor.source
     run_dir.mkdir(parents=True, exist_ok=True)
-    info["model_source"] = source.kept_in(run_dir).to_dict()  # a .pt2 and its data: copied in
+    info = replace(info, tvm=tvm.__version__, latency_source=predictor.source,
+                   model_source=source.kept_in(run_dir).to_dict())  # a .pt2 and its data: copied in
     if isinstance(profile, HardwareProfile):  # a profile object: its YAML kept, so the run reopens
         (run_dir / PROFILE_COPY).write_text(yaml.safe_dump(profile.model_dump(mode="json"), sort_keys=False))
-    (run_dir / "run.json").write_text(json.dumps(info, indent=2))
+    info.write(run_dir)
     scorer = make_scorer(ctx.model, example_input, ctx.calib_batches, accuracy_proxy, predictor, ctx.profile)
     promotion = None
     if promoted is not None:
         promotion = Promotion(make_promoted_scorer(ctx.model, example_input, ctx.calib_batches, promoted),
                               low=proxy, high=str(promote))
+    rebuild = RunScorer(info, str(run_dir.resolve())) if source.kind != MEMORY else None
     study = run_search(ctx.space, scorer, run_dir, SearchSettings(n_trials=n_trials, sampler=sampler, seed=seed,
-                                                                  progress=progress), promotion)
+                                                                  progress=progress), promotion, backend, rebuild)
     result = SearchResult(run_dir, study, lambda: ctx)
     result.write_figures()
     return result
@@ -292,10 +328,7 @@ def open_run(run_dir: Path | str, model: nn.Module | None = None, example_input:
     >>> automc.open_run("runs/20261207-demo-cnn-x86-avx2").pareto  # doctest: +SKIP
     """
     run_dir = Path(run_dir)
-    meta = run_dir / "run.json"
-    if not meta.exists():
-        raise UserInputError(f"RUN {run_dir}: no run.json there; give a directory made by `automc search`")
-    info = json.loads(meta.read_text())
+    info = RunInfo.read(run_dir)
     source = ModelSource.from_run_info(info)
     if model is not None and (example_input is None or evaluate is None):
         raise UserInputError("open_run: with model=, give example_input= and evaluate= too")
@@ -306,7 +339,6 @@ def open_run(run_dir: Path | str, model: nn.Module | None = None, example_input:
         else:
             built = load_model(source, run_dir=run_dir)
             given = (built.model, built.example_input, built.evaluate, built.calib_batches, built.train_batches)
-        return prepare(*given[:3], info.get("profile_source", info["profile"]), info.get("space_source", info["space"]),
-                       *given[3:], info.get("min_accuracy"))
+        return prepare(*given[:3], info.profile_source, info.space_source, *given[3:], info.min_accuracy)
 
     return SearchResult(run_dir, load_study(run_dir), build_context)

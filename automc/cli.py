@@ -95,14 +95,18 @@ def search(model: str = typer.Option("demo-cnn", help=MODEL_HELP),
            min_accuracy: Optional[float] = typer.Option(None, help="accuracy floor, a fraction (e.g. 0.97): points "
                                                         "below it are infeasible (overrides the space's min_accuracy)"),
            promote: Optional[str] = typer.Option(None, help="multi-fidelity: score again with this costlier proxy "
-                                                 "(e.g. finetune) the trials whose --proxy score would join the front")) -> None:
+                                                 "(e.g. finetune) the trials whose --proxy score would join the front"),
+           backend: str = typer.Option("local", help="where trials run: local (this process, or --jobs forked "
+                                       "processes) | ray (actors on a Ray cluster, see --address)"),
+           jobs: Optional[int] = typer.Option(None, help="trials at a time (default: 1 locally, one per CPU on Ray)"),
+           address: Optional[str] = typer.Option(None, help="--backend ray: 'auto' (the cluster `ray start` made "
+                                                 "here) or HOST:PORT of its head; default starts Ray on this machine")) -> None:
     """Search per-layer compression for a device profile; writes a run directory."""
     import automc.api as api
     from automc.accuracy import check_proxy_name
-    from automc.model.source import load_model, parse_model_option
-    from automc.profiles import load_profile
+    from automc.model.source import parse_model_option
+    from automc.search.backends import make_backend
     from automc.search.samplers import check_sampler_name
-
     from automc.search.space import check_min_accuracy
 
     # before the profile checks, the model and calibration take their time
@@ -112,20 +116,33 @@ def search(model: str = typer.Option("demo-cnn", help=MODEL_HELP),
     if promote is not None:
         check_proxy_name(promote, "--promote")
     check_min_accuracy(min_accuracy, "--min-accuracy")
+    budget_s = parse_duration(budget, "--budget")
+    trials_on = make_backend(backend, jobs, address)
+    trials_on.connect()  # an unreachable cluster answers in seconds, before the model is built
+    try:
+        _search(api, source, profile, space, trials, sampler, seed, budget_s, run_dir, proxy, min_accuracy, promote,
+                trials_on)
+    finally:
+        trials_on.close()
+
+
+def _search(api, source, profile, space, trials, sampler, seed, budget_s, run_dir, proxy, min_accuracy, promote,
+            trials_on) -> None:
+    """`automc search` once its options are checked and its backend connected."""
+    from automc.devices import device_runner
+    from automc.model.source import load_model
+    from automc.profiles import load_profile
 
     profile = profile or api.default_profile_name()
     prof = load_profile(profile)
-    if prof.name == "x86-avx2" and not load_profile("x86-vnni").measurable_here:
-        console.print(f"[yellow]x86-vnni cannot be measured on this host ({load_profile('x86-vnni').why_not_measurable()}); "
+    if prof.name == "x86-avx2" and not device_runner(load_profile("x86-vnni")).measurable_here:
+        console.print(f"[yellow]x86-vnni cannot be measured on this host "
+                      f"({device_runner(load_profile('x86-vnni')).why_not_measurable()}); "
                       f"searching for the host profile '{prof.name}' instead[/]")
-    why_not = prof.why_not_measurable()  # probes the tracker of an rpc profile
-    if why_not and prof.runner.kind == "rpc":
-        console.print(f"[bold yellow]profile {prof.name}: its RPC device cannot be reached ({why_not}): latencies "
-                      "come from its stored measurements, or are roofline estimates if it has none[/]")
-    elif why_not:
-        console.print(f"[bold yellow]profile {prof.name} is UNCALIBRATED here ({why_not}): "
-                      "latencies are roofline estimates[/]")
-    budget_s = parse_duration(budget, "--budget")
+    runner = device_runner(prof)
+    why_not = runner.why_not_measurable()  # probes the tracker of an rpc profile
+    if why_not:
+        console.print(f"[bold yellow]{runner.unmeasurable_note(why_not)}[/]")
     builtin = load_model(source, verbose=True)
     start = time.perf_counter()
     with _progress() as progress:
@@ -133,7 +150,8 @@ def search(model: str = typer.Option("demo-cnn", help=MODEL_HELP),
                             n_trials=trials, calib_batches=builtin.calib_batches, run_dir=run_dir, sampler=sampler,
                             seed=seed, calibration_budget_s=budget_s, source=source, progress=True,
                             on_calibration=calibration_progress(progress, budget_s), proxy=proxy,
-                            train_batches=builtin.train_batches, min_accuracy=min_accuracy, promote=promote)
+                            train_batches=builtin.train_batches, min_accuracy=min_accuracy, promote=promote,
+                            backend=trials_on)
     _print_front(result)
     console.print(f"search took {time.perf_counter() - start:.0f} s; run directory: {result.run_dir}")
     _print_figures(result.run_dir)
@@ -182,7 +200,9 @@ def export(run: Path = typer.Argument(..., help="run directory"),
     if report.measured_ms is not None:
         err = (report.predicted_ms - report.measured_ms) / report.measured_ms * 100 if report.predicted_ms else float("nan")
         console.print(f"outputs vs compressed PyTorch: max |diff| {report.max_abs_diff:.2e}")
-        console.print(f"latency: measured {report.measured_ms:.3f} ms, predicted {report.predicted_ms:.3f} ms "
+        console.print(f"latency: measured {report.measured_ms:.3f} ms (fastest of {report.measured_passes} "
+                      f"pass{'es' if report.measured_passes != 1 else ''}; median {report.measured_median_ms:.3f} ms, "
+                      f"spread {100 * report.measured_spread:.0f}%), predicted {report.predicted_ms:.3f} ms "
                       f"({report.latency_source}), error {err:+.1f}%")
         if report.onnx_ms is not None:
             console.print(f"beside it, model.onnx in ONNX Runtime on the same threads: {report.onnx_ms:.3f} ms "
@@ -213,6 +233,7 @@ def dashboard(run: Path = typer.Argument(..., help="run directory"),
 def profiles() -> None:
     """List the shipped profiles and whether each can be measured now (here or over RPC)."""
     from automc.latency.store import MeasurementStore
+    from automc.devices import device_runner
     from automc.profiles import list_profiles
 
     table = Table(title="hardware profiles")
@@ -221,10 +242,9 @@ def profiles() -> None:
     for p in list_profiles():
         store = MeasurementStore(p)
         n = sum(1 for r in store.records() if r.spec)
-        why_not = p.why_not_measurable()  # rpc profiles: is the device behind the tracker reachable?
-        r = p.runner
-        via = f" (RPC: {r.tracker_host}:{r.tracker_port}, key {r.device_key})" if r.kind == "rpc" else ""
-        here = f"yes{via}" if not why_not else f"no: {why_not}"
+        runner = device_runner(p)
+        why_not = runner.why_not_measurable()  # rpc profiles: is the device behind the tracker reachable?
+        here = f"yes{runner.via}" if not why_not else f"no: {why_not}"
         check = store.shipped_check
         shipped = ("" if not store.n_shipped and check is None else
                    f" ({store.n_shipped} records shipped, not yet checked here)" if check is None else

@@ -1,4 +1,7 @@
-"""Hardware profiles (hw_profiles/*.yaml): the target, how to reach it, what it can run."""
+"""Hardware profiles (hw_profiles/*.yaml): the target, how to reach it, what it can run.
+
+Pure data: whether a profile can be measured now is its device runner's to say
+(``automc.devices.device_runner``)."""
 
 from __future__ import annotations
 
@@ -83,40 +86,6 @@ class HardwareProfile(BaseModel):
     def threads(self) -> int:
         """CPU threads the deployed code runs on: the target's ``num-cores`` (1 when absent)."""
         return int(self.target.get("num-cores", 1))
-
-    @property
-    def measurable_here(self) -> bool:
-        """True when this host runs and times the profile's kernels itself: a local runner, an
-        LLVM target for this host, and every CPU feature the target's code uses. No I/O (cheap
-        to call often); rpc profiles are False here: see ``measurable``."""
-        from automc._host import host_cpu_flags
-
-        if self.runner.kind != "local" or self.target_kind != "llvm" or self.host is not None:
-            return False
-        return set(self.requires_cpu_flags) <= host_cpu_flags()
-
-    def why_not_measurable(self, timeout_s: float = 2.0) -> str:
-        """One line saying why the profile's kernels cannot be measured now (empty when they can).
-
-        A local profile needs this host to run its code; an rpc profile needs its tracker to
-        answer and to list a server under ``device_key``: that is probed over the network,
-        waiting at most ``timeout_s`` seconds.
-        """
-        from automc._host import host_cpu_flags
-
-        if self.runner.kind == "rpc":
-            from automc.latency.remote import unreachable_reason
-
-            return unreachable_reason(self, timeout_s)
-        if self.target_kind != "llvm" or self.host is not None:
-            return f"target '{self.target_kind}' is not this host"
-        missing = sorted(set(self.requires_cpu_flags) - host_cpu_flags())
-        return f"this host's CPU lacks {missing}" if missing else ""
-
-    def measurable(self, timeout_s: float = 2.0) -> bool:
-        """True when kernels can be measured now: here (``measurable_here``) or, for an rpc
-        profile, on its device through the tracker (probed, at most ``timeout_s`` seconds)."""
-        return not self.why_not_measurable(timeout_s)
 
     def check_bits(self, bits: int, where: str) -> None:
         """Raise a UserInputError if this profile has no kernel for ``bits``."""

@@ -114,7 +114,7 @@ class KernelSpec:
     the kernels multiply int16 (AVX2); "float32" when it stays float).
     Shapes are of the deployed (pruned / factorized) layer. ``blocked_in`` / ``blocked_out``:
     the task reads / writes activations in the blocked layout ``[N, C/16, H, W, 16]`` kept
-    between packed kernels (``deploy._blocked``), else NCHW; the same conv runs a different
+    between packed kernels (``deploy.x86.blocked_shape``), else NCHW; the same conv runs a different
     kernel in each (a pack stage or none, vector or scalar). ``signed_in``: an int8 kernel's
     activations are s8, shifted to u8 in an input stage it always has (else u8).
 
@@ -124,7 +124,7 @@ class KernelSpec:
     the elements read / written; a bmm of [batch, height × in_channels] by
     [batch, in_channels × width] has width output columns. TVM fuses them in its own way, so
     they are priced together per family from whole-model measurements (see
-    ``latency.predictor``), not timed one by one.
+    ``latency.predictors``), not timed one by one.
     """
 
     op: Literal["conv2d", "dense", "quantize", "bmm", "norm", "softmax", "pool", "layout", "eltwise"]
@@ -145,9 +145,10 @@ class KernelSpec:
     blocked_out: bool = False
     signed_in: bool = False
 
-    # Identified once, by a short string (``_ident``): a cold prediction looks each kernel up
-    # three or four times, and hashing 17 fields anew each time was most of its 100 µs budget
-    # (DESIGN §7). A string rather than the field tuple: its hash is cached and it compares by
+    # Identified once, by a short string (``ident``, a plain attribute, public: the predictor
+    # keys its dicts by it): a cold prediction looks each kernel up
+    # three or four times, and hashing 17 fields anew each time was most of its 100 µs budget.
+    # A string rather than the field tuple: its hash is cached and it compares by
     # one memcmp, where a tuple compares field by field, a pointer chase each. Right after
     # extraction (whose forward pass evicts the predictor's dicts from the CPU caches), the 50
     # lookups of a MobileNetV2 candidate took 87 µs keyed by the spec, 36 by the string.
@@ -160,17 +161,17 @@ class KernelSpec:
                   self.out_dtype, self.blocked_in, self.blocked_out, self.signed_in)
         ident = _KERNEL_IDENT % values
         object.__setattr__(self, "_values", values)
-        object.__setattr__(self, "_ident", ident)
+        object.__setattr__(self, "ident", ident)
 
     def __hash__(self) -> int:
-        return hash(self._ident)  # a str caches its own hash
+        return hash(self.ident)  # a str caches its own hash
 
     def __eq__(self, other: object) -> bool:
         if self is other:
             return True
         if not isinstance(other, KernelSpec):
             return NotImplemented
-        return self._ident == other._ident
+        return self.ident == other.ident
 
     def __reduce__(self):
         return (KernelSpec, self._values)

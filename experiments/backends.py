@@ -179,7 +179,7 @@ def tvm_compiled(model: nn.Module, x: torch.Tensor, profile, trials: int | None,
 
 
 def empty_database(tmp: Path):
-    from automc.deploy._fast_tvm_import import import_meta_schedule
+    from automc.deploy.build import import_meta_schedule
 
     ms = import_meta_schedule()
     return ms.database.JSONDatabase(str(tmp / "w.json"), str(tmp / "r.json"), allow_missing=True)

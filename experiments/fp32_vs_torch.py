@@ -27,9 +27,9 @@ from _timing import median_ms
 
 
 def task_table(measured) -> dict[str, dict]:
-    """Per kernel family (``latency.predictor.kernel_family``): how many layer tasks, their
+    """Per kernel family (``latency.predictors.kernel_family``): how many layer tasks, their
     summed time alone (ms) and their range of throughput (GMAC/s)."""
-    from automc.latency.predictor import kernel_family
+    from automc.latency.predictors import kernel_family
 
     table: dict[str, dict] = {}
     for spec, timing in zip(measured.kernels, measured.kernel_timings):
@@ -50,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
 
-    from automc.deploy._fast_tvm_import import import_meta_schedule
+    from automc.deploy.build import import_meta_schedule
     from automc.deploy.build import compile_module, open_database
     from automc.latency.calibrate import measure_model, require_measurable
     from automc.latency.measure import time_executable

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from automc.latency.predictor import GraphPricing, fit_graph_pricing, kernel_records
+from automc.latency.predictors import GraphPricing, fit_graph_pricing, kernel_records
 from automc.latency.store import Measurement, MeasurementStore
 from automc.profiles import load_profile
 from automc.types import KernelSpec

@@ -28,7 +28,7 @@ import torch
 import automc.api as api
 from automc.compress import apply_candidate
 from automc.latency.calibrate import measure_model, predictor_for
-from automc.latency.predictor import kernel_family, kernel_records
+from automc.latency.predictors import kernel_family, kernel_records
 from automc.latency.store import MeasurementStore
 from automc.model.zoo import load_builtin
 from automc.profiles import load_profile

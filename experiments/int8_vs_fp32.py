@@ -112,11 +112,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
 
-    from automc.deploy._fast_tvm_import import import_meta_schedule
+    from automc.deploy.build import import_meta_schedule
     from automc.deploy.build import compile_module
     from automc.deploy.lower import IntegerLayer
     from automc.deploy.relax_lowering import relax_from_deploy
-    from automc.latency.measure import use_profile_threads
+    from automc.devices import use_profile_threads
     from automc.profiles import load_profile
 
     ms = import_meta_schedule()

@@ -118,9 +118,10 @@ def time_interleaved(compiled: list, rows: list[dict], profile, rounds: int, rep
     import tvm
     from tvm import relax
 
-    from automc.latency.measure import time_vm, use_profile_threads
+    from automc.devices import device_runner, use_profile_threads
+    from automc.devices.timing import time_vm
 
-    if profile.runner.kind != "local":  # one at a time on the device
+    if not device_runner(profile).on_this_host:  # one at a time on the device
         for idx, ex, x in compiled:
             whole = time_executable(ex, [x], profile)
             rows[idx].update(measured_ms=whole.latency_ms, spread=whole.spread)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from automc._host import host_cpu_flags
 from automc.api import default_profile_name
+from automc.devices import device_runner
 from automc.profiles import load_profile
 
 
@@ -12,6 +13,6 @@ def test_default_profile_follows_this_hosts_cpu_flags():
     vnni = load_profile("x86-vnni")
     has_vnni = set(vnni.requires_cpu_flags) <= host_cpu_flags()
     assert default_profile_name() == ("x86-vnni" if has_vnni else "x86-avx2")
-    assert vnni.measurable_here == has_vnni
+    assert device_runner(vnni).measurable_here == has_vnni
     # every host this project lands on has AVX2 + FMA: the fallback is always measurable
-    assert load_profile("x86-avx2").measurable_here == ({"avx2", "fma"} <= host_cpu_flags())
+    assert device_runner(load_profile("x86-avx2")).measurable_here == ({"avx2", "fma"} <= host_cpu_flags())

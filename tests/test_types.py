@@ -18,7 +18,7 @@ def test_kernel_spec_macs_and_key():
 
 
 def test_kernel_spec_identifies_by_its_fields_once_and_pickles_by_value():
-    """The cached identity must cover every field (a field missing from ``_ident`` would make
+    """The cached identity must cover every field (a field missing from ``ident`` would make
     two different kernels one dict key), take an integer for the int it equals (a numpy shape
     from a traced tensor is the kernel the store holds), and be rehashed in the process that
     unpickles."""

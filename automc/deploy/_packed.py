@@ -5,7 +5,7 @@ or AVX2 ``vpmaddwd`` on data widened to int16).
 Why this exists: TVM 0.27's default CPU lowering does no scheduling (naive loops), MetaSchedule
 needs ~150 s per kernel for a good schedule, and its int8 ``conv2d``/``matmul`` with
 ``out_dtype="int32"`` is scalar; the wheel's ``dot_16x4_vnni`` intrinsic does not even pass
-LLVM 22 verification (DESIGN §3). Here each layer is one TIR function (``[M, K]`` → ``[M, N]``
+LLVM 22 verification. Here each layer is one TIR function (``[M, K]`` → ``[M, N]``
 for dense; for convs NCHW or, between packed convs, the blocked ``[N, C/16, H, W, 16]`` in and
 out: see ``blocked_shape`` and ``deploy._blocked``; the same 16 channels on every x86 target,
 a 16-lane vector being two ymm registers on AVX2) with three stages:

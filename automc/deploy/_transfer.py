@@ -1,6 +1,6 @@
 """Trace transfer: schedule an untuned task by replaying the tuned trace of the nearest task of
-the same structure (DESIGN §3: the tuning database does not match another channel count, but a
-tuned trace replays onto it: +0–46% against tuning that shape, at no tuning cost).
+the same structure (the tuning database does not match another channel count, but a tuned
+trace replays onto it, at no tuning cost and close to tuning that shape).
 
 A task's *structure* is what a trace can replay onto: the names of its blocks (traces address
 blocks by name) and the rank, dtype and unit dimensions of every argument (a depthwise weight

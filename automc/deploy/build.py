@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -13,43 +11,9 @@ from typing import Sequence
 from automc._paths import cache_dir
 from automc.deploy import _packed_schedule
 from automc.deploy._transfer import structure_of, transfer_traces
-from automc.deploy._fast_tvm_import import import_meta_schedule, worker_initializer
+from automc.deploy._fast_tvm_import import import_meta_schedule, worker_initializer  # the first public here
+from automc.devices import device_runner, tvm_target
 from automc.profiles import HardwareProfile
-
-
-def tvm_target(profile: HardwareProfile):
-    """The profile's TVM Target (with its host, for cross-compiled and GPU targets)."""
-    from tvm.target import Target
-
-    if profile.host:
-        return Target(dict(profile.target), host=dict(profile.host))
-    return Target(dict(profile.target))
-
-
-def _fcompile(cross_compiler: str | None):
-    """The ``fcompile`` for ``export_library``: the cross compiler when given, else TVM's default."""
-    if not cross_compiler:
-        return None
-    from tvm.support import cc
-
-    return cc.cross_compiler(cross_compiler)
-
-
-def export_library(module, path: str | Path, profile: HardwareProfile) -> Path:
-    """Write a compiled module (Relax ``Executable`` or runtime ``Module``) as a shared library
-    the profile's device can load: linked with ``profile.cross_compiler`` when it has one."""
-    path = Path(path)
-    module.export_library(str(path), fcompile=_fcompile(profile.cross_compiler))
-    return path
-
-
-def _export_for_device(rt_mod, cross_compiler: str | None) -> str:
-    """MetaSchedule builder export for RPC runners: a shared library linked here, so the device's
-    RPC server needs no compiler (MetaSchedule's default ships a .tar the server links itself).
-    Runs in the builder's worker processes; returns the artifact's path."""
-    path = os.path.join(tempfile.mkdtemp(prefix="automc-ms-"), "tvm_tmp_mod.so")
-    rt_mod.export_library(path, fcompile=_fcompile(cross_compiler))
-    return path
 
 
 def database_dir(profile: HardwareProfile) -> Path:
@@ -156,7 +120,7 @@ def tune_modules(mods: Sequence, profile: HardwareProfile, trials_per_task: int 
 
 
 def _tune_tasks(ms, todo: Sequence, profile: HardwareProfile, trials: int, db) -> None:
-    builder, runner = _builder_and_runner(ms, profile)
+    builder, runner = device_runner(profile).tuning_builder_and_runner(ms, worker_initializer)
     with tempfile.TemporaryDirectory() as work_dir, _quiet_tvm():
         # A small evolutionary population: with a handful of trials per task, most of the
         # default 512 candidates per generation would never be measured.
@@ -168,29 +132,6 @@ def _tune_tasks(ms, todo: Sequence, profile: HardwareProfile, trials: int, db) -
             num_trials_per_iter=min(trials, 16),
             builder=builder, runner=runner, database=db,
         )
-
-
-def _builder_and_runner(ms, profile: HardwareProfile):
-    """MetaSchedule's builder and runner for the profile: local processes for a local runner;
-    for an rpc runner, libraries exported for the device and timed on it through its tracker."""
-    evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=20)
-    if profile.runner.kind == "local":
-        from automc.latency.measure import use_profile_threads
-
-        use_profile_threads(profile)  # the runner's worker processes inherit it
-        # one build worker: on 2 cores more workers time out every build
-        return (ms.builder.LocalBuilder(max_workers=1, timeout_sec=60, initializer=worker_initializer),
-                ms.runner.LocalRunner(evaluator, initializer=worker_initializer))
-    from automc.latency.remote import require_device
-
-    # Fail here with the fix rather than let every trial of the session fail on its own.
-    require_device(profile)
-    r = profile.runner
-    rpc_config = ms.runner.RPCConfig(tracker_host=r.tracker_host, tracker_port=r.tracker_port,
-                                     tracker_key=r.device_key, session_timeout_sec=r.session_timeout_s)
-    export = functools.partial(_export_for_device, cross_compiler=profile.cross_compiler)
-    return (ms.builder.LocalBuilder(max_workers=1, timeout_sec=60, f_export=export, initializer=worker_initializer),
-            ms.runner.RPCRunner(rpc_config, evaluator, max_workers=1, initializer=worker_initializer))
 
 
 def compile_module(mod, profile: HardwareProfile, database=None):

@@ -23,7 +23,7 @@ from torch import nn
 
 from automc.compress import QuantizedLayer
 from automc.compress.quantize import act_levels, fake_quant_act
-from automc.latency.measure import Timing
+from automc.devices import Timing
 from automc.profiles import HardwareProfile
 from automc.types import FP32_BITS
 

@@ -23,13 +23,13 @@ import torch
 from torch import nn
 
 from automc.compress import apply_candidate
-from automc.deploy._packed import BLOCK, blocked_shape
-from automc.deploy.build import compile_module, open_database, tune
+from automc.deploy.x86 import BLOCK, blocked_shape
+from automc.deploy.build import open_database
+from automc.deploy.compile import CompiledCandidate, compile_candidate
 from automc.deploy.lower import kernel_specs
-from automc.deploy.relax_lowering import lower_to_relax
-from automc.errors import UserInputError
-from automc.latency.measure import TaskCall, Timing, median_timing, task_calls, time_executable, time_tasks
-from automc.latency.predictor import CalibratedPredictor, LatencyPredictor, RooflinePredictor, fit_graph_pricing
+from automc.devices import TaskCall, Timing, device_runner, median_timing
+from automc.latency.measure import task_calls, time_executable, time_tasks
+from automc.latency.predictors import CalibratedPredictor, LatencyPredictor, RooflinePredictor, fit_graph_pricing
 from automc.latency.store import MeasurementStore
 from automc.profiles import HardwareProfile
 from automc.types import Candidate, KernelSpec
@@ -126,13 +126,15 @@ def match_tasks(kernels: Sequence[KernelSpec], calls: Sequence[TaskCall]) -> lis
 def measure_model(compressed: nn.Module, example_input: torch.Tensor, profile: HardwareProfile,
                   database=None) -> ModelMeasurement:
     """Lower, tune the tasks not yet in the database, compile, then time the whole model and
-    each of its layer kernels' tasks where the profile measures."""
-    database = database if database is not None else open_database(profile)
-    kernels = tuple(kernel_specs(compressed, example_input, profile))
-    mod = lower_to_relax(compressed, example_input, profile)
-    tune(mod, profile, database=database)
-    executable = compile_module(mod, profile, database)
-    calls = task_calls(mod)
+    each of its layer kernels' tasks where the profile measures (``measure_compiled``)."""
+    return measure_compiled(compile_candidate(compressed, None, example_input, profile, database=database))
+
+
+def measure_compiled(compiled: CompiledCandidate) -> ModelMeasurement:
+    """Time a compiled model whole and each of its layer kernels' tasks where its profile measures."""
+    profile, example_input, executable = compiled.profile, compiled.example_input, compiled.executable
+    kernels = compiled.kernels
+    calls = task_calls(compiled.module)
     index = match_tasks(kernels, calls)
     tasks = [calls[i] for i in index if i is not None] if index is not None else []
     # every task twice and the whole model three times, before, between and after the two
@@ -193,15 +195,7 @@ def store_measurement(m: ModelMeasurement, example_input: torch.Tensor, profile:
 def require_measurable(profile: HardwareProfile) -> None:
     """Raise a UserInputError with the fix unless the profile's kernels can be measured now:
     on this host, or (rpc runner) on its device through the tracker, which is probed."""
-    if profile.runner.kind == "rpc":
-        from automc.latency.remote import require_device
-
-        require_device(profile)
-        return
-    if not profile.measurable_here:
-        raise UserInputError(f"--profile {profile.name}: cannot measure here ({profile.why_not_measurable()}); "
-                             "its latencies are uncalibrated roofline estimates. Calibrate a profile this host runs "
-                             "(see `automc profiles`)")
+    device_runner(profile).require_measurable()
 
 
 def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequence[Candidate],
@@ -219,7 +213,7 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
     Given ``retimed`` (a retime pass, see ``store_measurement``), the stored ones are timed
     again too, in the same order, each record gaining one pass (the fastest of the passes counts).
     Every whole measured or met here is recorded as ``model``'s (``architecture_key``): its
-    predictor prices the graph from them (``predictor.fit_graph_pricing``).
+    predictor prices the graph from them (``predictors.fit_graph_pricing``).
     """
     require_measurable(profile)
     store = store if store is not None else MeasurementStore(profile)
@@ -248,9 +242,9 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
             continue
         if time.perf_counter() - start > budget_s:
             break
-        compressed = apply_candidate(model, candidate, example_input, calib)
-        new_kernels += store_measurement(measure_model(compressed, example_input, profile, database),
-                                         example_input, profile, store, retimed, architecture)
+        compiled = compile_candidate(model, candidate, example_input, profile, calib, database)
+        new_kernels += store_measurement(measure_compiled(compiled), example_input, profile, store, retimed,
+                                         architecture)
         measured += 1
     if on_progress:
         on_progress(len(pool), len(pool), None)
@@ -330,7 +324,7 @@ def predictor_for(model: nn.Module, example_input: torch.Tensor, profile: Hardwa
     A local profile counts only when this host runs it; an rpc profile's store holds its
     device's measurements, valid whether or not the device is reachable now.
     """
-    if profile.runner.kind == "local" and not profile.measurable_here:
+    if not device_runner(profile).stored_measurements_apply:
         return RooflinePredictor(profile)
     store = store if store is not None else MeasurementStore(profile)
     try:

@@ -57,7 +57,7 @@ def probe_networks(n: int, seed: int = 0) -> list[Probe]:
     head; about half their layers int8, the rest fp32. (With 2–4 blocks few convs sat between
     two packed ones, where activations stay blocked: a held-out ResNet's blocked int8 3×3
     convs were predicted 30% slow.) Widths kept half the time and planes not halved below
-    4×4: drawn independently (this sampler before 2026-12-06), 96 probes gave 4 residual k×k
+    4×4: drawn independently (this sampler's predecessor), 96 probes gave 4 residual k×k
     convs of 162 and 38% of them on planes of 4×4 or less, where every conv of the built-in
     models sits on 7×7 or more (a 224² input's last stage) and a ResNet's fuse a residual every
     second conv; now 37 of 179, and 13% on 4×4."""

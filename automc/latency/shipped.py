@@ -1,17 +1,15 @@
 """Do the measurements shipped for a profile hold on this host? Some of them, timed again.
 
 Shipped records name their host by CPU model and core count (``_host.host_description``),
-which does not tell two VMs of one kind apart. Measured on 2026-12-06: a new VM of the name the
-shipped x86-vnni store carries ran its records 17-23% slower (the demo's fp32 model 0.149 ms
-against 0.121 stored, MobileNetV2 3.17 ms against 2.72, kernels ×1.17-1.23 at the median), so
-every prediction from them would have been that much fast, and labelled calibrated. Before the
+which does not tell two VMs of one kind apart: a new VM of the name a shipped store carries can
+run its records a fifth slower (see experiments/HISTORY.md), and every prediction from them
+would be that much fast, yet labelled calibrated. Before the
 shipped records count, the first ``REFERENCE_PROBES`` probe networks (``latency.probes``:
 seeded, untrained, measured by every calibration that ships) are compiled and timed whole as
 calibration times them; the records count when the median ratio now / shipped is within
 ``TOLERANCE``, each reference's time now being its fastest within ``WINDOW_S``. The verdict is
-kept per shipped file (``store.ShippedCheck``), so this costs about 15 s once when the records
-hold (measured 2026-12-07, compiling the references included) and ``WINDOW_S`` more when they
-do not.
+kept per shipped file (``store.ShippedCheck``), so this costs the references' compilation and
+a few timings once when the records hold, and ``WINDOW_S`` more when they do not.
 """
 
 from __future__ import annotations
@@ -22,10 +20,10 @@ import time
 
 import numpy as np
 
-from automc.compress import apply_candidate
-from automc.deploy.build import compile_module, open_database, tune
-from automc.deploy.lower import kernel_specs, lowering_version
-from automc.deploy.relax_lowering import lower_to_relax
+from automc.deploy.build import open_database
+from automc.deploy.compile import compile_candidate
+from automc.deploy.lower import lowering_version
+from automc.devices import device_runner
 from automc.latency.calibrate import model_key
 from automc.latency.measure import time_executable
 from automc.latency.probes import probe_networks
@@ -36,9 +34,8 @@ from automc.profiles import HardwareProfile
 REFERENCE_PROBES = 4
 # the validation's bar: records this far off cannot predict within ±10%
 TOLERANCE = 0.10
-# This host only ever adds time, in phases of seconds to minutes (measured 2026-12-07: the small
-# reference probes ran 16 or 33 µs, alternating every 5-20 s; a CI run's three passes over 30 s
-# came to ×1.18 at the median). So each reference's time is the fastest of timings PAUSE_S
+# These hosts only ever add time, in phases of seconds to minutes (experiments/host_phases.py),
+# so a few passes in a row can all be slow. So each reference's time is the fastest of timings PAUSE_S
 # apart, as calibration keeps the fastest of its passes, and the check times until the median
 # ratio is within TOLERANCE (accepted) or below it (a host faster than its records: more
 # timings only lower it), or for WINDOW_S at most (rejected). A VM really slower stays off the
@@ -58,7 +55,7 @@ def check_shipped(profile: HardwareProfile, again: bool = False) -> ShippedCheck
     >>> check.accepted, round(check.ratio, 2)  # doctest: +SKIP
     (True, 1.02)
     """
-    if not shipped_enabled() or profile.runner.kind != "local" or not profile.measurable_here:
+    if not shipped_enabled() or not device_runner(profile).measurable_here:
         return None
     digest = shipped_digest(profile)
     shipped = {r.key: r for r in read_records(shipped_path(profile), measured_on(profile), profile.threads,
@@ -83,11 +80,8 @@ def reference_executables(profile: HardwareProfile) -> list[tuple[str, object, n
     out = []
     for probe in probe_networks(REFERENCE_PROBES):
         x = probe.example_input
-        compressed = apply_candidate(probe.model, probe.candidate, x, (x,)).eval()
-        mod = lower_to_relax(compressed, x, profile)
-        tune(mod, profile, database=database)
-        out.append((model_key(kernel_specs(compressed, x, profile), x), compile_module(mod, profile, database),
-                    x.numpy()))
+        compiled = compile_candidate(probe.model, probe.candidate, x, profile, (x,), database)
+        out.append((model_key(compiled.kernels, x), compiled.executable, x.numpy()))
     return out
 
 

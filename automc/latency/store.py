@@ -20,10 +20,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from automc._paths import SHIPPED_MEASUREMENTS_DIR, cache_dir
-from automc._host import host_description
-from automc.deploy._cpu import AVX512_VNNI, kernel_isa
 from automc.deploy.lower import lowering_version
-from automc.latency.measure import Timing
+from automc.deploy.x86 import AVX512_VNNI, kernel_isa
+from automc.devices import Timing, device_runner
 from automc.profiles import HardwareProfile
 
 
@@ -58,9 +57,7 @@ class Measurement:
 def measured_on(profile: HardwareProfile) -> str:
     """Which device a profile's measurements come from: this host for a local runner, the
     device key behind the tracker for an rpc one (so they are reused from any driving host)."""
-    if profile.runner.kind == "rpc":
-        return f"rpc device '{profile.runner.device_key}'"
-    return host_description()
+    return device_runner(profile).measured_on
 
 
 def read_records(path: Path, device: str, threads: int, lowering: int) -> list[Measurement]:

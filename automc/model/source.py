@@ -25,13 +25,16 @@ import importlib.util
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
 
 from automc.errors import UserInputError
 from automc.model.data import accuracy
+
+if TYPE_CHECKING:
+    from automc.run_dir import RunInfo
 from automc.model.zoo import MODELS, BuiltinModel, load_builtin
 
 BUILTIN, FACTORY, EXPORTED, MEMORY = "builtin", "factory", "exported", "memory"
@@ -75,12 +78,12 @@ class ModelSource:
         return {"kind": self.kind, "spec": self.spec, **({"data": self.data} if self.data else {})}
 
     @classmethod
-    def from_run_info(cls, info: dict[str, Any]) -> "ModelSource":
-        """The source a ``run.json`` records (runs written before sources were recorded named a
+    def from_run_info(cls, info: "RunInfo") -> "ModelSource":
+        """The source a run records (runs written before sources were recorded named a
         built-in, or ``custom`` for an API model)."""
-        if "model_source" in info:
-            return cls(**info["model_source"])
-        return cls(BUILTIN, info["model"]) if info["model"] in MODELS else cls(MEMORY, info["model"])
+        if info.model_source is not None:
+            return cls(**info.model_source)
+        return cls(BUILTIN, info.model) if info.model in MODELS else cls(MEMORY, info.model)
 
 
 def parse_model_option(text: str, data: str | None = None) -> ModelSource:

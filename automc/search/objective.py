@@ -10,7 +10,7 @@ from torch import nn
 from automc.accuracy import AccuracyProxy
 from automc.compress import QuantizedLayer, apply_candidate
 from automc.deploy.lower import kernel_specs
-from automc.latency.predictor import LatencyPredictor
+from automc.latency.predictors import LatencyPredictor
 from automc.profiles import HardwareProfile
 from automc.types import Candidate, Evaluation
 

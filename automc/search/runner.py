@@ -8,13 +8,16 @@ is recorded as a failed trial with its reason and the search goes on.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
 import random
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import optuna
 import pandas as pd
@@ -22,21 +25,26 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from automc.accuracy import checked_accuracy
+from automc.errors import UserInputError
 from automc.search.fidelity import FIDELITY_ATTRS, Promotion, is_promising
 from automc.search.pareto import (
     DIRECTIONS, OBJECTIVES, STUDY_NAME, front_trials, hypervolume, journal_storage, pareto_frame,
     reference_point, trials_frame,
 )
+from automc.search.backends import SearchBackend, TrialPool
+from automc.search.backends.local import LocalBackend
 from automc.search.samplers import check_sampler_name, make_sampler
 from automc.search.seeds import Probe, Reference, combination_params, probe_params
 from automc.search.space import ResolvedSpace, candidate_from_params, param_options
+from automc.search.worker import ScorerFactory, WorkerResult
 from automc.types import Candidate, Evaluation
 
 # User attrs the runner writes itself; score extras with these names are stored as "extras.<name>".
 RESERVED_ATTRS = frozenset({"candidate", "baseline", "seed", "probe", "latency_source", "error", "constraint",
-                            *FIDELITY_ATTRS})
+                            "worker", "retry_of", *FIDELITY_ATTRS})
 
 Score = Callable[[Candidate], Evaluation]
+LOCK_FILE = ".search.lock"  # in a run directory: held by the search running on it
 
 
 @dataclass(frozen=True)
@@ -81,15 +89,21 @@ def baseline_params(space: ResolvedSpace) -> dict[str, dict[str, Any]]:
 
 
 def run_search(space: ResolvedSpace, score: Score, run_dir: Path, settings: SearchSettings,
-               promotion: Promotion | None = None) -> optuna.Study:
+               promotion: Promotion | None = None, backend: SearchBackend | None = None,
+               rebuild: ScorerFactory | None = None) -> optuna.Study:
     """Search ``space`` for ``settings.n_trials`` trials in total, scoring each candidate with ``score``.
 
     With a ``promotion``, trials whose cheap score would join the front are scored again at its
     higher fidelity (see :mod:`automc.search.fidelity`).
 
+    ``backend`` (default: local, one trial at a time in this process) runs the trials; workers
+    that cannot inherit ``score`` build it with ``rebuild()`` (see :mod:`automc.search.backends`).
+    The backend must be connected; this function does not close it.
+
     Creates (or resumes) the study in ``run_dir/study.journal``; afterwards — also after Ctrl-C —
     writes ``run_dir/trials.csv`` and ``run_dir/pareto.json``. One runner per run directory: on
-    resume, trials left RUNNING by a killed process are marked FAIL ("interrupted").
+    resume, trials left RUNNING by a killed process are marked FAIL ("interrupted"), do not count
+    towards ``n_trials`` and are run again.
 
     >>> study = run_search(space, score, Path("runs/x"), SearchSettings(n_trials=200))  # doctest: +SKIP
     >>> pareto_frame(study)[["trial", "accuracy", "latency_ms"]]  # doctest: +SKIP
@@ -97,8 +111,31 @@ def run_search(space: ResolvedSpace, score: Score, run_dir: Path, settings: Sear
     if settings.n_trials < 0:
         raise ValueError(f"n_trials must be ≥ 0, got {settings.n_trials}")
     check_sampler_name(settings.sampler)  # before anything is written to run_dir
+    backend = backend or LocalBackend()
+    if promotion is not None and backend.jobs != 1:
+        raise UserInputError("--promote: multi-fidelity search runs one trial at a time for now; drop --promote "
+                             "or use --backend local --jobs 1")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    with _only_driver(run_dir):
+        return _run_search(space, score, run_dir, settings, promotion, backend, rebuild)
+
+
+@contextlib.contextmanager
+def _only_driver(run_dir: Path) -> Iterator[None]:
+    """Refuse a second search on a run directory while one runs: two drivers would each count
+    the other's trials as interrupted. The lock dies with its process, even under kill -9."""
+    with open(run_dir / LOCK_FILE, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserInputError(f"--run-dir {run_dir}: another automc search is running on it; wait for it to "
+                                 "finish, or choose another run directory") from None
+        yield
+
+
+def _run_search(space: ResolvedSpace, score: Score, run_dir: Path, settings: SearchSettings,
+                promotion: Promotion | None, backend: SearchBackend, rebuild: ScorerFactory | None) -> optuna.Study:
     storage = journal_storage(run_dir)
     verbosity = optuna.logging.get_verbosity()
     # Optuna logs a line per trial at INFO; the progress bar and trials.csv say it better.
@@ -109,16 +146,19 @@ def run_search(space: ResolvedSpace, score: Score, run_dir: Path, settings: Sear
         try:
             if settings.n_trials > finished:
                 objective = _objective(space, score, promotion)
-                with _ProgressBar(settings, finished) as bar:
-                    def run(n: int) -> None:
-                        if n > 0:
-                            study.optimize(objective, n_trials=n, catch=(Exception,), callbacks=[bar.update])
+                with _ProgressBar(settings, finished) as bar, backend.pool(score, rebuild) as pool:
+                    if pool is not None:
+                        _run_pool(study, space, pool, settings.n_trials - finished, settings, bar)
+                    else:
+                        def run(n: int) -> None:
+                            if n > 0:
+                                study.optimize(objective, n_trials=n, catch=(Exception,), callbacks=[bar.update])
 
-                    # Queued first (baselines, probes), so that the combinations can read the probes.
-                    run(min(_count(study, TrialState.WAITING), settings.n_trials - _finished_count(storage)))
-                    if settings.sensitivity_seeds:
-                        _enqueue_combinations(study, space)
-                    run(settings.n_trials - _finished_count(storage))
+                        # Queued first (baselines, probes), so that the combinations can read the probes.
+                        run(min(_count(study, TrialState.WAITING), settings.n_trials - _finished_count(storage)))
+                        if settings.sensitivity_seeds:
+                            _enqueue_combinations(study, space)
+                        run(settings.n_trials - _finished_count(storage))
         finally:
             write_results(study, run_dir)
     finally:
@@ -178,14 +218,26 @@ def _finished_count(storage: optuna.storages.BaseStorage) -> int:
         study_id = storage.get_study_id_from_name(STUDY_NAME)
     except KeyError:
         return 0
-    return sum(t.state.is_finished() for t in storage.get_all_trials(study_id, deepcopy=False))
+    # an interrupted trial says nothing about its candidate: it is run again, not counted
+    return sum(t.state.is_finished() and not _interrupted(t) for t in storage.get_all_trials(study_id, deepcopy=False))
+
+
+def _interrupted(t: FrozenTrial) -> bool:
+    return str(t.user_attrs.get("error", "")).startswith("Interrupted")
 
 
 def _fail_interrupted(study: optuna.Study) -> None:
+    """Mark trials a killed search left RUNNING as FAIL, and queue each again (baselines are
+    queued again by ``_enqueue_missing_baselines``)."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         # Trial(study, id) is Optuna's own handle; FrozenTrial exposes the id only privately.
         optuna.Trial(study, t._trial_id).set_user_attr("error", "Interrupted: still RUNNING when the search resumed")
         study.tell(t.number, state=TrialState.FAIL)
+    retried = {t.user_attrs.get("retry_of") for t in study.get_trials(deepcopy=False)}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        if _interrupted(t) and "baseline" not in t.user_attrs and t.number not in retried and t.params:
+            attrs = {k: t.user_attrs[k] for k in ("seed", "probe") if k in t.user_attrs}
+            study.enqueue_trial(t.params, user_attrs={**attrs, "retry_of": t.number})
 
 
 def _enqueue_missing_baselines(study: optuna.Study, space: ResolvedSpace) -> None:
@@ -200,34 +252,89 @@ def _enqueue_missing_baselines(study: optuna.Study, space: ResolvedSpace) -> Non
 def _objective(space: ResolvedSpace, score: Score,
                promotion: Promotion | None) -> Callable[[optuna.Trial], tuple[float, float, float]]:
     def objective(trial: optuna.Trial) -> tuple[float, float, float]:
-        params = suggest_params(space, trial)
-        candidate = candidate_from_params(space, params)
-        trial.set_user_attr("candidate", candidate.to_json())
+        candidate = _ask_candidate(space, trial)
         try:
             ev = score(candidate)
-            values = (float(ev.accuracy), float(ev.latency_ms), float(ev.size_bytes))
-            if not all(math.isfinite(v) for v in values):
-                raise ValueError(f"score returned non-finite values {dict(zip(OBJECTIVES, values))}")
+            _check_finite(ev)
             if promotion is not None:
                 ev = _promote(trial, candidate, ev, promotion)
-                values = (float(ev.accuracy), *values[1:])
         except Exception as e:
             # Optuna records the FAIL state but not the reason in a form trials.csv can show.
             trial.set_user_attr("error", f"{type(e).__name__}: {e}")
             raise
-        trial.set_user_attr("latency_source", ev.latency_source)
-        for key, value in ev.extras.items():
-            trial.set_user_attr(f"extras.{key}" if key in RESERVED_ATTRS else key, _jsonable(value))
-        constraint = _constraints(space, ev)
-        for key, value in constraint.items():
-            # Optuna 5 reads constraints from the trial (constraints_func is deprecated) and
-            # every sampler, random included, then keeps infeasible trials off the front.
-            trial.set_constraint(key, value)
-        if constraint:
-            trial.set_user_attr("constraint", constraint)
-        return values
+        return _record(space, trial, ev)
 
     return objective
+
+
+def _ask_candidate(space: ResolvedSpace, trial: optuna.Trial) -> Candidate:
+    candidate = candidate_from_params(space, suggest_params(space, trial))
+    trial.set_user_attr("candidate", candidate.to_json())
+    return candidate
+
+
+def _check_finite(ev: Evaluation) -> None:
+    values = (float(ev.accuracy), float(ev.latency_ms), float(ev.size_bytes))
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"score returned non-finite values {dict(zip(OBJECTIVES, values))}")
+
+
+def _record(space: ResolvedSpace, trial: optuna.Trial, ev: Evaluation) -> tuple[float, float, float]:
+    """Store a scored trial's attrs and constraints; its objective values."""
+    trial.set_user_attr("latency_source", ev.latency_source)
+    for key, value in ev.extras.items():
+        trial.set_user_attr(f"extras.{key}" if key in RESERVED_ATTRS else key, _jsonable(value))
+    constraint = _constraints(space, ev)
+    for key, value in constraint.items():
+        # Optuna 5 reads constraints from the trial (constraints_func is deprecated) and
+        # every sampler, random included, then keeps infeasible trials off the front.
+        trial.set_constraint(key, value)
+    if constraint:
+        trial.set_user_attr("constraint", constraint)
+    return float(ev.accuracy), float(ev.latency_ms), float(ev.size_bytes)
+
+
+def _run_pool(study: optuna.Study, space: ResolvedSpace, pool: TrialPool, n: int, settings: SearchSettings,
+              bar: "_ProgressBar") -> None:
+    """Ask ``n`` trials, keeping ``pool.slots`` in flight, and tell each outcome as it arrives.
+
+    The driver alone writes the journal, so the count is exact and nothing runs twice; queued
+    trials (baselines, probes) are asked first, the combinations once the probes are in.
+    """
+    inflight: dict[Future, optuna.Trial] = {}
+    asked = 0
+    try:
+        while asked < n or inflight:
+            while asked < n and len(inflight) < pool.slots:
+                trial = study.ask()
+                inflight[pool.submit(_ask_candidate(space, trial))] = trial
+                asked += 1
+            done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+            for future in done:
+                trial = inflight.pop(future)
+                _tell(study, space, trial, future.result())
+                bar.update(study, None)
+            if settings.sensitivity_seeds:
+                _enqueue_combinations(study, space)
+    except BaseException:
+        # Ctrl-C or a driver error: what is still in flight will not be told; resume retries it.
+        for trial in inflight.values():
+            trial.set_user_attr("error", "Interrupted: the search stopped while it was running")
+            study.tell(trial, state=TrialState.FAIL)
+        raise
+
+
+def _tell(study: optuna.Study, space: ResolvedSpace, trial: optuna.Trial, result: WorkerResult) -> None:
+    trial.set_user_attr("worker", result.worker)
+    if result.error is None and result.evaluation is not None:
+        try:
+            _check_finite(result.evaluation)
+            study.tell(trial, _record(space, trial, result.evaluation))
+            return
+        except ValueError as e:
+            result = WorkerResult(None, f"{type(e).__name__}: {e}", result.worker)
+    trial.set_user_attr("error", result.error)
+    study.tell(trial, state=TrialState.FAIL)
 
 
 def _promote(trial: optuna.Trial, candidate: Candidate, ev: Evaluation, promotion: Promotion) -> Evaluation:

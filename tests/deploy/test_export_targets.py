@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 from automc.deploy.export import export_candidate
 from automc.profiles import load_profile
@@ -29,6 +30,29 @@ def test_export_host_profile_loads_matches_and_measures(tmp_path, demo, quick_pr
     assert json.loads((tmp_path / "config.json").read_text())["tvm_num_threads"] == quick_profile.threads == 2
     assert "TVM_NUM_THREADS=2" in (tmp_path / "README.md").read_text()
     _runs_without_automc(tmp_path)
+
+
+def test_a_measurement_over_its_calibrated_prediction_is_timed_again_within_the_window(tmp_path, demo, quick_profile,
+                                                                                        monkeypatch):
+    """A library measured slower than its calibrated prediction is timed again, pass after pass,
+    until the window closes (a prediction no host meets: every pass is taken); the report keeps
+    the fastest pass, the median and the spread. An estimate is timed once."""
+    import automc.deploy.export as export_mod
+    from automc.devices import device_runner
+
+    monkeypatch.setattr(export_mod, "CHECK_WINDOW_S", 4.0)
+    monkeypatch.setattr(export_mod, "CHECK_PAUSE_S", 1.0)
+    start = time.monotonic()
+    report = export_candidate(demo.model, demo.example_input, demo.calib_batches[:2], CAND, quick_profile,
+                              tmp_path, predicted_ms=1e-4)
+    assert report.measured_passes >= 3 and time.monotonic() - start < 600
+    assert 0 < report.measured_ms <= report.measured_median_ms and report.measured_spread >= 0
+    saved = json.loads((tmp_path / "export_report.json").read_text())
+    assert (saved["measured_passes"], saved["measured_ms"]) == (report.measured_passes, report.measured_ms)
+    x = demo.example_input.numpy()
+    _, once, passes = export_mod._timed_library(device_runner(quick_profile), tmp_path / "model.so", x, 1e-4,
+                                                calibrated=False)
+    assert passes == 1 and once.latency_ms > 0
 
 
 # What a user who never installed automc runs: each exported file in its own runtime, against the

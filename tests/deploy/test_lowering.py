@@ -9,7 +9,7 @@ import torch
 from automc.accuracy import recalibrate_bn
 from automc.compress import apply_candidate
 from automc.deploy import _cpu
-from automc.deploy.build import tvm_target
+from automc.devices import tvm_target
 from automc.deploy.lower import deploy_module, kernel_specs
 from automc.deploy.relax_lowering import lower_to_relax
 from automc.types import Candidate, LayerChoice

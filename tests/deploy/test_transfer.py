@@ -7,9 +7,10 @@ import pytest
 
 from automc.deploy._fast_tvm_import import import_meta_schedule
 from automc.deploy._transfer import REPLAYED_RUN_SECS, structure_of
-from automc.deploy.build import fused_module, compile_module, tune_modules, tvm_target
-from automc.latency.kernels import kernel_input, kernel_module
-from automc.latency.measure import _run_local
+from automc.deploy.build import fused_module, compile_module, tune_modules
+from kernel_modules import kernel_input, kernel_module
+from automc.devices import tvm_target
+from automc.devices.local import run_local
 from automc.types import KernelSpec
 
 A = KernelSpec(op="conv2d", batch=1, in_channels=32, out_channels=32, height=8, width=8, act="relu6")
@@ -52,8 +53,8 @@ def test_one_task_per_structure_is_tuned_and_the_rest_replay_it(profile, tmp_pat
     # the replayed schedule computes what TVM's default schedule computes
     empty = ms.database.JSONDatabase(str(tmp_path / "w0.json"), str(tmp_path / "r0.json"), allow_missing=True)
     x = kernel_input(C)
-    (replayed_out,), timing = _run_local(compile_module(kernel_module(C), profile, db), [x], profile)
-    (default_out,), _ = _run_local(compile_module(kernel_module(C), profile, empty), [x], profile)
+    (replayed_out,), timing = run_local(compile_module(kernel_module(C), profile, db), [x], profile)
+    (default_out,), _ = run_local(compile_module(kernel_module(C), profile, empty), [x], profile)
     np.testing.assert_allclose(replayed_out, default_out, rtol=1e-5, atol=1e-5)
     assert timing.median_ms > 0
 

@@ -15,9 +15,10 @@ from automc.deploy.lower import kernel_specs
 from automc.deploy.relax_lowering import lower_to_relax
 from automc.latency.calibrate import (ModelMeasurement, architecture_key, calibrate_model, is_calibrated, match_tasks,
                                       measure_model, model_key, predictor_for, store_measurement)
-from automc.latency.kernels import kernel_module
-from automc.latency.measure import Timing, median_timing, task_calls
-from automc.latency.predictor import CalibratedPredictor, RooflinePredictor
+from kernel_modules import kernel_module
+from automc.devices import Timing, device_runner, median_timing
+from automc.latency.measure import task_calls
+from automc.latency.predictors import CalibratedPredictor, RooflinePredictor
 from automc.latency.store import MeasurementStore
 from automc.profiles import load_profile
 from automc.search.runner import calibration_candidates
@@ -223,8 +224,8 @@ def test_a_retime_pass_adds_one_pass_to_a_kernel_models_share(demo, host_profile
 def test_graph_pricing_recovers_overhead_and_family_rates(tmp_path, host_profile):
     """Whole models = layer kernels + 0.05 ms + 0.01 ms a layer + 0.1 ms per million bytes of
     layer input + 2 ms per million norm elements: the fit finds all four."""
-    from automc.latency.measure import Timing
-    from automc.latency.predictor import fit_graph_pricing
+    from automc.devices import Timing
+    from automc.latency.predictors import fit_graph_pricing
 
     store = MeasurementStore(host_profile, root=tmp_path)
     small = KernelSpec(op="conv2d", batch=1, in_channels=8, out_channels=8, height=8, width=8)
@@ -256,7 +257,7 @@ def test_graph_pricing_is_an_architectures_own_once_enough_of_its_wholes_are_sto
     """Two architectures over the same kernels, one paying 0.01 ms a layer beyond its tasks and
     the other 0.03: each one's pricing recovers its own rate from its own wholes, and one with
     too few wholes stored (or none, a held-out model) is priced from all of them."""
-    from automc.latency.predictor import MIN_OWN_WHOLES
+    from automc.latency.predictors import MIN_OWN_WHOLES
 
     store = MeasurementStore(host_profile, root=tmp_path)
     kernels = [KernelSpec(op="conv2d", batch=1, in_channels=8, out_channels=c, height=8, width=8) for c in (8, 16)]
@@ -362,7 +363,7 @@ def test_adaptive_sampling_measures_what_the_store_lacks_first(demo, quick_profi
 def test_uncalibrated_profiles_fall_back_to_roofline(demo):
     for name in ("arm-cpu", "cuda-gpu"):
         profile = load_profile(name)
-        assert not profile.measurable_here and profile.why_not_measurable()
+        assert not device_runner(profile).measurable_here and device_runner(profile).why_not_measurable()
         predictor = predictor_for(demo.model, demo.example_input, profile)
         assert isinstance(predictor, RooflinePredictor) and predictor.source == "uncalibrated"
         # roofline: the int8 kernel is never slower than its fp32 twin at these peaks

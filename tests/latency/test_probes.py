@@ -6,7 +6,7 @@ import torch
 
 from automc.compress import apply_candidate
 from automc.deploy.lower import kernel_specs
-from automc.latency.predictor import kernel_family
+from automc.latency.predictors import kernel_family
 from automc.latency.probes import probe_networks
 
 

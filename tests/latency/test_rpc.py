@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from automc.errors import UserInputError
-from automc.latency.kernels import kernel_input, kernel_module
+from kernel_modules import kernel_input, kernel_module
 from automc.latency.measure import run_library, time_executable
-from automc.latency.remote import device_reachable
+from automc.devices import device_runner
 from automc.profiles import HardwareProfile, load_profile
 from automc.types import KernelSpec
 
@@ -67,7 +67,7 @@ def tracker_port():
 def rpc_profile(tracker_port, tmp_path_factory) -> HardwareProfile:
     profile = _rpc_profile(tmp_path_factory.mktemp("rpc"), tracker_port)
     deadline = time.monotonic() + 30
-    while not device_reachable(profile, 1.0):  # the server registers with the tracker asynchronously
+    while not device_runner(profile).measurable(1.0):  # the server registers with the tracker asynchronously
         assert time.monotonic() < deadline, "the RPC server never registered with the tracker"
         time.sleep(0.2)
     return profile
@@ -83,10 +83,11 @@ def test_kernel_measured_through_rpc_matches_local(rpc_profile, tmp_path):
     loose factor of the same kernel timed locally, and its outputs are the local ones."""
     import tvm
 
-    from automc.deploy.build import export_library, tvm_target
+    from automc.devices import export_library, tvm_target
 
     local = rpc_profile.model_copy(update={"runner": rpc_profile.runner.model_copy(update={"kind": "local"})})
-    assert rpc_profile.measurable() and not rpc_profile.measurable_here and local.measurable_here
+    assert (device_runner(rpc_profile).measurable() and not device_runner(rpc_profile).measurable_here
+            and device_runner(local).measurable_here)
     executable = tvm.compile(kernel_module(SPEC), tvm_target(rpc_profile))
     x = kernel_input(SPEC)
     here = time_executable(executable, [x], local)
@@ -104,7 +105,7 @@ def test_kernel_measured_through_rpc_matches_local(rpc_profile, tmp_path):
 def test_metaschedule_tunes_through_rpc_runner(rpc_profile, tmp_path):
     """Two MetaSchedule trials built here, run through RPCRunner: tuning records land in the
     database with real (finite, positive) run times."""
-    from automc.deploy._fast_tvm_import import import_meta_schedule
+    from automc.deploy.build import import_meta_schedule
     from automc.deploy.build import tune
 
     ms = import_meta_schedule()
@@ -119,14 +120,14 @@ def test_metaschedule_tunes_through_rpc_runner(rpc_profile, tmp_path):
 def test_unreachable_tracker_is_a_user_error_fast(unreachable, rpc_profile, tmp_path):
     """A closed tracker port, or a live tracker without the key: a UserInputError naming the
     profile, the tracker address and the fix, within seconds (no tvm connect retries)."""
-    from automc.deploy._fast_tvm_import import import_meta_schedule
+    from automc.deploy.build import import_meta_schedule
     from automc.deploy.build import tune
     from automc.latency.calibrate import require_measurable
 
     where = f"{LOOPBACK}:{unreachable.runner.tracker_port}"
     start = time.perf_counter()
-    assert not device_reachable(unreachable) and not unreachable.measurable()
-    assert where in unreachable.why_not_measurable()
+    assert not device_runner(unreachable).measurable()
+    assert where in device_runner(unreachable).why_not_measurable()
     for attempt in (lambda: require_measurable(unreachable),
                     lambda: run_library(tmp_path / "never-built.so", [kernel_input(SPEC)], unreachable)):
         with pytest.raises(UserInputError) as err:

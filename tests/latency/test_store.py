@@ -10,7 +10,7 @@ import time
 import pytest
 
 from automc.deploy.lower import lowering_version
-from automc.latency.measure import Timing
+from automc.devices import Timing
 from automc.latency.store import MeasurementStore
 from automc.profiles import load_profile
 
@@ -57,7 +57,7 @@ def test_measurements_on_another_thread_count_are_ignored(tmp_path, host_profile
 
 
 def test_a_user_thread_count_that_the_profile_overrides_is_named(monkeypatch, host_profile):
-    from automc.latency.measure import use_profile_threads
+    from automc.devices import use_profile_threads
 
     monkeypatch.setenv("TVM_NUM_THREADS", "7")
     with pytest.warns(UserWarning, match="TVM_NUM_THREADS=7 is overridden"):
@@ -69,7 +69,7 @@ def test_switching_profiles_does_not_warn(host_profile):
     """A value automc set itself (another profile's count) is not the user's: no warning."""
     import warnings
 
-    from automc.latency.measure import use_profile_threads
+    from automc.devices import use_profile_threads
 
     other = host_profile.model_copy(update={"target": {**host_profile.target, "num-cores": host_profile.threads + 1}})
     use_profile_threads(other)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from automc.latency.predictor import CalibratedPredictor
+from automc.latency.predictors import CalibratedPredictor
 from automc.latency.store import MeasurementStore
 from automc.types import KernelSpec
 
@@ -13,8 +13,8 @@ from automc.types import KernelSpec
 def test_work_model_extrapolates_linearly_beyond_its_measurements(tmp_path, host_profile):
     """Kernels timed at 2 µs per padded kMAC + 5 µs: a conv 16× larger than any measured one is
     predicted within 10% (gradient-boosted trees alone would return the largest one's time)."""
-    from automc.latency.measure import Timing
-    from automc.latency.predictor import work_terms
+    from automc.devices import Timing
+    from automc.latency.predictors import work_terms
 
     store = MeasurementStore(host_profile, root=tmp_path)
     for c in (16, 32, 48, 64, 80, 96):
@@ -32,8 +32,8 @@ def test_sub_microsecond_kernels_do_not_steer_the_work_model(tmp_path, host_prof
     1/time alone those two count 750× to 80 000× each of the others (38 µs to 4 ms) and the fit
     prices an unseen conv at a fifth of its time (measured: 0.18-0.19 of it); floored at 4 µs they
     weigh what a 4 µs kernel would (9× to 1000× the others), and it is within 10%. And a 1→16 stem is a family of its own."""
-    from automc.latency.measure import Timing
-    from automc.latency.predictor import kernel_family, work_terms
+    from automc.devices import Timing
+    from automc.latency.predictors import kernel_family, work_terms
 
     store = MeasurementStore(host_profile, root=tmp_path)
     for c in (16, 24, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176):
@@ -54,7 +54,7 @@ def test_sub_microsecond_kernels_do_not_steer_the_work_model(tmp_path, host_prof
 def test_work_counts_the_reduction_loads_of_the_register_tile():
     """A 16-channel conv (one block a tile: 8 input broadcasts and 1 weight vector per 8×16
     MACs) loads 1.8× per MAC what a 32-channel one does (8 + 2 per 2×8×16)."""
-    from automc.latency.predictor import work_terms
+    from automc.latency.predictors import work_terms
 
     narrow = KernelSpec(op="conv2d", batch=1, in_channels=16, out_channels=16, height=32, width=32, kernel_size=3,
                         padding=1)
@@ -71,7 +71,7 @@ def test_work_stages_input_exactly_when_the_lowered_conv_does(kernel, stride, pa
     conv's TIR has a pack stage: a 1×1 stride-2 conv reads every other pixel in place (counted
     as staged, the 61 stored ones were over-predicted by 58% on cross-validation)."""
     from automc.deploy._packed import PACK_BLOCK, conv2d_func
-    from automc.latency.predictor import work_terms
+    from automc.latency.predictors import work_terms
 
     spec = KernelSpec(op="conv2d", batch=1, in_channels=24, out_channels=32, height=16, width=16,
                       kernel_size=kernel, stride=stride, padding=padding,
@@ -89,9 +89,9 @@ def test_work_stages_input_exactly_when_the_lowered_conv_does(kernel, stride, pa
 def test_avx2_work_stages_input_exactly_when_the_lowered_conv_does(kernel, stride, padding, data, blocked_in, width):
     """The same on AVX2, whose int8 convs read int16 data (``lower.activation_dtype``) and pad
     only rows no tile of 2 columns or more divides."""
-    from automc.deploy._cpu import AVX2
+    from automc.deploy.x86 import AVX2
     from automc.deploy._packed import PACK_BLOCK, conv2d_func
-    from automc.latency.predictor import work_terms
+    from automc.latency.predictors import work_terms
 
     spec = KernelSpec(op="conv2d", batch=1, in_channels=24, out_channels=32, height=width, width=width,
                       kernel_size=kernel, stride=stride, padding=padding,
@@ -104,8 +104,8 @@ def test_avx2_work_stages_input_exactly_when_the_lowered_conv_does(kernel, strid
 
 def test_avx2_work_pads_int8_channels_to_pairs():
     """An int8 conv on 41 input channels reduces 44 of them on VNNI (groups of 4), 42 on AVX2."""
-    from automc.deploy._cpu import AVX2
-    from automc.latency.predictor import work_terms
+    from automc.deploy.x86 import AVX2
+    from automc.latency.predictors import work_terms
 
     spec = KernelSpec(op="conv2d", batch=1, in_channels=41, out_channels=32, height=16, width=16, kernel_size=1,
                       dtype="int8")
@@ -116,8 +116,8 @@ def test_a_few_kernels_the_work_terms_do_not_describe_do_not_steer_their_family(
     """Twelve quantizations at 1 µs + 0.1 µs per k-element and two ten times slower (schedules
     the work terms do not describe, as the probes' 56-wide input quantizations): refitted
     without them, an unseen one is priced within 5%, not pulled up by them."""
-    from automc.latency.measure import Timing
-    from automc.latency.predictor import work_terms
+    from automc.devices import Timing
+    from automc.latency.predictors import work_terms
 
     store = MeasurementStore(host_profile, root=tmp_path)
 

@@ -98,7 +98,7 @@ def _tvm_outputs(model: torch.nn.Module, x: torch.Tensor, profile) -> np.ndarray
     import tvm
     from tvm import relax
 
-    from automc.deploy._fast_tvm_import import import_meta_schedule
+    from automc.deploy.build import import_meta_schedule
     from automc.deploy.build import compile_module
     from automc.deploy.relax_lowering import lower_to_relax
 

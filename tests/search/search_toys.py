@@ -36,3 +36,31 @@ def toy_score(candidate: Candidate, source: str = "calibrated") -> Evaluation:
         acc -= 0.03
     return Evaluation(acc, latency, int(size), latency_source=source, extras={"macs": int(latency * 1e6)})
 
+
+
+# Scorer factories (picklable by reference) for workers that build their own scorer, as Ray actors do.
+
+def toy_scorer():
+    return toy_score
+
+
+def _flaky(candidate: Candidate) -> Evaluation:
+    if candidate.choice("b").prune == 0.5:
+        raise RuntimeError("kernel did not build")
+    return toy_score(candidate)
+
+
+def flaky_scorer():
+    return _flaky
+
+
+def _deadly(candidate: Candidate) -> Evaluation:
+    import os
+
+    if candidate.choice("a").prune == 0.5 and candidate.choice("b").prune == 0.5:
+        os._exit(3)  # a crash no exception handler sees (segfault, OOM kill)
+    return toy_score(candidate)
+
+
+def deadly_scorer():
+    return _deadly

@@ -101,7 +101,9 @@ def test_resume_closes_out_a_trial_killed_mid_run(space, tmp_path):
     study = run_search(space, toy_score, tmp_path, quiet(7))
     t = study.trials[ghost.number]
     assert t.state == TrialState.FAIL and t.user_attrs["error"].startswith("Interrupted")
-    assert len(study.trials) == 7 and all(t.state.is_finished() for t in study.trials)
+    # the interrupted trial does not count: 7 others ran, all finished
+    assert len(study.trials) == 8 and all(t.state.is_finished() for t in study.trials)
+    assert sum(t.user_attrs.get("error", "").startswith("Interrupted") for t in study.trials) == 1
 
 
 @pytest.mark.parametrize("sampler", list(SAMPLERS))

@@ -1,4 +1,4 @@
-"""Build one KernelSpec as a standalone Relax module through the deploy lowering."""
+"""Test helper: one KernelSpec built as a standalone Relax module through the deploy lowering."""
 
 from __future__ import annotations
 

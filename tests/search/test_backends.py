@@ -1,0 +1,121 @@
+"""Search backends with real worker processes: forked local workers on the toy space, the
+registry's one-line refusals. (Ray clusters: tests/search/test_ray_cluster.py.)"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import pytest
+from optuna.trial import TrialState
+
+from automc.errors import UserInputError
+from automc.search.backends import BACKENDS, make_backend
+from automc.search.pareto import load_study
+from automc.search.runner import SearchSettings, run_search
+
+from search_toys import toy_score
+
+
+def quiet(n: int, sampler: str = "nsga2") -> SearchSettings:
+    return SearchSettings(n_trials=n, sampler=sampler, seed=1, progress=False)
+
+
+def test_local_jobs_2_runs_every_trial_once_in_two_processes(space, tmp_path):
+    backend = make_backend("local", jobs=2)
+    study = run_search(space, toy_score, tmp_path, quiet(20), backend=backend)
+    trials = load_study(tmp_path).trials
+    assert len(trials) == 20 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({t.number for t in trials}) == 20
+    pids = Counter(t.user_attrs["worker"]["pid"] for t in trials)
+    assert len(pids) == 2 and os.getpid() not in pids
+    # baselines and probes ran exactly once each
+    baselines = [t.user_attrs["baseline"] for t in trials if "baseline" in t.user_attrs]
+    assert len(baselines) == len(set(baselines)) >= 3
+    assert len(study.trials) == 20
+
+
+def test_a_parallel_search_resumes_in_process_and_back(space, tmp_path):
+    run_search(space, toy_score, tmp_path, quiet(8), backend=make_backend("local", jobs=2))
+    run_search(space, toy_score, tmp_path, quiet(12))
+    study = run_search(space, toy_score, tmp_path, quiet(16), backend=make_backend("local", jobs=2))
+    assert len(study.trials) == 16 and all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert sum(t.user_attrs.get("baseline") == "fp32" for t in study.trials) == 1
+
+
+def test_a_failing_candidate_on_a_worker_is_failed_with_its_reason(space, tmp_path):
+    def flaky(candidate):
+        if candidate.choice("b").prune == 0.5:
+            raise RuntimeError("kernel did not build")
+        return toy_score(candidate)
+
+    study = run_search(space, flaky, tmp_path, quiet(16, "random"), backend=make_backend("local", jobs=2))
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert failed and all(t.user_attrs["error"] == "RuntimeError: kernel did not build" for t in failed)
+    assert len(study.trials) == 16
+
+
+def test_a_worker_that_dies_fails_its_trial_and_the_search_goes_on(space, tmp_path):
+    def deadly(candidate):
+        if candidate.choice("a").prune == 0.5 and candidate.choice("b").prune == 0.5:
+            os._exit(3)  # a crash no exception handler sees (segfault, OOM kill)
+        return toy_score(candidate)
+
+    study = run_search(space, deadly, tmp_path, quiet(12), backend=make_backend("local", jobs=2))
+    assert len(study.trials) == 12 and all(t.state.is_finished() for t in study.trials)
+    died = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert died and all(t.user_attrs["error"].startswith("WorkerDied") for t in died)
+    assert any(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+@pytest.mark.parametrize("name, jobs, address, message", [
+    ("slurm", None, None, "--backend: unknown backend 'slurm'; choose one of local, ray"),
+    ("local", 0, None, "--jobs: 0 trials at a time"),
+    ("ray", -1, None, "--jobs: -1 trials at a time"),
+    ("local", 2, "auto", "--address auto: only --backend ray"),
+])
+def test_bad_backend_options_are_refused(name, jobs, address, message):
+    with pytest.raises(UserInputError, match=message.replace("(", r"\(")):
+        make_backend(name, jobs, address)
+    assert set(BACKENDS) == {"local", "ray"}
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--jobs", "0"], "--jobs: 0 trials at a time cannot run anything; give 1 or more"),
+    (["--backend", "slurm"], "--backend: unknown backend 'slurm'; choose one of local, ray"),
+    (["--address", "auto"], "--address auto: only --backend ray connects to a cluster"),
+])
+def test_bad_backend_options_on_the_command_line_are_one_line_and_exit_2(tmp_path, options, message):
+    from typer.testing import CliRunner
+
+    from automc.cli import app
+
+    res = CliRunner().invoke(app, ["search", "--trials", "4", "--run-dir", str(tmp_path / "run"), *options])
+    assert res.exit_code == 2, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], res.output
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"backend": "ray"}, "--backend ray: the model lives in this process only"),
+    ({"jobs": 2, "promote": "finetune"}, "--promote: multi-fidelity search runs one trial at a time"),
+])
+def test_api_refuses_what_workers_cannot_do_before_anything_is_written(tmp_path, options, message):
+    import torch
+
+    import automc
+
+    with pytest.raises(UserInputError, match=message):
+        automc.search(torch.nn.Linear(2, 2), torch.zeros(1, 2), lambda m: 0.5, run_dir=tmp_path / "run", **options)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_second_search_on_a_running_run_dir_is_refused(space, tmp_path):
+    from automc.search.runner import _only_driver
+
+    with _only_driver(tmp_path):  # what a running search holds
+        with pytest.raises(UserInputError, match="another automc search is running on it"):
+            run_search(space, toy_score, tmp_path, quiet(4))
+    after = run_search(space, toy_score, tmp_path, quiet(4))  # the lock went with its holder
+    assert sum(t.state == TrialState.COMPLETE for t in after.trials) == 4
