@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import platform
-import time
 import warnings
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property

@@ -3,7 +3,8 @@
 from automc.search.pareto import (
     Reference, hypervolume, load_study, pareto_frame, reference_point, summarize, trials_frame,
 )
-from automc.search.runner import SearchSettings, run_search, suggest_params, write_results
+from automc.search.results import write_results
+from automc.search.runner import SearchSettings, run_search, suggest_params
 from automc.search.space import ResolvedSpace, candidate_from_params
 
 __all__ = [

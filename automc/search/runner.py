@@ -12,7 +12,6 @@ import contextlib
 import fcntl
 import json
 import math
-import os
 import random
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, replace
@@ -20,19 +19,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import optuna
-import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from automc.accuracy import checked_accuracy
 from automc.errors import UserInputError
 from automc.search.fidelity import FIDELITY_ATTRS, Promotion, is_promising
-from automc.search.pareto import (
-    DIRECTIONS, OBJECTIVES, STUDY_NAME, front_trials, hypervolume, journal_storage, pareto_frame,
-    reference_point, trials_frame,
-)
+from automc.search.pareto import DIRECTIONS, OBJECTIVES, STUDY_NAME, journal_storage
 from automc.search.backends import SearchBackend, TrialPool
 from automc.search.backends.local import LocalBackend
+from automc.search.progress import SearchProgressBar
+from automc.search.results import write_results
 from automc.search.samplers import check_sampler_name, make_sampler
 from automc.search.seeds import Probe, Reference, combination_params, probe_params
 from automc.search.space import ResolvedSpace, candidate_from_params, param_options
@@ -146,7 +142,7 @@ def _run_search(space: ResolvedSpace, score: Score, run_dir: Path, settings: Sea
         try:
             if settings.n_trials > finished:
                 objective = _objective(space, score, promotion)
-                with _ProgressBar(settings, finished) as bar, backend.pool(score, rebuild) as pool:
+                with SearchProgressBar(settings.n_trials, finished, settings.progress) as bar, backend.pool(score, rebuild) as pool:
                     if pool is not None:
                         _run_pool(study, space, pool, settings.n_trials - finished, settings, bar)
                     else:
@@ -295,7 +291,7 @@ def _record(space: ResolvedSpace, trial: optuna.Trial, ev: Evaluation) -> tuple[
 
 
 def _run_pool(study: optuna.Study, space: ResolvedSpace, pool: TrialPool, n: int, settings: SearchSettings,
-              bar: "_ProgressBar") -> None:
+              bar: SearchProgressBar) -> None:
     """Ask ``n`` trials, keeping ``pool.slots`` in flight, and tell each outcome as it arrives.
 
     The driver alone writes the journal, so the count is exact and nothing runs twice; queued
@@ -372,67 +368,6 @@ def _jsonable(value: Any) -> Any:
         return value
     except (TypeError, ValueError):
         return repr(value)  # the journal stores JSON; a repr beats losing the extra
-
-
-def write_results(study: optuna.Study, run_dir: Path) -> None:
-    """Write ``trials.csv`` (every trial) and ``pareto.json`` (front rows with full candidates)."""
-    run_dir = Path(run_dir)
-    _atomic_write(run_dir / "trials.csv", trials_frame(study).to_csv(index=False))
-    front = pareto_frame(study)
-    rows = [{k: (None if _is_nan(v) else v) for k, v in row.items()} for row in front.to_dict(orient="records")]
-    _atomic_write(run_dir / "pareto.json", json.dumps(rows, indent=1, default=_json_default))
-
-
-def _is_nan(v: Any) -> bool:
-    return isinstance(v, float) and math.isnan(v)
-
-
-def _json_default(v: Any) -> Any:
-    if hasattr(v, "item"):  # numpy scalars from pandas
-        return v.item()
-    return str(v)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    # A reader (the CLI, a browser) never sees half a file, even if we are killed mid-write.
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-class _ProgressBar:
-    """Trials done / total, current front size and normalised hypervolume, redrawn per trial."""
-
-    def __init__(self, settings: SearchSettings, done: int) -> None:
-        self._on = settings.progress
-        self._progress = Progress(
-            TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("front {task.fields[front]} · HV {task.fields[hv]}"), TimeElapsedColumn(),
-        )
-        self._task = self._progress.add_task("search", total=settings.n_trials, completed=done, front=0, hv="–")
-
-    def __enter__(self) -> "_ProgressBar":
-        if self._on:
-            self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._on:
-            self._progress.stop()
-
-    def update(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if not self._on:
-            return
-        # Values only (no candidate parsing): this runs after every trial and must stay cheap.
-        front = front_trials(study)
-        hv = "–"
-        if front:
-            done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            # Reference from all completed trials: the fp32 baseline runs first and is usually
-            # the slowest and largest, so the reference (and the HV scale) stays put.
-            ref = reference_point(pd.DataFrame([t.values for t in done], columns=list(OBJECTIVES)))
-            hv = f"{hypervolume(pd.DataFrame([t.values for t in front], columns=list(OBJECTIVES)), ref):.3f}"
-        self._progress.update(self._task, advance=1, front=len(front), hv=hv)
 
 
 def random_params(space: ResolvedSpace, rng: random.Random) -> dict[str, Any]:
