@@ -46,7 +46,7 @@ import numpy as np
 import optuna
 import torch
 from _timing import median_ms
-from backends import PerSample, onnx_export, ort_quantize, ort_runner
+from backends import PerSample, onnx_export, ort_quantize, ort_runner, tvm_runner
 
 THREADS = 2
 
@@ -64,20 +64,6 @@ def hypervolume(studies: dict[str, optuna.Study]) -> dict[str, float]:
         losses = np.array([[1 - a, lat / worst_latency, size / worst_size] for a, lat, size in vs])
         out[k] = float(compute_hypervolume(losses, np.array([1.0, 1.1, 1.1])))
     return out
-
-
-def library_runner(path: Path):
-    """A TVM library written by ``automc export``, loaded as a user loads it."""
-    import tvm
-    from tvm import relax
-
-    vm = relax.VirtualMachine(tvm.runtime.load_module(str(path)), tvm.cpu())
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        out = vm["main"](tvm.runtime.tensor(x.numpy()))
-        return torch.from_numpy((out if hasattr(out, "numpy") else out[0]).numpy())
-
-    return run
 
 
 def run_search(name: str, builtin, args, root: Path, sampler: str, seed: int, trials: int,
@@ -150,6 +136,8 @@ def pick_and_export(builtin, run_dir: Path, fp32_acc: float, args, out: Path) ->
 
 def time_side_by_side(builtin, picked: dict, args, tmp: Path) -> dict:
     x = builtin.example_input.contiguous()
+    import tvm
+
     from automc.latency.measure import run_library
     from automc.profiles import load_profile
 
@@ -161,7 +149,7 @@ def time_side_by_side(builtin, picked: dict, args, tmp: Path) -> dict:
     runners, timers = {}, {}
     for label, p in picked.items():
         path = Path(p["export"]) / "model.so"
-        runners[f"automc {label} (TVM library)"] = library_runner(path)
+        runners[f"automc {label} (TVM library)"] = tvm_runner(tvm.runtime.load_module(str(path)))  # as a user loads it
         timers[f"automc {label} (TVM library)"] = (
             lambda path=path: run_library(path, [x.numpy()], profile)[1].median_ms)
     if "front point" in picked:
