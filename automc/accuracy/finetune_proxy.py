@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from automc.accuracy.base import ProxyInputs
-from automc.accuracy.recovery import RecoveryBudget, recover
+from automc.accuracy.recovery import DistillationSet, RecoveryBudget, distillation_set, recover
 from automc.errors import UserInputError
 from automc.types import Candidate
 
@@ -33,9 +33,18 @@ class FinetuneProxy:
             raise ValueError("FinetuneProxy needs at least one calibration batch")
         self.inputs = inputs
         self.budget = RecoveryBudget(steps=steps)
+        self._distillation: DistillationSet | None = None  # the teacher's logits, made on first use
+
+    @property
+    def distillation(self) -> DistillationSet:
+        """The pooled training inputs and the teacher's logits on them, computed once."""
+        if self._distillation is None:
+            self._distillation = distillation_set(self.inputs.teacher, self.inputs.train_batches)
+        return self._distillation
 
     def __call__(self, model: nn.Module, candidate: Candidate | None = None) -> float:
         i = self.inputs
         # with the evaluate: a candidate the short recovery would make worse keeps its weights
-        report = recover(model, i.teacher, i.train_batches, i.calib_batches, budget=self.budget, evaluate=i.evaluate)
+        report = recover(model, i.teacher, i.train_batches, i.calib_batches, budget=self.budget, evaluate=i.evaluate,
+                         distillation=self.distillation)
         return report.accuracy_after

@@ -72,6 +72,23 @@ class RecoveryReport:
     kept_before: bool = False
 
 
+@dataclass(frozen=True)
+class DistillationSet:
+    """The unlabelled training inputs pooled into one tensor, and the teacher's logits on them
+    (what every recovery from one teacher distils towards): computed once, reused by every
+    candidate a search recovers."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+
+
+def distillation_set(teacher: nn.Module, train_batches: Sequence[torch.Tensor],
+                     batch_size: int = DEFAULT_BATCH) -> DistillationSet:
+    """Pool ``train_batches`` and run ``teacher`` (eval mode, no grad) over them once."""
+    inputs = _pool(train_batches)
+    return DistillationSet(inputs, _teacher_logits(teacher, inputs, batch_size))
+
+
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
     """KL(teacher ‖ student) on logits softened by ``temperature``, scaled by T² so that its
     gradients keep their size whatever T is (Hinton et al.)."""
@@ -84,15 +101,16 @@ def recover(model: nn.Module, teacher: nn.Module, train_batches: Sequence[torch.
             calib_batches: Sequence[torch.Tensor], *, budget: RecoveryBudget = RecoveryBudget(),
             evaluate: Callable[[nn.Module], float] | None = None, batch_size: int = DEFAULT_BATCH,
             lr: float = DEFAULT_LR, temperature: float = DEFAULT_TEMPERATURE, seed: int = 0,
-            progress: bool = False) -> RecoveryReport:
+            progress: bool = False, distillation: DistillationSet | None = None) -> RecoveryReport:
     """Distil ``teacher`` into the compressed ``model`` in place; returns what was done.
 
     ``train_batches`` are unlabelled input batches (held in memory and re-batched to
     ``batch_size`` in a seeded random order each epoch); ``calib_batches`` re-estimate the
     activation ranges and BatchNorm at the end. AdamW at ``lr`` with a cosine decay over the
     budget; parameters with ``requires_grad`` False stay frozen. ``teacher`` is only read, in
-    eval mode. The model is left in eval mode, weights on their quantization grid. Given an
-    ``evaluate``, recovery never makes the model worse: when it scores below its start (a
+    eval mode; a ``distillation`` set made by :func:`distillation_set` from this teacher and
+    these batches saves its forward passes when many candidates recover from one teacher. The
+    model is left in eval mode, weights on their quantization grid. Given an ``evaluate``, recovery never makes the model worse: when it scores below its start (a
     candidate already at the teacher's accuracy can lose a little to a short distillation), the
     starting weights are put back.
 
@@ -103,18 +121,19 @@ def recover(model: nn.Module, teacher: nn.Module, train_batches: Sequence[torch.
         >>> report.accuracy_before, report.accuracy_after
         (0.3925, 0.98)
     """
-    inputs = _pool(train_batches)
     if len(calib_batches) == 0:
         raise ValueError("recover needs at least one calibration batch")
     if batch_size <= 0 or lr <= 0 or temperature <= 0:
         raise ValueError(f"batch_size, lr and temperature must be positive, got {batch_size}, {lr}, {temperature}")
     start = time.perf_counter()
+    if distillation is None:
+        distillation = distillation_set(teacher, train_batches, batch_size)
+    inputs, targets = distillation.inputs, distillation.targets
     before = start_state = None
     if evaluate is not None:
         recalibrate_bn(model, calib_batches)
         before = checked_accuracy(evaluate(model))
         start_state = copy.deepcopy(model.state_dict())  # activation ranges included (extra state)
-    targets = _teacher_logits(teacher, inputs, batch_size)
     steps, losses = _distil(model, inputs, targets, budget, batch_size, lr, temperature, seed, progress)
     calibrate(model, calib_batches)
     recalibrate_bn(model, calib_batches)

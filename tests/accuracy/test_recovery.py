@@ -109,3 +109,18 @@ def test_a_recovery_that_scores_lower_keeps_the_weights_it_started_from(demo):
     assert report.kept_before and report.steps == 5
     assert report.accuracy_after == report.accuracy_before == demo.evaluate(model) > 0.9
     assert not model.training
+
+
+def test_a_shared_distillation_set_recovers_exactly_as_a_fresh_one(demo, pruned_half):
+    # a search recovers many candidates from one teacher: its logits are made once and reused
+    from automc.accuracy.recovery import distillation_set
+
+    shared = distillation_set(demo.model, demo.train_batches[:4])
+    results = []
+    for distillation in (None, shared, shared):
+        small = apply_candidate(demo.model, pruned_half, demo.example_input, demo.calib_batches[:1])
+        recover(small, demo.model, demo.train_batches[:4], demo.calib_batches[:1], budget=RecoveryBudget(steps=5),
+                distillation=distillation)
+        results.append(small.state_dict())
+    for other in results[1:]:
+        assert all(torch.equal(results[0][k], other[k]) for k in results[0] if isinstance(results[0][k], torch.Tensor))
