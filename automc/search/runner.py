@@ -247,8 +247,19 @@ def _enqueue_missing_baselines(study: optuna.Study, space: ResolvedSpace) -> Non
 
 def _objective(space: ResolvedSpace, score: Score,
                promotion: Promotion | None) -> Callable[[optuna.Trial], tuple[float, float, float]]:
+    # Samplers propose a candidate again now and then, and its scores (seeded proxies, a fixed
+    # predictor) come out the same: the first trial's are reused, promotion included.
+    scored: dict[str, tuple[int, Evaluation, dict[str, Any]]] = {}
+
     def objective(trial: optuna.Trial) -> tuple[float, float, float]:
         candidate = _ask_candidate(space, trial)
+        key = candidate.to_json()
+        if key in scored:
+            number, ev, attrs = scored[key]
+            trial.set_user_attr("duplicate_of", number)
+            for name, value in attrs.items():
+                trial.set_user_attr(name, value)
+            return _record(space, trial, ev)
         try:
             ev = score(candidate)
             _check_finite(ev)
@@ -258,6 +269,7 @@ def _objective(space: ResolvedSpace, score: Score,
             # Optuna records the FAIL state but not the reason in a form trials.csv can show.
             trial.set_user_attr("error", f"{type(e).__name__}: {e}")
             raise
+        scored[key] = (trial.number, ev, {k: trial.user_attrs[k] for k in FIDELITY_ATTRS if k in trial.user_attrs})
         return _record(space, trial, ev)
 
     return objective

@@ -82,3 +82,26 @@ def test_without_promotion_the_fidelity_columns_stay_empty(space, tmp_path):
     trials = pd.read_csv(tmp_path / "trials.csv")
     assert {"fidelity", "accuracy_proxy", "accuracy_promoted"} <= set(trials.columns)
     assert trials["fidelity"].isna().all()
+
+
+def test_a_candidate_proposed_again_reuses_its_first_scores(space, tmp_path):
+    calls: list[str] = []
+
+    def counted(candidate: Candidate) -> float:
+        calls.append(candidate.to_json())
+        return recovered(candidate)
+
+    # 60 random trials over this space's 288 candidates: some come up twice
+    study = run_search(space, toy_score, tmp_path, SearchSettings(n_trials=60, sampler="random", seed=1,
+                                                                  progress=False),
+                       Promotion(counted, low="eval", high="finetune"))
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    repeats = [t for t in done if "duplicate_of" in t.user_attrs]
+    assert repeats, "the seed gives no repeated candidate; pick another"
+    assert len(calls) == len(set(calls))  # each candidate recovered once at most
+    for t in repeats:
+        first = study.trials[t.user_attrs["duplicate_of"]]
+        assert first.user_attrs["candidate"] == t.user_attrs["candidate"] and "duplicate_of" not in first.user_attrs
+        assert t.values == first.values
+        assert {k: t.user_attrs.get(k) for k in ("fidelity", "accuracy_proxy", "accuracy_promoted")} == \
+               {k: first.user_attrs.get(k) for k in ("fidelity", "accuracy_proxy", "accuracy_promoted")}
