@@ -68,8 +68,19 @@ def read_records(path: Path, device: str, threads: int, lowering: int) -> list[M
     if not path.exists():
         return []
     text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
-    recs = (Measurement(**json.loads(line)) for line in text.splitlines() if line.strip())
+    recs = (r for r in map(_parse_line, text.splitlines()) if r is not None)
     return [r for r in recs if (r.host, r.lowering, r.threads) == (device, lowering, threads)]
+
+
+def _parse_line(line: str) -> Measurement | None:
+    """A stored line's record; None for a blank line or one torn by a writer killed mid-line
+    (``kill -9`` during a calibration): everything stored before it still counts."""
+    if not line.strip():
+        return None
+    try:
+        return Measurement(**json.loads(line))
+    except (json.JSONDecodeError, TypeError):
+        return None
 
 
 def shipped_path(profile: HardwareProfile) -> Path:
@@ -216,6 +227,11 @@ class MeasurementStore:
             self._append(replace(old, architecture=architecture))
 
     def _append(self, rec: Measurement) -> None:
-        with self.path.open("a") as f:  # append-only: the last line of a key wins when loaded
-            f.write(json.dumps(rec.__dict__) + "\n")
+        line = json.dumps(rec.__dict__) + "\n"
+        with self.path.open("a+b") as f:  # append-only: the last line of a key wins when loaded
+            if f.tell() > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":  # a line torn by a killed writer: start on a line of our own
+                    line = "\n" + line
+            f.write(line.encode())
         self._records[rec.key] = rec

@@ -31,6 +31,16 @@ def test_records_survive_a_reopen_and_stay_with_their_device(tmp_path):
     assert "k1" not in MeasurementStore(_rpc("board-b"), root=tmp_path)
 
 
+def test_a_line_torn_by_a_killed_writer_loses_only_itself(tmp_path):
+    store = MeasurementStore(_rpc("board-a"), root=tmp_path)
+    store.add("k1", T, trials=4)
+    with store.path.open("a") as f:  # what kill -9 can leave: half a line, no newline
+        f.write('{"key": "k2", "median_ms": 1.')
+    MeasurementStore(_rpc("board-a"), root=tmp_path).add("k3", T, trials=4)
+    again = MeasurementStore(_rpc("board-a"), root=tmp_path)
+    assert "k1" in again and "k3" in again and "k2" not in again
+
+
 def test_measurements_of_another_lowering_are_ignored(tmp_path, host_profile):
     store = MeasurementStore(host_profile, root=tmp_path)
     store.add("k1", T, trials=4)
