@@ -33,8 +33,11 @@ trial (every search scores it first; the script checks all searches of a model p
 Each objective is scaled so that the ideal (accuracy 1, 0 ms, 0 bytes) is 0 and the reference is
 1; a point slower or larger than the reference counts nothing (``beyond_ref`` counts them). The
 reference depends on the model and store only, not on which runs are in the table, so figures
-of separate invocations compare. ``fastest_1pt_ms``: the fastest feasible trial within 1 point of
-the fp32 baseline's accuracy.
+of separate invocations compare. With accuracy 0 as its reference, a fast point that lost most
+of its accuracy still adds volume; so ``hv_near`` is the same measure with the accuracy reference
+raised to the fp32 baseline's accuracy minus ``--near`` (0.05: only points within 5 points of fp32
+count, the region a user deploys from; its accuracy axis is scaled so that 1 is that floor).
+``fastest_1pt_ms``: the fastest feasible trial within 1 point of the fp32 baseline's accuracy.
 
 Wall time: ``wall_s`` is the whole ``automc.search`` call (model preparation, Ray actors
 building their scorer, the run's figures); ``trials_s`` first trial start to last trial end
@@ -93,9 +96,36 @@ def search_s(args, plan: list[tuple[str, str, int, str]]) -> float:
     return total
 
 
-def estimate_s(args, plan: list[tuple[str, str, int, str]]) -> float:
-    """Expected seconds of the whole script: warm-ups, Ray's start-up and the searches."""
-    return WARMUP_S * len(args.models) + (RAY_START_S if "ray" in args.backends else 0.0) + search_s(args, plan)
+def estimate_s(args, plan: list[tuple[str, str, int, str]], to_calibrate: int) -> float:
+    """Expected seconds of the whole script: warm-ups (``to_calibrate`` of them calibrating, up to
+    their budget), Ray's start-up and the searches."""
+    return (WARMUP_S * len(args.models) + to_calibrate * args.calibration_budget
+            + (RAY_START_S if "ray" in args.backends else 0.0) + search_s(args, plan))
+
+
+def load_models(args) -> dict[str, tuple[object, object, bool]]:
+    """name → (its ModelSource, the built model, whether the store still lacks its calibration).
+
+    Checks the profile's shipped measurements first, as ``automc.search`` does (timing a few
+    reference models once per cache; the verdict decides whether the shipped file counts)."""
+    from automc.devices import device_runner
+    from automc.latency.calibrate import is_calibrated
+    from automc.latency.shipped import check_shipped
+    from automc.latency.store import MeasurementStore
+    from automc.model.source import BUILTIN, ModelSource, load_model
+    from automc.profiles import load_profile
+
+    profile = load_profile(args.profile)
+    check_shipped(profile)
+    store = MeasurementStore(profile)
+    measurable = device_runner(profile).measurable()
+    out = {}
+    for name in args.models:
+        source = ModelSource(BUILTIN, name)
+        built = load_model(source, verbose=True)
+        lacking = measurable and not is_calibrated(built.model.eval(), built.example_input, profile, store)
+        out[name] = (source, built, lacking)
+    return out
 
 
 def make_plan(args) -> list[tuple[str, str, int, str]]:
@@ -154,7 +184,7 @@ def run_one(built, source, args, model: str, backend: str, seed: int, sampler: s
     return row
 
 
-def score_rows(rows: list[dict], references: dict, margin: float) -> None:
+def score_rows(rows: list[dict], references: dict, margin: float, near: float) -> None:
     """Add hypervolume and fastest-within-1-point to every row not yet scored, against one
     reference per model (see the module docstring), set in ``references`` by the model's first
     row that has an fp32 baseline; a row whose fp32 baseline is priced otherwise is listed there."""
@@ -168,6 +198,7 @@ def score_rows(rows: list[dict], references: dict, margin: float) -> None:
             references[r["model"]] = {"accuracy": 0.0, "latency_ms": margin * fp32[1], "size_bytes": margin * fp32[2],
                                       "fp32_accuracy": fp32[0], "fp32_latency_ms": fp32[1],
                                       "fp32_size_bytes": fp32[2], "margin": margin,
+                                      "near_accuracy": fp32[0] - near,
                                       "runs_pricing_fp32_differently": []}
         known = references[r["model"]]
         if any(abs(a - b) > 1e-9 * max(1.0, abs(b)) for a, b in
@@ -181,6 +212,7 @@ def score_rows(rows: list[dict], references: dict, margin: float) -> None:
         feasible = done[done["feasible"].astype(bool)]
         close = feasible[feasible["accuracy"] >= known["fp32_accuracy"] - 0.01]
         r.update(hypervolume=hypervolume(front, ref), front=len(front),
+                 hv_near=hypervolume(front, Reference(known["near_accuracy"], ref.latency_ms, ref.size_bytes)),
                  beyond_ref=int(((done["latency_ms"] >= ref.latency_ms) |
                                  (done["size_bytes"].astype(float) >= ref.size_bytes)).sum()),
                  fastest_1pt_ms=float(close["latency_ms"].min()) if len(close) else None)
@@ -193,10 +225,15 @@ def summarize(rows: list[dict], default: str) -> tuple[list[dict], list[dict]]:
         groups.setdefault((r["model"], r["backend"], r["sampler"]), []).append(r)
     summary = []
     for (model, backend, sampler), rs in groups.items():
-        hvs = [r["hypervolume"] for r in rs if r.get("hypervolume") is not None and not r["error"]]
+        ok = [r for r in rs if r.get("hypervolume") is not None and not r["error"]]
+        hvs = [r["hypervolume"] for r in ok]
+        near = [r["hv_near"] for r in ok]
+        fastest = [r["fastest_1pt_ms"] for r in ok if r["fastest_1pt_ms"] is not None]
         summary.append({"model": model, "backend": backend, "sampler": sampler, "seeds": [r["seed"] for r in rs],
                         "runs_ok": len(hvs), "hv_mean": statistics.fmean(hvs) if hvs else None,
                         "hv_stdev": statistics.stdev(hvs) if len(hvs) > 1 else 0.0 if hvs else None,
+                        "hv_near_mean": statistics.fmean(near) if near else None,
+                        "fastest_1pt_ms_mean": statistics.fmean(fastest) if fastest else None,
                         "wall_s_mean": statistics.fmean(r["wall_s"] for r in rs),
                         "trials_s_mean": statistics.fmean(r["trials_s"] for r in rs if r.get("trials_s"))
                         if any(r.get("trials_s") for r in rs) else None,
@@ -214,6 +251,7 @@ def summarize(rows: list[dict], default: str) -> tuple[list[dict], list[dict]]:
         beats = d["hv_mean"] is not None and r["hv_mean"] is not None and d["hv_mean"] > r["hv_mean"]
         verdicts.append({"model": model, "backend": backend, "default": default, "default_hv": d["hv_mean"],
                          "random_hv": r["hv_mean"], "beats_random": beats, "seed_wins": wins,
+                         "default_hv_near": d["hv_near_mean"], "random_hv_near": r["hv_near_mean"],
                          "seeds": len(d["seeds"])})
     return summary, verdicts
 
@@ -224,19 +262,22 @@ def fmt(x, spec: str) -> str:
 
 def print_report(out: dict) -> None:
     print(f"\n{out['trials']} trials a search, eval proxy, profile {out['profile']}; hypervolume against "
-          "accuracy 0 and 1.1 × the fp32 baseline's latency and size (per model)")
+          f"accuracy 0 (hv_near: fp32 − {out['args']['near']}) and {out['args']['margin']} × the fp32 baseline's "
+          "latency and size (per model)")
     for model, ref in out["references"].items():
         print(f"  {model}: fp32 {ref['fp32_accuracy']:.4f}, {ref['fp32_latency_ms']:.4f} ms, "
               f"{ref['fp32_size_bytes']:.0f} B" + (f"; fp32 priced differently in {ref['runs_pricing_fp32_differently']}"
                                                   if ref["runs_pricing_fp32_differently"] else ""))
-    print("\n| model | backend | sampler | hypervolume (mean ± sd) | per seed | wall s (mean) | trials s | failed trials |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| model | backend | sampler | hypervolume (mean ± sd) | per seed | hv_near | fastest ≤1 pt ms | "
+          "wall s (mean) | trials s | failed trials |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for s in out["summary"]:
         per_seed = " / ".join(fmt(r.get("hypervolume"), ".4f") for r in out["rows"]
                               if (r["model"], r["backend"], r["sampler"]) == (s["model"], s["backend"], s["sampler"]))
         hv = f"{s['hv_mean']:.4f} ± {s['hv_stdev']:.4f}" if s["hv_mean"] is not None else "–"
         err = f" ({'; '.join(s['errors'])})" if s["errors"] else ""
-        print(f"| {s['model']} | {s['backend']} | {s['sampler']} | {hv} | {per_seed} | {s['wall_s_mean']:.1f} | "
+        print(f"| {s['model']} | {s['backend']} | {s['sampler']} | {hv} | {per_seed} | {fmt(s['hv_near_mean'], '.4f')} | "
+              f"{fmt(s['fastest_1pt_ms_mean'], '.4f')} | {s['wall_s_mean']:.1f} | "
               f"{fmt(s['trials_s_mean'], '.1f')} | {s['failed_trials']}{err} |")
     if out["ray_note"]:
         print(out["ray_note"])
@@ -247,7 +288,8 @@ def print_report(out: dict) -> None:
         word = "BEATS" if v["beats_random"] else "does NOT beat"
         print(f"verdict {v['model']} / {v['backend']}: the default sampler {v['default']} {word} random "
               f"(mean hypervolume {fmt(v['default_hv'], '.4f')} vs {fmt(v['random_hv'], '.4f')}; ahead on "
-              f"{v['seed_wins']} of {v['seeds']} seeds)")
+              f"{v['seed_wins']} of {v['seeds']} seeds; hv_near {fmt(v['default_hv_near'], '.4f')} vs "
+              f"{fmt(v['random_hv_near'], '.4f')})")
     if out["verdicts"]:
         where = "on every model and backend measured" if out["default_beats_random"] else "everywhere"
         word = "beats" if out["default_beats_random"] else "does NOT beat"
@@ -268,6 +310,8 @@ def main() -> None:
     parser.add_argument("--ray-jobs", type=int, default=2, help="Ray actors (trials at a time), one CPU each")
     parser.add_argument("--profile", default=None, help="default: this host's x86 profile")
     parser.add_argument("--margin", type=float, default=1.1, help="reference = margin × fp32 latency and size")
+    parser.add_argument("--near", type=float, default=0.05,
+                        help="hv_near counts points within this accuracy loss of fp32 (fraction)")
     parser.add_argument("--calibration-budget", type=float, default=600.0,
                         help="seconds the untimed warm-up may calibrate a model the store lacks")
     parser.add_argument("--torch-threads", type=int, default=1, help="torch threads of this process")
@@ -285,24 +329,8 @@ def main() -> None:
     torch.set_num_threads(args.torch_threads)
     warnings.filterwarnings("ignore")
 
-    plan = make_plan(args)
-    expected = estimate_s(args, plan)
-    ray_note = ""
-    if "ray" in args.backends and set(args.ray_samplers) != set(args.samplers):
-        ray_note = (f"Ray rows: samplers {', '.join(args.ray_samplers)} only (--ray-samplers; the full registry on "
-                    "Ray would double the budget)")
-    print(f"{len(plan)} searches of {args.trials} trials ({', '.join(args.models)}; seeds "
-          f"{' '.join(map(str, args.seeds))}; local: {' '.join(args.samplers) if 'local' in args.backends else '-'}; "
-          f"ray ×{args.ray_jobs}: {' '.join(args.ray_samplers) or '-'}), profile {args.profile}, "
-          f"AUTOMC_CACHE={os.environ.get('AUTOMC_CACHE', '~/.cache/automc')}")
-    print(f"expected time: about {expected / 60:.0f} min on 2 cores (an estimate; updated after every search)",
-          flush=True)
-    if ray_note:
-        print(ray_note)
-
     import automc
     from automc._host import host_description
-    from automc.model.source import BUILTIN, ModelSource, load_model
 
     own_tmp = None
     if args.runs is None:
@@ -313,15 +341,37 @@ def main() -> None:
         if root.exists() and any(root.iterdir()):
             parser.error(f"--runs {root}: holds runs already; a resumed search would time only its missing trials")
     began = time.perf_counter()
+    print("loading the models (training any not cached yet), checking the store", flush=True)
+    models = load_models(args)
+    lacking = [name for name, (_, _, lack) in models.items() if lack]
+    plan = make_plan(args)
+    expected = estimate_s(args, plan, len(lacking))
+    ray_note = ""
+    if "ray" in args.backends and set(args.ray_samplers) != set(args.samplers):
+        ray_note = (f"Ray rows: samplers {', '.join(args.ray_samplers)} only (--ray-samplers; the full registry on "
+                    "Ray would double the budget)")
+    print(f"{len(plan)} searches of {args.trials} trials ({', '.join(args.models)}; seeds "
+          f"{' '.join(map(str, args.seeds))}; local: {' '.join(args.samplers) if 'local' in args.backends else '-'}; "
+          f"ray ×{args.ray_jobs}: {' '.join(args.ray_samplers) or '-'}), profile {args.profile}, "
+          f"AUTOMC_CACHE={os.environ.get('AUTOMC_CACHE', '~/.cache/automc')}")
+    if lacking:
+        print(f"the measurement store lacks {', '.join(lacking)}: the warm-up calibrates each, up to "
+              f"{args.calibration_budget:.0f} s (--calibration-budget), before anything is timed")
+    print(f"expected time: about {expected / 60:.0f} min on 2 cores (an estimate; updated after every search)",
+          flush=True)
+    if ray_note:
+        print(ray_note)
+
     out = {"host": host_description(), "cpus": os.cpu_count(), "profile": args.profile,
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "trials": args.trials,
            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-           "default_sampler": default, "expected_s": expected, "ray_note": ray_note, "ray_start_s": None,
+           "default_sampler": default, "expected_s": expected, "calibrated_in_warmup": lacking,
+           "ray_note": ray_note, "ray_start_s": None,
            "warmup_s": {}, "references": {}, "rows": [], "summary": [], "verdicts": [],
            "default_beats_random": None, "load_avg_start": os.getloadavg()}
 
     def save() -> None:
-        score_rows(out["rows"], out["references"], args.margin)
+        score_rows(out["rows"], out["references"], args.margin, args.near)
         out["summary"], out["verdicts"] = summarize(out["rows"], default)
         out["default_beats_random"] = bool(out["verdicts"]) and all(v["beats_random"] for v in out["verdicts"])
         out["elapsed_s"] = time.perf_counter() - began
@@ -332,18 +382,17 @@ def main() -> None:
         if "ray" in args.backends:
             out["ray_start_s"] = start_ray(args.ray_jobs)
             print(f"Ray started on 127.0.0.1 with {args.ray_jobs} CPUs in {out['ray_start_s']:.1f} s", flush=True)
+        for model, (source, built, _) in models.items():
+            start = time.perf_counter()
+            automc.search(built.model, built.example_input, built.evaluate, profile=args.profile, n_trials=0,
+                          calib_batches=built.calib_batches, run_dir=root / f"{model}-warmup", progress=False,
+                          proxy="eval", source=source, calibration_budget_s=args.calibration_budget)
+            out["warmup_s"][model] = time.perf_counter() - start
+            print(f"{model}: warm-up (calibration if needed, imports, lowering) {out['warmup_s'][model]:.0f} s",
+                  flush=True)
         done_s = 0.0
         for i, (model, backend, seed, sampler) in enumerate(plan):
-            if model not in out["warmup_s"]:
-                source = ModelSource(BUILTIN, model)
-                built = load_model(source, verbose=True)
-                start = time.perf_counter()
-                automc.search(built.model, built.example_input, built.evaluate, profile=args.profile, n_trials=0,
-                              calib_batches=built.calib_batches, run_dir=root / f"{model}-warmup", progress=False,
-                              proxy="eval", source=source, calibration_budget_s=args.calibration_budget)
-                out["warmup_s"][model] = time.perf_counter() - start
-                print(f"{model}: warm-up (calibration if needed, checks, imports) {out['warmup_s'][model]:.0f} s",
-                      flush=True)
+            source, built, _ = models[model]
             run_dir = root / f"{model}-{backend}-{sampler}-s{seed}"
             row = run_one(built, source, args, model, backend, seed, sampler, run_dir)
             out["rows"].append(row)
