@@ -68,13 +68,17 @@ import torch
 
 DEFAULT_OUT = Path(__file__).with_name("search_quality.json")
 
-# Seconds a search costs on a 2-core host, for the estimate printed before anything runs:
-# fixed cost per search (preparation, figures; on Ray the actors' start-up) + per trial.
-# Measured by this script's smoke runs; the gp sampler's own fitting grows with the trials.
-SEARCH_FIXED_S = {"local": 6.0, "ray": 25.0}
-TRIAL_S = {"demo-cnn": 0.35, "resnet-small": 0.35}
-SAMPLER_EXTRA_TRIAL_S = {"gp": 1.0}
-RAY_START_S = 15.0
+# Seconds a search costs on a quiet 2-core host, for the estimate printed before anything runs:
+# a fixed cost per search (preparation; the run's figures, ~3 s a PNG; on Ray the actors building
+# their scorer) + a cost per trial (the eval proxy, one torch thread), from this script's smoke
+# runs on a loaded host scaled by their CPU share. gp fits a Gaussian process per trial after its
+# 10 random start-up trials (its extra is the mean over 40 trials). Two Ray actors give about
+# 1.7× (experiments/search_backends.py).
+SEARCH_FIXED_S = {"local": 8.0, "ray": 25.0}
+TRIAL_S = {"demo-cnn": 1.0, "resnet-small": 0.7}
+SAMPLER_EXTRA_TRIAL_S = {"gp": 1.5}
+RAY_EFFICIENCY = 0.85
+RAY_START_S = 10.0
 WARMUP_S = 30.0
 
 
@@ -91,7 +95,7 @@ def search_s(args, plan: list[tuple[str, str, int, str]]) -> float:
     for model, backend, _, sampler in plan:
         per_trial = TRIAL_S.get(model, 0.5) + SAMPLER_EXTRA_TRIAL_S.get(sampler, 0.0)
         if backend == "ray":
-            per_trial /= min(args.ray_jobs, os.cpu_count() or 1)
+            per_trial /= RAY_EFFICIENCY * min(args.ray_jobs, os.cpu_count() or 1)
         total += SEARCH_FIXED_S[backend] + args.trials * per_trial
     return total
 
@@ -357,7 +361,7 @@ def main() -> None:
     if lacking:
         print(f"the measurement store lacks {', '.join(lacking)}: the warm-up calibrates each, up to "
               f"{args.calibration_budget:.0f} s (--calibration-budget), before anything is timed")
-    print(f"expected time: about {expected / 60:.0f} min on 2 cores (an estimate; updated after every search)",
+    print(f"expected time: about {expected / 60:.0f} min on a quiet 2-core host (an estimate; updated after every search)",
           flush=True)
     if ray_note:
         print(ray_note)
