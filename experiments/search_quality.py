@@ -3,49 +3,42 @@ over seeds and built-in models, in-process and on Ray, with wall time.
 
 Every search is ``automc.search`` (the public API) with the cheap ``eval`` accuracy proxy (no
 promotion), ``--trials`` trials, one fixed profile (default: this host's x86 profile) and the
-measurement store of ``AUTOMC_CACHE``. Before anything is timed, each model gets one untimed
-0-trial search: it calibrates the profile for the model if the store lacks it (within
-``--calibration-budget``), checks the shipped measurements and warms the imports, so every
-timed search reads the same store and the latency predictor answers the same for all of them.
-Trials are not scored in a fixed order across samplers: seeds run outermost, samplers inside,
-so a slow phase of the host falls on every sampler alike.
+measurement store of ``AUTOMC_CACHE``. Before anything is timed each model gets an untimed
+0-trial search, which calibrates the profile for it if the store lacks it (within
+``--calibration-budget``) and warms imports, so every timed search prices latency alike. Seeds
+run outermost and samplers inside, so a slow phase of the host falls on every sampler alike.
 
-Rows:
+Rows: ``local`` (in this process, one trial at a time) for each of ``--samplers`` (default: the
+whole registry, ``automc.search.samplers.SAMPLERS``); ``ray`` (``--ray-jobs`` actors of one CPU
+on one Ray instance started here on 127.0.0.1, its start-up reported apart) for each of
+``--ray-samplers`` (default: automc's default sampler and random only, to fit the budget). With
+2 or more actors the sampler is told results out of order, as in a user's Ray search, so a Ray
+row is not reproducible from its seed. "Random search" is the registry's ``random`` sampler.
+Every search, random included, first runs the same queued trials: the 5 uniform baselines (fp32,
+int8, 50% pruning, w4a8, rank ½) and, when the space is small enough for half of ``--trials``,
+the single-choice probes and their combinations (``automc.search.seeds``). NSGA-II/III's first
+generation (16) is drawn as random search draws it with the same seed, so nsga2 and random rows
+of one seed share the queued trials and the next 16, and differ in the rest (19 of 40 with the 5
+baselines alone): a paired comparison.
 
-- ``local``: ``--backend local`` in this process, one trial at a time, for each of
-  ``--samplers`` (default: the whole registry, ``automc.search.samplers.SAMPLERS``);
-- ``ray``: ``--backend ray`` with ``--ray-jobs`` actors (one CPU each) on one Ray instance this
-  script starts on 127.0.0.1 (once: its start-up is reported apart, not in any row), for each of
-  ``--ray-samplers`` (default: automc's default sampler and random only, to fit the budget).
-  With 2 or more actors the sampler is told results out of order, as a user's Ray search is,
-  so a Ray row is not reproducible from its seed the way a local one is.
+Hypervolume (``automc.search.hypervolume``, exact, in [0, 1]) of each search's final front of
+feasible trials (``pareto_frame``) in (accuracy ↑, latency ↓, size ↓). Normalisation, one per
+model and shared by all its rows: the reference point is accuracy 0, and latency and size
+``--margin`` (1.1) × those of the model's fp32 baseline trial (every search scores it; the
+script checks that all of a model's searches priced it alike); each objective is scaled so that
+the ideal (accuracy 1, 0 ms, 0 bytes) is 0 and the reference 1, and a point beyond the reference
+counts nothing (``beyond_ref`` counts them). The reference depends on the model and the store
+only, so figures of separate invocations on one store compare. Against accuracy 0 a fast point
+that lost most of its accuracy still adds volume, so ``hv_near`` is the same with the accuracy
+reference at the fp32 accuracy minus ``--near`` (0.05: only points within 5 points count).
+``fastest_1pt_ms``: the fastest feasible trial within 1 point of the fp32 accuracy.
 
-"random search" is the registry's ``random`` sampler. Every search, random included, starts with
-the same queued trials: the uniform baselines (fp32, int8, 50% pruning, w4a8) and, when the
-space is small enough for half of ``--trials``, the single-choice probes and their combinations
-(``automc.search.seeds``). The samplers differ in everything after those.
+Wall time: ``wall_s`` the whole ``automc.search`` call (preparation, Ray actors building their
+scorer, the run's figures); ``trials_s`` first trial start to last trial end, from the journal.
 
-Hypervolume (``automc.search.hypervolume``, exact, normalised to [0, 1]) of each search's final
-front of feasible trials (``pareto_frame``) in the three objectives (accuracy ↑, latency ↓,
-size ↓). Normalisation, one per model and shared by all its rows: the reference point is
-accuracy 0, latency and size ``--margin`` (1.1) × those of the model's uncompressed fp32 baseline
-trial (every search scores it first; the script checks all searches of a model priced it alike).
-Each objective is scaled so that the ideal (accuracy 1, 0 ms, 0 bytes) is 0 and the reference is
-1; a point slower or larger than the reference counts nothing (``beyond_ref`` counts them). The
-reference depends on the model and store only, not on which runs are in the table, so figures
-of separate invocations compare. With accuracy 0 as its reference, a fast point that lost most
-of its accuracy still adds volume; so ``hv_near`` is the same measure with the accuracy reference
-raised to the fp32 baseline's accuracy minus ``--near`` (0.05: only points within 5 points of fp32
-count, the region a user deploys from; its accuracy axis is scaled so that 1 is that floor).
-``fastest_1pt_ms``: the fastest feasible trial within 1 point of the fp32 baseline's accuracy.
-
-Wall time: ``wall_s`` is the whole ``automc.search`` call (model preparation, Ray actors
-building their scorer, the run's figures); ``trials_s`` first trial start to last trial end
-from the journal.
-
-The default sampler must beat random: per model and backend, mean hypervolume over seeds of the
-default sampler against random's, printed as a verdict. Prints the expected time first, a table
-at the end; writes ``experiments/search_quality.json`` (rewritten after every search).
+The default sampler must beat random: per model and backend, its mean hypervolume over seeds
+against random's, printed as a verdict. Prints the expected time first and a table at the end;
+writes ``experiments/search_quality.json`` (rewritten after every search).
 
     AUTOMC_CACHE=… .venv/bin/python experiments/search_quality.py [--trials 40] [--seeds 0 1 2]
         [--models demo-cnn resnet-small] [--samplers nsga2 nsga3 tpe gp random qmc]
@@ -68,12 +61,10 @@ import torch
 
 DEFAULT_OUT = Path(__file__).with_name("search_quality.json")
 
-# Seconds a search costs on a quiet 2-core host, for the estimate printed before anything runs:
-# a fixed cost per search (preparation; the run's figures, ~3 s a PNG; on Ray the actors building
-# their scorer) + a cost per trial (the eval proxy, one torch thread), from this script's smoke
-# runs on a loaded host scaled by their CPU share. gp fits a Gaussian process per trial after its
-# 10 random start-up trials (its extra is the mean over 40 trials). Two Ray actors give about
-# 1.7× (experiments/search_backends.py).
+# Seconds on a quiet 2-core host, for the estimate: a fixed cost per search (preparation, the
+# run's figures at ~3 s a PNG, on Ray the actors building their scorer) + a cost per trial (eval
+# proxy, one torch thread; gp's extra is its GP fit, mean over 40 trials), from smoke runs on a
+# loaded host scaled by their CPU share. Two Ray actors give ~1.7× (search_backends.py).
 SEARCH_FIXED_S = {"local": 8.0, "ray": 25.0}
 TRIAL_S = {"demo-cnn": 1.0, "resnet-small": 0.7}
 SAMPLER_EXTRA_TRIAL_S = {"gp": 1.5}
@@ -151,11 +142,6 @@ def start_ray(jobs: int) -> float:
     return time.perf_counter() - start
 
 
-def fp32_values(study) -> tuple[float, float, float] | None:
-    t = next((t for t in study.trials if t.user_attrs.get("baseline") == "fp32" and t.values), None)
-    return tuple(t.values) if t is not None else None
-
-
 def run_one(built, source, args, model: str, backend: str, seed: int, sampler: str, run_dir: Path) -> dict:
     """One timed search; its row (hypervolume is added once the model's reference is known)."""
     import automc
@@ -178,11 +164,12 @@ def run_one(built, source, args, model: str, backend: str, seed: int, sampler: s
     if (run_dir / "study.journal").exists():
         study = load_study(run_dir)
         timed = [t for t in study.trials if t.datetime_start and t.datetime_complete]
+        fp32 = next((t.values for t in study.trials if t.user_attrs.get("baseline") == "fp32" and t.values), None)
         states = [t.state.name for t in study.trials]
         row.update(completed=states.count("COMPLETE"), failed=states.count("FAIL"),
                    trials_s=(max(t.datetime_complete for t in timed) - min(t.datetime_start for t in timed))
                    .total_seconds() if timed else None,
-                   fp32=fp32_values(study),
+                   fp32=fp32,
                    failures=sorted({(str(t.user_attrs.get("error", "")).splitlines() or [""])[0][:160]
                                     for t in study.trials if t.state.name == "FAIL"}))
     return row
@@ -200,9 +187,8 @@ def score_rows(rows: list[dict], references: dict, margin: float, near: float) -
         fp32 = r["fp32"]
         if r["model"] not in references:
             references[r["model"]] = {"accuracy": 0.0, "latency_ms": margin * fp32[1], "size_bytes": margin * fp32[2],
-                                      "fp32_accuracy": fp32[0], "fp32_latency_ms": fp32[1],
-                                      "fp32_size_bytes": fp32[2], "margin": margin,
-                                      "near_accuracy": fp32[0] - near,
+                                      "fp32_accuracy": fp32[0], "fp32_latency_ms": fp32[1], "fp32_size_bytes": fp32[2],
+                                      "margin": margin, "near_accuracy": fp32[0] - near,
                                       "runs_pricing_fp32_differently": []}
         known = references[r["model"]]
         if any(abs(a - b) > 1e-9 * max(1.0, abs(b)) for a, b in
@@ -269,19 +255,20 @@ def print_report(out: dict) -> None:
           f"accuracy 0 (hv_near: fp32 − {out['args']['near']}) and {out['args']['margin']} × the fp32 baseline's "
           "latency and size (per model)")
     for model, ref in out["references"].items():
+        odd = ref["runs_pricing_fp32_differently"]
         print(f"  {model}: fp32 {ref['fp32_accuracy']:.4f}, {ref['fp32_latency_ms']:.4f} ms, "
-              f"{ref['fp32_size_bytes']:.0f} B" + (f"; fp32 priced differently in {ref['runs_pricing_fp32_differently']}"
-                                                  if ref["runs_pricing_fp32_differently"] else ""))
+              f"{ref['fp32_size_bytes']:.0f} B" + (f"; fp32 priced differently in {odd}" if odd else ""))
     print("\n| model | backend | sampler | hypervolume (mean ± sd) | per seed | hv_near | fastest ≤1 pt ms | "
           "wall s (mean) | trials s | failed trials |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for s in out["summary"]:
+        key = (s["model"], s["backend"], s["sampler"])
         per_seed = " / ".join(fmt(r.get("hypervolume"), ".4f") for r in out["rows"]
-                              if (r["model"], r["backend"], r["sampler"]) == (s["model"], s["backend"], s["sampler"]))
+                              if (r["model"], r["backend"], r["sampler"]) == key)
         hv = f"{s['hv_mean']:.4f} ± {s['hv_stdev']:.4f}" if s["hv_mean"] is not None else "–"
         err = f" ({'; '.join(s['errors'])})" if s["errors"] else ""
-        print(f"| {s['model']} | {s['backend']} | {s['sampler']} | {hv} | {per_seed} | {fmt(s['hv_near_mean'], '.4f')} | "
-              f"{fmt(s['fastest_1pt_ms_mean'], '.4f')} | {s['wall_s_mean']:.1f} | "
+        print(f"| {s['model']} | {s['backend']} | {s['sampler']} | {hv} | {per_seed} | "
+              f"{fmt(s['hv_near_mean'], '.4f')} | {fmt(s['fastest_1pt_ms_mean'], '.4f')} | {s['wall_s_mean']:.1f} | "
               f"{fmt(s['trials_s_mean'], '.1f')} | {s['failed_trials']}{err} |")
     if out["ray_note"]:
         print(out["ray_note"])
@@ -299,18 +286,19 @@ def print_report(out: dict) -> None:
         word = "beats" if out["default_beats_random"] else "does NOT beat"
         print(f"overall: the default sampler {out['default_sampler']} {word} random {where}")
 
-def main() -> None:
+
+def parse_args() -> argparse.Namespace:
     from automc.api import default_profile_name
+    from automc.errors import UserInputError
     from automc.search.samplers import SAMPLERS, check_sampler_name
 
-    default = default_sampler()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=40, help="trials of every search")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--models", nargs="+", default=["demo-cnn", "resnet-small"])
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), help="in-process rows")
     parser.add_argument("--backends", nargs="+", default=["local", "ray"], choices=["local", "ray"])
-    parser.add_argument("--ray-samplers", nargs="+", default=[default, "random"], help="Ray rows")
+    parser.add_argument("--ray-samplers", nargs="+", default=[default_sampler(), "random"], help="Ray rows")
     parser.add_argument("--ray-jobs", type=int, default=2, help="Ray actors (trials at a time), one CPU each")
     parser.add_argument("--profile", default=None, help="default: this host's x86 profile")
     parser.add_argument("--margin", type=float, default=1.1, help="reference = margin × fp32 latency and size")
@@ -323,27 +311,45 @@ def main() -> None:
                         "temporary directory, removed at the end); must not hold runs already")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
-    for name in {*args.samplers, *args.ray_samplers}:
-        check_sampler_name(name)
+    try:
+        for name in {*args.samplers, *args.ray_samplers}:
+            check_sampler_name(name)
+    except UserInputError as e:
+        parser.error(str(e))
     if args.trials < 1 or args.ray_jobs < 1:
         parser.error("--trials and --ray-jobs must be ≥ 1")
+    if args.runs is not None and args.runs.exists() and any(args.runs.iterdir()):
+        parser.error(f"--runs {args.runs}: holds runs already; a resumed search would time only its missing trials")
     if "ray" not in args.backends:
         args.ray_samplers = []
     args.profile = args.profile or default_profile_name()
-    torch.set_num_threads(args.torch_threads)
-    warnings.filterwarnings("ignore")
+    return args
 
+
+def print_plan(args, plan: list, lacking: list[str], expected: float, ray_note: str) -> None:
+    local = " ".join(args.samplers) if "local" in args.backends else "-"
+    print(f"{len(plan)} searches of {args.trials} trials ({', '.join(args.models)}; seeds "
+          f"{' '.join(map(str, args.seeds))}; local: {local}; ray ×{args.ray_jobs}: "
+          f"{' '.join(args.ray_samplers) or '-'}), profile {args.profile}, "
+          f"AUTOMC_CACHE={os.environ.get('AUTOMC_CACHE', '~/.cache/automc')}")
+    if lacking:
+        print(f"the measurement store lacks {', '.join(lacking)}: the warm-up calibrates each, up to "
+              f"{args.calibration_budget:.0f} s (--calibration-budget), before anything is timed")
+    print(f"expected time: about {expected / 60:.0f} min on a quiet 2-core host (an estimate; updated after "
+          "every search)", flush=True)
+    if ray_note:
+        print(ray_note)
+
+
+def main() -> None:
     import automc
     from automc._host import host_description
 
-    own_tmp = None
-    if args.runs is None:
-        own_tmp = tempfile.TemporaryDirectory(prefix="search-quality-")
-        root = Path(own_tmp.name)
-    else:
-        root = args.runs
-        if root.exists() and any(root.iterdir()):
-            parser.error(f"--runs {root}: holds runs already; a resumed search would time only its missing trials")
+    args = parse_args()
+    torch.set_num_threads(args.torch_threads)
+    warnings.filterwarnings("ignore")
+    own_tmp = tempfile.TemporaryDirectory(prefix="search-quality-") if args.runs is None else None
+    root = Path(own_tmp.name) if own_tmp is not None else args.runs
     began = time.perf_counter()
     print("loading the models (training any not cached yet), checking the store", flush=True)
     models = load_models(args)
@@ -354,29 +360,17 @@ def main() -> None:
     if "ray" in args.backends and set(args.ray_samplers) != set(args.samplers):
         ray_note = (f"Ray rows: samplers {', '.join(args.ray_samplers)} only (--ray-samplers; the full registry on "
                     "Ray would double the budget)")
-    print(f"{len(plan)} searches of {args.trials} trials ({', '.join(args.models)}; seeds "
-          f"{' '.join(map(str, args.seeds))}; local: {' '.join(args.samplers) if 'local' in args.backends else '-'}; "
-          f"ray ×{args.ray_jobs}: {' '.join(args.ray_samplers) or '-'}), profile {args.profile}, "
-          f"AUTOMC_CACHE={os.environ.get('AUTOMC_CACHE', '~/.cache/automc')}")
-    if lacking:
-        print(f"the measurement store lacks {', '.join(lacking)}: the warm-up calibrates each, up to "
-              f"{args.calibration_budget:.0f} s (--calibration-budget), before anything is timed")
-    print(f"expected time: about {expected / 60:.0f} min on a quiet 2-core host (an estimate; updated after every search)",
-          flush=True)
-    if ray_note:
-        print(ray_note)
-
+    print_plan(args, plan, lacking, expected, ray_note)
     out = {"host": host_description(), "cpus": os.cpu_count(), "profile": args.profile,
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "trials": args.trials,
            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-           "default_sampler": default, "expected_s": expected, "calibrated_in_warmup": lacking,
-           "ray_note": ray_note, "ray_start_s": None,
-           "warmup_s": {}, "references": {}, "rows": [], "summary": [], "verdicts": [],
-           "default_beats_random": None, "load_avg_start": os.getloadavg()}
+           "default_sampler": default_sampler(), "expected_s": expected, "calibrated_in_warmup": lacking,
+           "ray_note": ray_note, "ray_start_s": None, "warmup_s": {}, "references": {}, "rows": [],
+           "summary": [], "verdicts": [], "default_beats_random": None, "load_avg_start": os.getloadavg()}
 
     def save() -> None:
         score_rows(out["rows"], out["references"], args.margin, args.near)
-        out["summary"], out["verdicts"] = summarize(out["rows"], default)
+        out["summary"], out["verdicts"] = summarize(out["rows"], out["default_sampler"])
         out["default_beats_random"] = bool(out["verdicts"]) and all(v["beats_random"] for v in out["verdicts"])
         out["elapsed_s"] = time.perf_counter() - began
         out["load_avg_end"] = os.getloadavg()
@@ -397,8 +391,8 @@ def main() -> None:
         done_s = 0.0
         for i, (model, backend, seed, sampler) in enumerate(plan):
             source, built, _ = models[model]
-            run_dir = root / f"{model}-{backend}-{sampler}-s{seed}"
-            row = run_one(built, source, args, model, backend, seed, sampler, run_dir)
+            row = run_one(built, source, args, model, backend, seed, sampler,
+                          root / f"{model}-{backend}-{sampler}-s{seed}")
             out["rows"].append(row)
             save()
             done_s += row["wall_s"]
