@@ -76,6 +76,14 @@ def test_toy_trials_run_on_both_nodes_once_each(two_nodes, space, tmp_path):
     assert len(again.trials) == 14 and "worker" not in again.trials[-1].user_attrs  # resumed in-process
 
 
+def test_address_auto_joins_the_cluster_ray_address_names(two_nodes, space, tmp_path, monkeypatch):
+    # `--address auto` is Ray's own lookup: RAY_ADDRESS, else the cluster `ray start` left here
+    monkeypatch.setenv("RAY_ADDRESS", two_nodes.address)
+    study = _on_ray(space, tmp_path, 6, "auto", toy_scorer)
+    assert len(study.trials) == 6 and all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert len({t.user_attrs["worker"]["node"] for t in study.trials}) == 2  # that cluster's two nodes
+
+
 def test_a_failing_candidate_on_ray_is_failed_with_its_reason(two_nodes, space, tmp_path):
     study = _on_ray(space, tmp_path, 12, two_nodes.address, flaky_scorer)
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
