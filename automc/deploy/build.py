@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from automc._paths import cache_dir
-from automc.deploy import _packed_schedule
+from automc.deploy import x86
 from automc.deploy._transfer import structure_of, transfer_traces
 from automc.deploy._fast_tvm_import import import_meta_schedule, worker_initializer  # the first public here
 from automc.devices import device_runner, tvm_target
@@ -91,7 +91,7 @@ def tune_modules(mods: Sequence, profile: HardwareProfile, trials_per_task: int 
     for mod in mods:
         for task in ms.relax_integration.extract_tasks(fused_module(mod), target):
             prim = task.dispatched[0]
-            if db.has_workload(prim) or _packed_schedule.is_packed_func(prim):  # packed tasks: hand-scheduled
+            if db.has_workload(prim) or x86.is_packed_func(prim):  # packed tasks: hand-scheduled
                 continue
             same = seen.setdefault(structural_hash(prim), [])
             if any(structural_equal(prim, other) for other in same):
@@ -140,7 +140,7 @@ def compile_module(mod, profile: HardwareProfile, database=None):
 
     db = database if database is not None else open_database(profile)
     with _quiet_tvm():
-        if any(_packed_schedule.is_packed_func(f) for f in mod.functions.values()):
+        if any(x86.is_packed_func(f) for f in mod.functions.values()):
             # packed kernels (AVX2 / AVX-512 lowering) are hand-scheduled between fusion and the database
-            return _packed_schedule.compile_relax(db, mod, tvm_target(profile))
+            return x86.compile_relax(db, mod, tvm_target(profile))
         return ms.relax_integration.compile_relax(db, mod, tvm_target(profile), None)

@@ -167,7 +167,7 @@ def test_kernel_layouts_and_signedness_are_those_of_the_lowered_tasks(host_profi
     import random
 
     import automc.api as api
-    from automc.deploy import _cpu
+    from automc.deploy import x86
     from automc.model.zoo import load_builtin
     from automc.search.runner import random_params
     from automc.search.space import candidate_from_params
@@ -182,7 +182,7 @@ def test_kernel_layouts_and_signedness_are_those_of_the_lowered_tasks(host_profi
         kernels = kernel_specs(model, b.example_input, host_profile)
         assert match_tasks(kernels, task_calls(lower_to_relax(model, b.example_input, host_profile))) is not None
         blocked += sum(k.blocked_in and k.blocked_out for k in kernels)
-    assert (blocked > 10) == (_cpu.kernel_isa(host_profile.target) is not None)
+    assert (blocked > 10) == (x86.kernel_isa(host_profile.target) is not None)
 
 
 def test_probe_networks_calibrate_once(quick_profile, tmp_path):
