@@ -18,7 +18,7 @@ from automc.model.introspect import introspect
 from automc.model.mobilenetv2 import MobileNetV2
 from automc.model.resnet_small import ResNetSmall
 from automc.model.tiny_transformer import TinyTransformer
-from automc.model.zoo import MODELS, load_builtin
+from automc.model.zoo import MODELS, BuiltinModel, load_builtin, register_builtin
 
 
 def _n_params(model: torch.nn.Module) -> int:
@@ -29,6 +29,18 @@ def test_registry_names():
     assert {"demo-cnn", "mobilenetv2", "resnet-small", "tiny-transformer"} <= set(MODELS)
     with pytest.raises(UserInputError, match="unknown model"):
         load_builtin("no-such-model")
+
+
+def test_a_registered_model_is_built_by_name_and_listed_among_the_choices():
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval()
+    x = torch.zeros(1, 4)
+    register_builtin("test-linear", lambda verbose=False: BuiltinModel("test-linear", net, x, (x,), lambda m: 1.0))
+    try:
+        assert load_builtin("test-linear").model is net
+        with pytest.raises(UserInputError, match="test-linear"):
+            load_builtin("no-such-model")
+    finally:
+        del MODELS["test-linear"]
 
 
 def test_upsample_rgb_is_a_view_of_one_channel():
