@@ -1,10 +1,10 @@
-"""Search: spaces, the runner that explores them, and the Pareto front it finds."""
+"""Search: spaces, the driver that explores them, and the Pareto front it finds."""
 
 from automc.search.pareto import (
     Reference, hypervolume, load_study, pareto_frame, reference_point, summarize, trials_frame,
 )
 from automc.search.results import write_results
-from automc.search.runner import SearchSettings, run_search, suggest_params
+from automc.search.driver import SearchSettings, run_search, suggest_params
 from automc.search.space import ResolvedSpace, candidate_from_params
 
 __all__ = [

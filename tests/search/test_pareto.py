@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from automc.search.pareto import Reference, _hv3_fallback, hypervolume, reference_point, summarize, trials_frame
-from automc.search.runner import SearchSettings, run_search
+from automc.search.driver import SearchSettings, run_search
 from automc.types import Candidate, LayerChoice
 
 from search_toys import toy_score

@@ -1,7 +1,7 @@
 import pytest
 from optuna.trial import TrialState
 
-from automc.search.runner import SearchSettings, baseline_params, run_search
+from automc.search.driver import SearchSettings, baseline_params, run_search
 from automc.search.seeds import Probe, Reference, combination_params, probe_params
 
 from search_toys import toy_score

@@ -1,4 +1,4 @@
-"""The in-process search runner: an Optuna multi-objective study over a resolved space.
+"""The search driver: an Optuna multi-objective study over a resolved space.
 
 Objectives are accuracy (fraction, ↑), latency (ms, ↓) and size (bytes, ↓). The study lives in
 the run directory's journal file, so a killed search resumes where it stopped; the uniform
@@ -35,7 +35,7 @@ from automc.search.space import ResolvedSpace, candidate_from_params, param_opti
 from automc.search.worker import ScorerFactory, WorkerResult
 from automc.types import Candidate, Evaluation
 
-# User attrs the runner writes itself; score extras with these names are stored as "extras.<name>".
+# User attrs the driver writes itself; score extras with these names are stored as "extras.<name>".
 RESERVED_ATTRS = frozenset({"candidate", "baseline", "seed", "probe", "latency_source", "error", "constraint",
                             "worker", "retry_of", *FIDELITY_ATTRS})
 
