@@ -76,7 +76,7 @@ def tune_modules(mods: Sequence, profile: HardwareProfile, trials_per_task: int 
 
     With ``tuning.transfer_traces`` (default) a task takes the replayed trace of the nearest
     tuned task of its structure (``_transfer``), and only one task per structure left without
-    one is tuned. Tuning runs in one MetaSchedule session for all: the builder and runner worker
+    one is tuned. Tuning runs in one MetaSchedule session for all: the builder and trial-runner worker
     pools start once, which was most of the ~24 s a one-kernel session cost here.
     """
     ms = import_meta_schedule()
@@ -120,7 +120,7 @@ def tune_modules(mods: Sequence, profile: HardwareProfile, trials_per_task: int 
 
 
 def _tune_tasks(ms, todo: Sequence, profile: HardwareProfile, trials: int, db) -> None:
-    builder, runner = device_runner(profile).tuning_builder_and_runner(ms, worker_initializer)
+    builder, trial_runner = device_runner(profile).tuning_workers(ms, worker_initializer)
     with tempfile.TemporaryDirectory() as work_dir, _quiet_tvm():
         # A small evolutionary population: with a handful of trials per task, most of the
         # default 512 candidates per generation would never be measured.
@@ -130,7 +130,7 @@ def _tune_tasks(ms, todo: Sequence, profile: HardwareProfile, trials: int, db) -
             tasks=contexts, task_weights=weights, work_dir=work_dir,
             max_trials_global=trials * len(contexts), max_trials_per_task=trials,
             num_trials_per_iter=min(trials, 16),
-            builder=builder, runner=runner, database=db,
+            builder=builder, runner=trial_runner, database=db,
         )
 
 
