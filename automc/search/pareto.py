@@ -3,7 +3,7 @@
 A search lives in one Optuna study, ``"automc"``, in the run directory's journal file. The three
 objectives are accuracy (fraction, maximised), latency (ms, minimised) and size (bytes,
 minimised). Trials carry their story in user attributes: ``candidate`` (JSON), ``baseline``
-(uniform baseline name), ``seed`` (``probe:…`` or ``combination:…``, see
+(uniform baseline name), ``seed`` (``single:…`` or ``combination:…``, see
 :mod:`automc.search.seeds`), ``latency_source`` (``calibrated`` | ``uncalibrated``), ``error``
 (why a trial failed) and ``constraint`` (relative excess over each budget).
 """

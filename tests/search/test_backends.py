@@ -29,7 +29,7 @@ def test_local_jobs_2_runs_every_trial_once_in_two_processes(space, tmp_path):
     assert len({t.number for t in trials}) == 20
     pids = Counter(t.user_attrs["worker"]["pid"] for t in trials)
     assert len(pids) == 2 and os.getpid() not in pids
-    # baselines and probes ran exactly once each
+    # baselines and single changes ran exactly once each
     baselines = [t.user_attrs["baseline"] for t in trials if "baseline" in t.user_attrs]
     assert len(baselines) == len(set(baselines)) >= 3
     assert len(study.trials) == 20
