@@ -153,7 +153,7 @@ def _run_search(space: ResolvedSpace, score: Score, run_dir: Path, settings: Sea
                             if n > 0:
                                 study.optimize(objective, n_trials=n, catch=(Exception,), callbacks=[bar.update])
 
-                        # Queued first (baselines, single changes), so that the combinations can read the single changes.
+                        # Queued first (baselines, single changes), so that the combinations can read them.
                         run(min(_count(study, TrialState.WAITING), settings.n_trials - _finished_count(storage)))
                         if settings.sensitivity_seeds:
                             _enqueue_combinations(study, space)
