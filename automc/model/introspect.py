@@ -35,14 +35,6 @@ class LayerTable:
     def names(self) -> tuple[str, ...]:
         return tuple(layer.name for layer in self.layers)
 
-    @property
-    def total_macs(self) -> int:
-        return sum(layer.macs for layer in self.layers)
-
-    @property
-    def total_params(self) -> int:
-        return sum(layer.params for layer in self.layers)
-
 
 def _is_cell(module: nn.Module) -> bool:
     """A NAS cell is a block we know how to replace by cheaper variants (see compress.cells)."""
