@@ -58,7 +58,7 @@ def tvm_task_us(executable, call, repeat: int) -> float:
 
 def main_task(mod, kind: str):
     """The fused conv2d / matmul task of a one-layer module."""
-    from automc.latency.measure import task_calls
+    from automc.deploy.build import task_calls
 
     calls = [c for c in task_calls(mod) if kind in c.name]
     assert len(calls) == 1, [c.name for c in task_calls(mod)]

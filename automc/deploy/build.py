@@ -12,7 +12,7 @@ from automc._paths import cache_dir
 from automc.deploy import x86
 from automc.deploy._transfer import structure_of, transfer_traces
 from automc.deploy._fast_tvm_import import import_meta_schedule, worker_initializer  # the first public here
-from automc.devices import device_runner, tvm_target
+from automc.devices import TaskCall, device_runner, tvm_target
 from automc.profiles import HardwareProfile
 
 
@@ -59,6 +59,31 @@ def fused_module(mod):
     for p in seq:
         mod = p(mod)
     return mod
+
+
+def task_calls(mod) -> list[TaskCall]:
+    """The fused tasks ``main`` of a lowered Relax module calls, in order (see ``fused_module``)."""
+    import tvm
+    from tvm import relax
+
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+
+    def sig(ty) -> tuple[tuple[int, ...], str]:
+        return tuple(int(d) for d in ty.shape.values), str(ty.dtype)
+
+    def outputs(ty) -> tuple[tuple[tuple[int, ...], str], ...]:
+        # a task may write several tensors (a split): each is one more buffer argument
+        return tuple(sig(t) for t in ty.fields) if isinstance(ty, relax.TupleType) else (sig(ty),)
+
+    calls = []
+    for block in fused_module(mod)["main"].body.blocks:
+        for binding in block.bindings:
+            value = binding.value
+            if isinstance(value, relax.Call) and value.op.same_as(call_tir):
+                args = tuple(sig(a.ty) for a in value.args[1].fields) + outputs(value.ty)
+                calls.append(TaskCall(value.args[0].name_hint, args,
+                                      tuple(isinstance(a, tvm.ir.expr.Constant) for a in value.args[1].fields)))
+    return calls
 
 
 def tune(mod, profile: HardwareProfile, trials_per_task: int | None = None, database=None) -> int:

@@ -10,14 +10,13 @@ import pytest
 import tvm
 
 from automc.compress import apply_candidate
-from automc.deploy.build import open_database
+from automc.deploy.build import open_database, task_calls
 from automc.deploy.lower import kernel_specs
 from automc.deploy.relax_lowering import lower_to_relax
 from automc.latency.calibrate import (ModelMeasurement, architecture_key, calibrate_model, is_calibrated, match_tasks,
                                       measure_model, model_key, predictor_for, store_measurement)
 from kernel_modules import kernel_module
 from automc.devices import Timing, device_runner, median_timing
-from automc.latency.measure import task_calls
 from automc.latency.predictors import CalibratedPredictor, RooflinePredictor
 from automc.latency.store import MeasurementStore
 from automc.profiles import load_profile
