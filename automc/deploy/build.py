@@ -24,6 +24,8 @@ def database_dir(profile: HardwareProfile) -> Path:
 
 
 def open_database(profile: HardwareProfile):
+    """The profile's MetaSchedule tuning database (JSON files in ``database_dir``; empty the
+    first time), to pass to ``tune`` and ``compile_module``."""
     ms = import_meta_schedule()
 
     root = database_dir(profile)
