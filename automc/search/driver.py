@@ -30,7 +30,8 @@ from automc.search.backends.local import LocalBackend
 from automc.search.progress import SearchProgressBar
 from automc.search.results import write_results
 from automc.search.samplers import check_sampler_name, make_sampler
-from automc.search.seeds import Fp32Scores, SingleChange, combination_params, single_change_params
+from automc.search.seeds import (SINGLE_ATTRS, Fp32Scores, SingleChange, combination_params, single_change_of,
+                                 single_change_params)
 from automc.search.space import ResolvedSpace, candidate_from_params, param_options
 from automc.search.worker import ScorerFactory, WorkerResult
 from automc.types import Candidate, Evaluation
@@ -38,9 +39,6 @@ from automc.types import Candidate, Evaluation
 # User attrs the driver writes itself; score extras with these names are stored as "extras.<name>".
 RESERVED_ATTRS = frozenset({"candidate", "baseline", "seed", "single_change", "probe", "latency_source", "error",
                             "constraint", "worker", "retry_of", *FIDELITY_ATTRS})
-# The user attr of a single-change seed, [key, value]; journals written before it was renamed
-# call it "probe", and a resumed search must still find those.
-SINGLE_ATTRS = ("single_change", "probe")
 
 Score = Callable[[Candidate], Evaluation]
 LOCK_FILE = ".search.lock"  # in a run directory: held by the search running on it
@@ -184,14 +182,9 @@ def _count(study: optuna.Study, *states: TrialState) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
 
-def _single_change(t: FrozenTrial) -> list | None:
-    """[key, value] of a single-change seed trial, else None."""
-    return next((t.user_attrs[a] for a in SINGLE_ATTRS if a in t.user_attrs), None)
-
-
 def _enqueue_single_changes(study: optuna.Study, space: ResolvedSpace, n_trials: int) -> None:
     # A fresh study only: on resume the single changes are in the journal already (run or waiting).
-    if any(_single_change(t) is not None for t in study.get_trials(deepcopy=False)):
+    if any(single_change_of(t) is not None for t in study.get_trials(deepcopy=False)):
         return
     queued = _count(study, TrialState.WAITING)
     base = space.uniform()
@@ -203,7 +196,7 @@ def _enqueue_single_changes(study: optuna.Study, space: ResolvedSpace, n_trials:
 def _enqueue_combinations(study: optuna.Study, space: ResolvedSpace) -> None:
     """Once every single change has run (and the fp32 baseline with them), queue their combinations."""
     trials = study.get_trials(deepcopy=False)
-    singles = [t for t in trials if _single_change(t) is not None]
+    singles = [t for t in trials if single_change_of(t) is not None]
     if not singles or any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in singles):
         return
     if any(t.user_attrs.get("seed", "").startswith("combination:") for t in trials):
@@ -212,7 +205,7 @@ def _enqueue_combinations(study: optuna.Study, space: ResolvedSpace) -> None:
     if fp32 is None:
         return
     reference = Fp32Scores(*fp32.values)
-    scored = [SingleChange(*_single_change(t), *t.values) for t in singles if t.state == TrialState.COMPLETE]
+    scored = [SingleChange(*single_change_of(t), *t.values) for t in singles if t.state == TrialState.COMPLETE]
     for name, params in combination_params(space, reference, scored).items():
         study.enqueue_trial(params, user_attrs={"seed": f"combination:{name}"})
 

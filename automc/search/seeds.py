@@ -15,12 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from optuna.trial import FrozenTrial
+
 from automc.search.space import ResolvedSpace, param_options
 
 # Summed single-change accuracy losses (fractions) a combination may spend. Losses compound, so
 # the budgets are tight; NSGA-II explores around the combinations afterwards.
 LATENCY_BUDGETS = (0.0, 0.005, 0.01, 0.02)
 SIZE_BUDGETS = (0.005, 0.01)
+# The user attr of a single-change seed trial, [key, value]; journals written before it was
+# renamed call it "probe", and a resumed search must still find those.
+SINGLE_ATTRS = ("single_change", "probe")
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,11 @@ def single_change_params(space: ResolvedSpace, max_changes: int) -> dict[str, di
     if len(every) > max_changes:
         return {}
     return {f"single:{key}={value}": {**base, key: value} for key, value in every}
+
+
+def single_change_of(trial: FrozenTrial) -> list | None:
+    """[key, value] of a single-change seed trial (either attr of ``SINGLE_ATTRS``), else None."""
+    return next((trial.user_attrs[a] for a in SINGLE_ATTRS if a in trial.user_attrs), None)
 
 
 def combination_params(space: ResolvedSpace, reference: Fp32Scores,
