@@ -38,7 +38,7 @@ from automc.search.backends import SearchBackend, make_backend
 from automc.search.fidelity import Promotion
 from automc.search.objective import make_promoted_scorer, make_scorer
 from automc.search.pareto import load_study, pareto_frame, trials_frame
-from automc.search.runner import SearchSettings, calibration_candidates, run_search
+from automc.search.driver import SearchSettings, calibration_candidates, run_search
 from automc.search.worker import Score
 from automc.search.samplers import check_sampler_name
 from automc.search.space import ResolvedSpace, check_min_accuracy, load_space, resolve_space

@@ -4,7 +4,7 @@ within 1.5× of torch eager).
 For a built-in model (demo-cnn, mobilenetv2, ...): torch eager fp32 (2 threads), TVM with an
 empty tuning database and TVM with the profile's database (tasks missing from it are tuned at
 the profile's trials per kernel first, as calibration and export do). On an AVX-512 profile
-convs and dense layers are hand-scheduled packed kernels in both (``deploy._packed``); the
+convs and dense layers are hand-scheduled packed kernels in both (``deploy.x86``); the
 database then only holds the other tasks (pooling, unfused adds, ...). Medians of `repeat` runs of at
 least `min_repeat_ms` each, the same settings for all. Prints a table; writes
 experiments/fp32_vs_torch.json.

@@ -1,7 +1,7 @@
 """int8 VNNI kernels against TVM fp32 as deployed, torch fp32 and torch's quantized engines, per layer.
 
 For each layer: the automc int8 layer as it deploys on x86-vnni (packed VNNI kernel fused with
-its dequantize epilogue, fp32 out, see automc/deploy/_packed.py) and the bare VNNI kernel (int32
+its dequantize epilogue, fp32 out, see automc/deploy/x86.py) and the bare VNNI kernel (int32
 out); the fp32 twin lowered the same way (the packed, hand-scheduled fp32 kernel, which beat
 MetaSchedule-tuned code: 1.46 ms vs 2.31 ms on the 3×3 conv); torch fp32 eager; torch quantized
 (``torch.ao.nn.quantized``, quint8 in and out) with the fbgemm engine and, if it runs, onednn.
@@ -58,7 +58,7 @@ def tvm_task_us(executable, call, repeat: int) -> float:
 
 def main_task(mod, kind: str):
     """The fused conv2d / matmul task of a one-layer module."""
-    from automc.latency.measure import task_calls
+    from automc.deploy.build import task_calls
 
     calls = [c for c in task_calls(mod) if kind in c.name]
     assert len(calls) == 1, [c.name for c in task_calls(mod)]
@@ -69,19 +69,19 @@ def vnni_kernel_us(layer: nn.Module, shape: tuple[int, ...], repeat: int) -> flo
     """The bare VNNI kernel (pack + u8·s8 reduction + unpack to int32), scheduled as deployed."""
     import tvm
 
-    from automc.deploy import _packed, _packed_schedule
+    from automc.deploy import x86
 
     if isinstance(layer, nn.Linear):
-        func = _packed.dense_func(shape[0], layer.in_features, layer.out_features, "uint8", "k")
-        args = [(shape, "uint8"), (_packed.pack_dense_weight(np.zeros((layer.out_features, layer.in_features), np.int8)).shape, "int8"),
+        func = x86.dense_func(shape[0], layer.in_features, layer.out_features, "uint8", "k")
+        args = [(shape, "uint8"), (x86.pack_dense_weight(np.zeros((layer.out_features, layer.in_features), np.int8)).shape, "int8"),
                 ((shape[0], layer.out_features), "int32")]
     else:
         k, s, p = layer.kernel_size[0], layer.stride[0], layer.padding[0]
-        func = _packed.conv2d_func(shape, layer.out_channels, (k, k), (s, s), (p,) * 4, "uint8", "k")
+        func = x86.conv2d_func(shape, layer.out_channels, (k, k), (s, s), (p,) * 4, "uint8", "k")
         oh, ow = (shape[2] + 2 * p - k) // s + 1, (shape[3] + 2 * p - k) // s + 1
         w = np.zeros((layer.out_channels, shape[1], k, k), np.int8)
-        args = [(shape, "uint8"), (_packed.pack_conv_weight(w).shape, "int8"), ((shape[0], layer.out_channels, oh, ow), "int32")]
-    lib = tvm.compile(tvm.IRModule({"k": _packed_schedule.schedule_fused(func)}), tvm.target.Target(TARGET))
+        args = [(shape, "uint8"), (x86.pack_conv_weight(w).shape, "int8"), ((shape[0], layer.out_channels, oh, ow), "int32")]
+    lib = tvm.compile(tvm.IRModule({"k": x86.schedule_fused(func)}), tvm.target.Target(TARGET))
     rng = np.random.default_rng(0)
     tensors = [tvm.runtime.tensor(rng.integers(0, 100, s).astype(d)) for s, d in args]
     evaluator = lib.mod.time_evaluator("k", tvm.cpu(), number=1, repeat=repeat, min_repeat_ms=200)

@@ -28,7 +28,7 @@ import torch
 
 from automc.search.backends import make_backend
 from automc.search.pareto import load_study
-from automc.search.runner import SearchSettings, run_search
+from automc.search.driver import SearchSettings, run_search
 from automc.search.space import LayerOptions, ResolvedSpace
 from automc.types import Candidate, Evaluation
 

@@ -1,5 +1,5 @@
 """Prototype for the next step of issue #3: a 1×1 conv vectorized along *space* instead of output
-channels, against the packed kernel automc deploys now (``deploy._packed``), per layer, one run.
+channels, against the packed kernel automc deploys now (``deploy.x86``), per layer, one run.
 
 Why: in the packed kernels the 16 vector lanes are output channels, so writing NCHW output (and
 running its epilogue) touches 16 channel planes per tile, and small-channel 1×1 convs (16–32
@@ -75,7 +75,7 @@ def time_us(lib, args) -> float:
 def main() -> None:
     import tvm
 
-    from automc.deploy import _packed, _packed_schedule
+    from automc.deploy import x86
 
     target = tvm.target.Target(TARGET)
     rng = np.random.default_rng(0)
@@ -97,9 +97,9 @@ def main() -> None:
         np.testing.assert_allclose(out.numpy()[0], ref, rtol=1e-4, atol=1e-4)
         spatial_us = time_us(spatial, args)
 
-        func = _packed.conv2d_func((1, c, hw, hw), oc, (1, 1), (1, 1), (0, 0, 0, 0), "float32", "k")
-        packed = tvm.compile(tvm.IRModule({"k": _packed_schedule.schedule_fused(func)}), target).mod
-        pargs = [tvm.runtime.tensor(x), tvm.runtime.tensor(_packed.pack_conv_weight(w.reshape(oc, c, 1, 1))),
+        func = x86.conv2d_func((1, c, hw, hw), oc, (1, 1), (1, 1), (0, 0, 0, 0), "float32", "k")
+        packed = tvm.compile(tvm.IRModule({"k": x86.schedule_fused(func)}), target).mod
+        pargs = [tvm.runtime.tensor(x), tvm.runtime.tensor(x86.pack_conv_weight(w.reshape(oc, c, 1, 1))),
                  tvm.runtime.tensor(np.zeros((1, oc, hw, hw), np.float32))]
         packed_us = time_us(packed, pargs)
         print(f"| {c}→{oc} @ {hw}² | {packed_us:.0f} | {spatial_us:.0f} | {packed_us / spatial_us:.2f} |", flush=True)

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from automc.accuracy.base import checked_accuracy
 from automc.accuracy.bn import recalibrate_bn
-from automc.compress.quantize import QuantizedLayer, calibrate
+from automc.compress.quantize import QuantizedLayer, calibrate_ranges
 from automc.errors import UserInputError
 
 # The default budget: a demo-cnn candidate recovers within a minute on 2 shared cores.
@@ -135,7 +135,7 @@ def recover(model: nn.Module, teacher: nn.Module, train_batches: Sequence[torch.
         before = checked_accuracy(evaluate(model))
         start_state = copy.deepcopy(model.state_dict())  # activation ranges included (extra state)
     steps, losses = _distil(model, inputs, targets, budget, batch_size, lr, temperature, seed, progress)
-    calibrate(model, calib_batches)
+    calibrate_ranges(model, calib_batches)
     recalibrate_bn(model, calib_batches)
     after = checked_accuracy(evaluate(model)) if evaluate is not None else None
     kept_before = after is not None and after < before

@@ -11,7 +11,7 @@ from torch import nn
 from automc.compress.cells import apply_cells
 from automc.compress.lowrank import apply_lowrank
 from automc.compress.prune import apply_pruning
-from automc.compress.quantize import apply_quantization, calibrate
+from automc.compress.quantize import apply_quantization, calibrate_ranges
 from automc.types import Candidate
 
 
@@ -60,6 +60,6 @@ def apply_candidate(model: nn.Module, candidate: Candidate, example_input: torch
     apply_pruning(out, {n: c.prune for n, c in choices.items()}, example_input, graph=graph)
     apply_lowrank(out, {n: c.rank for n, c in choices.items()})
     apply_quantization(out, {n: (c.w_bits, c.a_bits) for n, c in choices.items() if c.quantized})
-    calibrate(out, calib_batches)
+    calibrate_ranges(out, calib_batches)
     _restore_requires_grad(out, flags)
     return out.eval()

@@ -1,7 +1,7 @@
 """Cell choices for inverted-residual style blocks: keep, skip (identity) or half the width.
 
 A block is any module with ``expand``, ``dw``, ``project`` and ``use_res`` attributes (the same
-test as :func:`automc.model.introspect._is_cell`), so user models built that way qualify too.
+test as :func:`automc.model.introspect.is_cell`), so user models built that way qualify too.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from torch import nn
 
 from automc.compress._module_paths import set_module
 from automc.compress.prune import build_graph, remove_out_channels
-from automc.model.introspect import _is_cell
+from automc.model.introspect import is_cell
 
 CELL_CHOICES = ("keep", "skip", "half")
 
@@ -26,7 +26,7 @@ def find_cells(model: nn.Module) -> dict[str, bool]:
         >>> find_cells(DemoCNN())["blocks.0"]
         True
     """
-    return {name: bool(m.use_res) for name, m in model.named_modules() if name and _is_cell(m)}
+    return {name: bool(m.use_res) for name, m in model.named_modules() if name and is_cell(m)}
 
 
 def _first_conv(module: nn.Module) -> nn.Conv2d:

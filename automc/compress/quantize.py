@@ -126,7 +126,7 @@ class QuantizedLayer(nn.Module):
 
     Example:
         >>> q = QuantizedLayer(nn.Conv2d(8, 16, 1), w_bits=8, a_bits=8)
-        >>> calibrate(q, [torch.randn(4, 8, 5, 5)])
+        >>> calibrate_ranges(q, [torch.randn(4, 8, 5, 5)])
         >>> q(torch.randn(1, 8, 5, 5)).shape
         torch.Size([1, 16, 5, 5])
     """
@@ -161,7 +161,7 @@ class QuantizedLayer(nn.Module):
             self._observer.observe(x)
         elif self.a_bits < FP32_BITS:
             if not self.calibrated:
-                raise RuntimeError("QuantizedLayer: activation range not calibrated; call compress.quantize.calibrate")
+                raise RuntimeError("QuantizedLayer: activation range not calibrated; call compress.quantize.calibrate_ranges")
             quant = fake_quant_act_ste if self.trainable else fake_quant_act
             x = quant(x, self.a_scale, self.a_bits, self.a_signed)
         if not self.trainable or self.w_bits >= FP32_BITS:
@@ -180,7 +180,7 @@ class QuantizedLayer(nn.Module):
     @torch.no_grad()
     def end_training(self) -> None:
         """Round the float shadow back onto its grid and recompute ``w_scale``: the state the
-        deploy path reads. Activation ranges are stale afterwards: run :func:`calibrate`."""
+        deploy path reads. Activation ranges are stale afterwards: run :func:`calibrate_ranges`."""
         self.trainable = False
         if self.w_bits < FP32_BITS:
             q, scale = fake_quant_weight(self.inner.weight, self.w_bits)
@@ -215,7 +215,7 @@ class QuantizedLayer(nn.Module):
 
 
 @torch.no_grad()
-def calibrate(model: nn.Module, calib_batches: Sequence[torch.Tensor], percentile: float = ACT_PERCENTILE) -> None:
+def calibrate_ranges(model: nn.Module, calib_batches: Sequence[torch.Tensor], percentile: float = ACT_PERCENTILE) -> None:
     """Record every QuantizedLayer's input range on ``calib_batches`` (float inputs), then freeze.
 
     Runs in eval mode; the model's train/eval mode is restored afterwards.
@@ -242,7 +242,7 @@ def apply_quantization(model: nn.Module, bits: Mapping[str, tuple[int, int]]) ->
     """Wrap, in place, each named layer (or both factors of a factorized one) in QuantizedLayer.
 
     ``bits`` maps layer name → (w_bits, a_bits); layers at 32/32 and names that no longer
-    exist are skipped. Activation ranges still need :func:`calibrate`.
+    exist are skipped. Activation ranges still need :func:`calibrate_ranges`.
     """
     for name, (w_bits, a_bits) in bits.items():
         if w_bits >= FP32_BITS and a_bits >= FP32_BITS:

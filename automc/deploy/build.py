@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Sequence
 
 from automc._paths import cache_dir
-from automc.deploy import _packed_schedule
+from automc.deploy import x86
 from automc.deploy._transfer import structure_of, transfer_traces
 from automc.deploy._fast_tvm_import import import_meta_schedule, worker_initializer  # the first public here
-from automc.devices import device_runner, tvm_target
+from automc.devices import TaskCall, device_runner, tvm_target
 from automc.profiles import HardwareProfile
 
 
@@ -24,6 +24,8 @@ def database_dir(profile: HardwareProfile) -> Path:
 
 
 def open_database(profile: HardwareProfile):
+    """The profile's MetaSchedule tuning database (JSON files in ``database_dir``; empty the
+    first time), to pass to ``tune`` and ``compile_module``."""
     ms = import_meta_schedule()
 
     root = database_dir(profile)
@@ -61,6 +63,31 @@ def fused_module(mod):
     return mod
 
 
+def task_calls(mod) -> list[TaskCall]:
+    """The fused tasks ``main`` of a lowered Relax module calls, in order (see ``fused_module``)."""
+    import tvm
+    from tvm import relax
+
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+
+    def sig(ty) -> tuple[tuple[int, ...], str]:
+        return tuple(int(d) for d in ty.shape.values), str(ty.dtype)
+
+    def outputs(ty) -> tuple[tuple[tuple[int, ...], str], ...]:
+        # a task may write several tensors (a split): each is one more buffer argument
+        return tuple(sig(t) for t in ty.fields) if isinstance(ty, relax.TupleType) else (sig(ty),)
+
+    calls = []
+    for block in fused_module(mod)["main"].body.blocks:
+        for binding in block.bindings:
+            value = binding.value
+            if isinstance(value, relax.Call) and value.op.same_as(call_tir):
+                args = tuple(sig(a.ty) for a in value.args[1].fields) + outputs(value.ty)
+                calls.append(TaskCall(value.args[0].name_hint, args,
+                                      tuple(isinstance(a, tvm.ir.expr.Constant) for a in value.args[1].fields)))
+    return calls
+
+
 def tune(mod, profile: HardwareProfile, trials_per_task: int | None = None, database=None) -> int:
     """Schedule the tasks of ``mod`` missing from the profile's database (see ``tune_modules``);
     returns how many were missing.
@@ -76,7 +103,7 @@ def tune_modules(mods: Sequence, profile: HardwareProfile, trials_per_task: int 
 
     With ``tuning.transfer_traces`` (default) a task takes the replayed trace of the nearest
     tuned task of its structure (``_transfer``), and only one task per structure left without
-    one is tuned. Tuning runs in one MetaSchedule session for all: the builder and runner worker
+    one is tuned. Tuning runs in one MetaSchedule session for all: the builder and trial-runner worker
     pools start once, which was most of the ~24 s a one-kernel session cost here.
     """
     ms = import_meta_schedule()
@@ -91,7 +118,7 @@ def tune_modules(mods: Sequence, profile: HardwareProfile, trials_per_task: int 
     for mod in mods:
         for task in ms.relax_integration.extract_tasks(fused_module(mod), target):
             prim = task.dispatched[0]
-            if db.has_workload(prim) or _packed_schedule.is_packed_func(prim):  # packed tasks: hand-scheduled
+            if db.has_workload(prim) or x86.is_packed_func(prim):  # packed tasks: hand-scheduled
                 continue
             same = seen.setdefault(structural_hash(prim), [])
             if any(structural_equal(prim, other) for other in same):
@@ -120,7 +147,7 @@ def tune_modules(mods: Sequence, profile: HardwareProfile, trials_per_task: int 
 
 
 def _tune_tasks(ms, todo: Sequence, profile: HardwareProfile, trials: int, db) -> None:
-    builder, runner = device_runner(profile).tuning_builder_and_runner(ms, worker_initializer)
+    builder, trial_runner = device_runner(profile).tuning_workers(ms, worker_initializer)
     with tempfile.TemporaryDirectory() as work_dir, _quiet_tvm():
         # A small evolutionary population: with a handful of trials per task, most of the
         # default 512 candidates per generation would never be measured.
@@ -130,7 +157,7 @@ def _tune_tasks(ms, todo: Sequence, profile: HardwareProfile, trials: int, db) -
             tasks=contexts, task_weights=weights, work_dir=work_dir,
             max_trials_global=trials * len(contexts), max_trials_per_task=trials,
             num_trials_per_iter=min(trials, 16),
-            builder=builder, runner=runner, database=db,
+            builder=builder, runner=trial_runner, database=db,
         )
 
 
@@ -140,7 +167,7 @@ def compile_module(mod, profile: HardwareProfile, database=None):
 
     db = database if database is not None else open_database(profile)
     with _quiet_tvm():
-        if any(_packed_schedule.is_packed_func(f) for f in mod.functions.values()):
+        if any(x86.is_packed_func(f) for f in mod.functions.values()):
             # packed kernels (AVX2 / AVX-512 lowering) are hand-scheduled between fusion and the database
-            return _packed_schedule.compile_relax(db, mod, tvm_target(profile))
+            return x86.compile_relax(db, mod, tvm_target(profile))
         return ms.relax_integration.compile_relax(db, mod, tvm_target(profile), None)

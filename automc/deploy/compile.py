@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from automc.compress import apply_candidate
-from automc.deploy.build import compile_module, open_database, tune
+from automc.deploy.build import compile_module, open_database, task_calls, tune
 from automc.deploy.lower import kernel_specs
 from automc.deploy.relax_lowering import lower_to_relax
-from automc.devices import tvm_target
+from automc.devices import TaskCall, tvm_target
 from automc.profiles import HardwareProfile
 from automc.types import Candidate, KernelSpec
 
@@ -23,7 +23,7 @@ from automc.types import Candidate, KernelSpec
 class CompiledCandidate:
     """A model as it deploys on ``profile``: the compressed torch model, its Relax module
     (weights bound) and the compiled executable; ``kernels`` (its ``KernelSpec`` list, the unit
-    of latency) is worked out when first asked for."""
+    of latency) and ``tasks`` (the TVM tasks they run as) are worked out when first asked for."""
 
     compressed: nn.Module
     example_input: torch.Tensor
@@ -35,6 +35,12 @@ class CompiledCandidate:
     def kernels(self) -> tuple[KernelSpec, ...]:
         """The fused tasks the compiled model runs, in order (``deploy.lower.kernel_specs``)."""
         return tuple(kernel_specs(self.compressed, self.example_input, self.profile))
+
+    @cached_property
+    def tasks(self) -> tuple[TaskCall, ...]:
+        """The fused TVM tasks ``main`` calls, in order, with their arguments' shapes and dtypes
+        (``build.task_calls``): what a device runner times one by one."""
+        return tuple(task_calls(self.module))
 
 
 def compile_candidate(model: nn.Module, candidate: Candidate | None, example_input: torch.Tensor,

@@ -8,15 +8,13 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 import yaml
 from torch import nn
 
-from automc.accuracy import RecoveryReport, recalibrate_bn
-from automc.compress import apply_candidate
+from automc.accuracy import RecoveryReport
 from automc.deploy.compile import compile_candidate
 from automc.deploy.portable import run_onnx, write_portable
 from automc.devices import device_runner, export_library, tvm_target
@@ -77,28 +75,18 @@ def _timed_library(runner, library: Path, x: np.ndarray, predicted_ms: float | N
     return outputs, median_timing(passes), len(passes)
 
 
-def export_candidate(model: nn.Module, example_input: torch.Tensor, calib_batches: Sequence[torch.Tensor],
-                     candidate: Candidate, profile: HardwareProfile, out_dir: Path,
-                     predicted_ms: float | None = None, latency_source: str = "calibrated",
-                     extra_config: dict | None = None) -> ExportReport:
+def export_model(compressed: nn.Module, example_input: torch.Tensor, candidate: Candidate,
+                 profile: HardwareProfile, out_dir: Path, predicted_ms: float | None = None,
+                 latency_source: str = "calibrated", extra_config: dict | None = None) -> ExportReport:
     """Write ``config.json``/``config.yaml``, ``model.pt2``, ``model.onnx`` (see
-    ``deploy.portable``), a README saying how to run them, and the TVM library into ``out_dir``.
+    ``deploy.portable``), a README saying how to run them, and the TVM library into ``out_dir``,
+    for ``compressed``: the model with ``candidate`` applied, activation ranges calibrated and
+    BatchNorm recalibrated (and perhaps recovered after), exported as it is.
 
     For a profile that can be measured now (this host runs it, or its RPC device is reachable),
     the library is tuned (reusing the profile's database), loaded back where it runs, checked
     against the compressed PyTorch model and timed.
     """
-    compressed = apply_candidate(model, candidate, example_input, calib_batches)
-    recalibrate_bn(compressed, calib_batches)
-    return export_model(compressed.eval(), example_input, candidate, profile, out_dir, predicted_ms,
-                        latency_source, extra_config)
-
-
-def export_model(compressed: nn.Module, example_input: torch.Tensor, candidate: Candidate,
-                 profile: HardwareProfile, out_dir: Path, predicted_ms: float | None = None,
-                 latency_source: str = "calibrated", extra_config: dict | None = None) -> ExportReport:
-    """:func:`export_candidate` for a model already compressed (``candidate`` applied, activation
-    ranges calibrated, BatchNorm recalibrated; e.g. then recovered), exported as it is."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     compressed.eval()

@@ -20,14 +20,13 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from automc.compress.quantize import act_levels
-from automc.deploy import _cpu, _packed
-from automc.deploy._blocked import plan_blocked
+from automc.deploy import x86
 from automc.profiles import HardwareProfile
 from automc.types import FP32_BITS, KernelSpec
 
 # Bumped whenever the code a KernelSpec compiles to changes (schedules, layouts, intrinsics):
 # stored measurements of another version describe code that no longer deploys and are ignored.
-LOWERING_VERSION = 7  # 7: activations blocked [N, C/16, H, W, 16] between packed convs (deploy._blocked)
+LOWERING_VERSION = 7  # 7: activations blocked [N, C/16, H, W, 16] between packed convs (deploy.x86)
 # Where only the packed kernels of one instruction set changed, its version alone moves on, so
 # the other instruction sets' stored (and shipped) measurements stay valid.
 _ISA_LOWERING_VERSION = {"avx2": 8}  # 8: hand-scheduled AVX2 kernels instead of MetaSchedule's
@@ -36,7 +35,7 @@ _ISA_LOWERING_VERSION = {"avx2": 8}  # 8: hand-scheduled AVX2 kernels instead of
 def lowering_version(profile: HardwareProfile) -> int:
     """The lowering version of the code ``profile`` deploys (what stored measurements must
     carry to describe it): ``LOWERING_VERSION``, or its packed kernels' own."""
-    isa = _cpu.kernel_isa(profile.target)
+    isa = x86.kernel_isa(profile.target)
     return _ISA_LOWERING_VERSION.get(isa.name, LOWERING_VERSION) if isa is not None else LOWERING_VERSION
 
 
@@ -184,7 +183,7 @@ class _Dataflow(TorchFunctionMode):
         return out
 
 
-# torch calls whose Relax ops have a blocked twin (``_blocked._ELEMENTWISE``)
+# torch calls whose Relax ops have a blocked twin (``deploy.x86`` keeps them blocked)
 _ELEMENTWISE_CALLS = frozenset({
     "relu", "relu_", "relu6", "hardtanh", "hardtanh_", "add", "add_", "__add__", "__radd__", "__iadd__", "mul",
     "__mul__", "__rmul__", "sub", "__sub__", "div", "__truediv__", "sigmoid", "tanh", "silu", "gelu", "clamp",
@@ -192,11 +191,11 @@ _ELEMENTWISE_CALLS = frozenset({
 
 
 def _blocked_tensors(calls: list, layer_of, integer: dict, outputs: set[int], profile: HardwareProfile) -> set[int]:
-    """The ids of the tensors the lowering keeps in the blocked layout: ``_blocked.plan_blocked``
+    """The ids of the tensors the lowering keeps in the blocked layout: ``x86.plan_blocked``
     on the torch calls, with the packed convs ``relax_lowering`` makes (AVX2 / AVX-512: fp32
     groups=1 and depthwise convs; with an int8 reduction, VNNI or AVX2, the int8 groups=1 ones
     too)."""
-    isa = _cpu.kernel_isa(profile.target)
+    isa = x86.kernel_isa(profile.target)
     if isa is None:
         return set()
     int8 = isa.int8_group is not None
@@ -219,7 +218,7 @@ def _blocked_tensors(calls: list, layer_of, integer: dict, outputs: set[int], pr
                 continue
             depthwise = mod.groups == x.shape[1] == mod.out_channels and mod.in_channels // mod.groups == 1
             if depthwise or (mod.groups == 1 and (path not in integer or int8)):
-                kind[key] = ("conv", id(x), functools.partial(_packed.writes_blocked, depthwise, x.shape[3]))
+                kind[key] = ("conv", id(x), functools.partial(x86.writes_blocked, depthwise, x.shape[3]))
         elif name in _ELEMENTWISE_CALLS and out.dim() == 4:
             operands = []
             for t in tensors:
@@ -231,7 +230,7 @@ def _blocked_tensors(calls: list, layer_of, integer: dict, outputs: set[int], pr
                     break  # a constant that does not broadcast per channel
             else:
                 kind[key] = ("eltwise", operands)
-    return plan_blocked(order, kind, readers, outputs)
+    return x86.plan_blocked(order, kind, readers, outputs)
 
 
 def _activation_quantization(layer: IntegerLayer | None, dtype: str) -> tuple | None:
@@ -242,12 +241,12 @@ def _activation_quantization(layer: IntegerLayer | None, dtype: str) -> tuple | 
 def activation_dtype(layer: IntegerLayer | None, profile: HardwareProfile | None, grouped: bool = False) -> str:
     """The dtype a layer's input is quantized to: float32 for a float layer; u8 / s8 for an
     integer one, except for a groups=1 conv or dense where the packed kernels multiply int16
-    (AVX2: ``_cpu.KernelIsa.int8_group`` 2): int16 holding the same values, so the producer's
+    (AVX2: ``x86.KernelIsa.int8_group`` 2): int16 holding the same values, so the producer's
     epilogue writes what the kernel reads, with no widening pass of its own. A ``grouped``
     (depthwise) conv stages its input as float32 anyway: u8 / s8 is fewer bytes to read."""
     if layer is None:
         return "float32"
-    isa = _cpu.kernel_isa(profile.target) if profile is not None else None
+    isa = x86.kernel_isa(profile.target) if profile is not None else None
     return "int16" if isa is not None and isa.int8_group == 2 and not grouped else layer.a_dtype
 
 

@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 from automc.compress.quantize import weight_scales
-from automc.deploy import _blocked, _cpu, _packed
-from automc.deploy._blocked import PackedConv
+from automc.deploy import x86
 from automc.deploy.lower import IntegerLayer, activation_dtype, deploy_module
 from automc.errors import UserInputError
 from automc.profiles import HardwareProfile
@@ -26,16 +25,16 @@ def _quantize_weight(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _rewriter(by_param: dict[str, tuple[IntegerLayer | None, np.ndarray]], packed_funcs: dict | None,
-              isa: _cpu.KernelIsa | None, convs: dict, profile: HardwareProfile | None):
+              isa: x86.KernelIsa | None, convs: dict, profile: HardwareProfile | None):
     """The pattern and rewrite of conv2d / dense layers, keyed by their weight parameter's name
     (``IntegerLayer`` for an integer layer, None for a float one).
 
     With ``packed_funcs`` (a dict: x86 targets with the packed kernels' instruction set
     ``isa``) float convs (groups 1 or depthwise) and dense layers, and integer depthwise convs,
-    call hand-scheduled packed TIR functions (``_packed``); where ``isa`` has an int8 reduction
+    call hand-scheduled packed TIR functions (``deploy.x86``); where ``isa`` has an int8 reduction
     (VNNI, AVX2) integer groups=1 convs and dense layers too. They are
     collected there as ``{GlobalVar: PrimFunc}`` for the caller to add to the module, and the
-    convs among them in ``convs`` as ``{GlobalVar: _blocked.PackedConv}``. Other
+    convs among them in ``convs`` as ``{GlobalVar: x86.PackedConv}``. Other
     integer layers run the generic int32 conv2d / matmul; other float layers stay as they are.
     Integer layers quantize their input to ``lower.activation_dtype`` (int16 on AVX2)."""
     import tvm
@@ -84,17 +83,17 @@ def _rewriter(by_param: dict[str, tuple[IntegerLayer | None, np.ndarray]], packe
         key = ("conv2d", in_shape, oc, (kh, kw), strides, padding, dtype, depthwise)
         if depthwise:
             def make(blocked_in: bool, blocked_out: bool, nm: str):
-                return _packed.depthwise_func(in_shape, (kh, kw), strides, padding, dtype, nm, blocked_in, blocked_out)
-            args = [data, relax.const(_packed.depthwise_weight(wt))]
+                return x86.depthwise_func(in_shape, (kh, kw), strides, padding, dtype, nm, blocked_in, blocked_out)
+            args = [data, relax.const(x86.depthwise_weight(wt))]
         else:
             def make(blocked_in: bool, blocked_out: bool, nm: str):
-                return _packed.conv2d_func(in_shape, oc, (kh, kw), strides, padding, dtype, nm, blocked_in, blocked_out,
+                return x86.conv2d_func(in_shape, oc, (kh, kw), strides, padding, dtype, nm, blocked_in, blocked_out,
                                            isa)
-            args = [data, relax.const(_packed.pack_conv_weight(wt, isa))]
-            args += [relax.const(_packed.shift_compensation(wt))] if shifted else []
+            args = [data, relax.const(x86.pack_conv_weight(wt, isa))]
+            args += [relax.const(x86.shift_compensation(wt))] if shifted else []
         call = call_packed("conv2d_dw" if depthwise else "conv2d", key, lambda nm: make(False, False, nm), args,
                            out_shape, out_dtype)
-        convs[gvars[key]] = PackedConv(make, functools.partial(_packed.writes_blocked, depthwise, wd),
+        convs[gvars[key]] = x86.PackedConv(make, functools.partial(x86.writes_blocked, depthwise, wd),
                                        2 if shifted and not depthwise else None)
         return call
 
@@ -105,9 +104,9 @@ def _rewriter(by_param: dict[str, tuple[IntegerLayer | None, np.ndarray]], packe
         n, k = wt.shape
         m = int(np.prod(in_shape[:-1]))
         flat = data if len(in_shape) == 2 else relax.op.reshape(data, (m, k))
-        args = [flat, relax.const(_packed.pack_dense_weight(wt, isa))]
-        args += [relax.const(_packed.shift_compensation(wt))] if dtype == "int8" and isa.shifts_s8 else []
-        out = call_packed("matmul", ("matmul", m, k, n, dtype), lambda nm: _packed.dense_func(m, k, n, dtype, nm, isa),
+        args = [flat, relax.const(x86.pack_dense_weight(wt, isa))]
+        args += [relax.const(x86.shift_compensation(wt))] if dtype == "int8" and isa.shifts_s8 else []
+        out = call_packed("matmul", ("matmul", m, k, n, dtype), lambda nm: x86.dense_func(m, k, n, dtype, nm, isa),
                           args, (m, n), "float32" if dtype == "float32" else "int32")
         return out if len(in_shape) == 2 else relax.op.reshape(out, (*in_shape[:-1], n))
 
@@ -155,7 +154,7 @@ def lower_to_relax(compressed: nn.Module, example_input: torch.Tensor, profile: 
     """The deployed model as a Relax IRModule with weights bound as constants.
 
     On an x86 profile with AVX2 or AVX-512 convs (groups 1, depthwise) and dense layers call
-    hand-scheduled packed kernels (``_packed``; integer groups=1 convs and dense layers where
+    hand-scheduled packed kernels (``deploy.x86``; integer groups=1 convs and dense layers where
     the instruction set has an int8 reduction: VNNI, AVX2);
     compile such a module with ``build.compile_module``, which schedules them (``tvm.compile``
     alone runs them correctly but with naive loops).
@@ -191,7 +190,7 @@ def relax_from_deploy(model: nn.Module, integer: dict[str, IntegerLayer], exampl
         if target.endswith(".weight") and target in state:
             by_param[spec.arg.name] = (integer.get(target.rsplit(".", 1)[0]), state[target].detach().numpy())
     func = mod["main"]
-    isa = _cpu.kernel_isa(profile.target) if profile is not None else None
+    isa = x86.kernel_isa(profile.target) if profile is not None else None
     packed_funcs = {} if isa is not None else None
     convs: dict = {}
     if integer or packed_funcs is not None:
@@ -204,4 +203,4 @@ def relax_from_deploy(model: nn.Module, integer: dict[str, IntegerLayer], exampl
     bound = {var.name: value for var, value in zip(func.params[n_inputs:], params["main"])}
     mod = relax.transform.BindParams("main", bound)(mod)
     mod = relax.transform.FoldConstant()(mod)
-    return _blocked.keep_blocked(mod, convs) if convs else mod
+    return x86.keep_blocked(mod, convs) if convs else mod

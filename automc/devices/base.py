@@ -86,6 +86,7 @@ class DeviceRunner(abc.ABC):
         on the device; every call must be one of its functions."""
 
     @abc.abstractmethod
-    def tuning_builder_and_runner(self, ms, initializer: Callable[[], None]):
-        """MetaSchedule's (builder, runner) that build and time tuning trials for the device;
-        ``ms`` is the imported ``meta_schedule`` module, ``initializer`` runs in each worker."""
+    def tuning_workers(self, ms, initializer: Callable[[], None]):
+        """MetaSchedule's (builder, trial runner) that build and time tuning trials for the device;
+        ``ms`` is the imported ``meta_schedule`` module, ``initializer`` runs in each worker.
+        (MetaSchedule calls its timer a runner; in automc a runner is this device runner.)"""

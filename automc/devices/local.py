@@ -111,9 +111,9 @@ class LocalRunner(DeviceRunner):
         use_profile_threads(self.profile)
         return time_library_tasks(library, tvm.cpu(), calls, self.profile)
 
-    def tuning_builder_and_runner(self, ms, initializer: Callable[[], None]):
+    def tuning_workers(self, ms, initializer: Callable[[], None]):
         """Local worker processes: one build worker (on 2 cores more workers time out every build)."""
         evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=20)
-        use_profile_threads(self.profile)  # the runner's worker processes inherit it
+        use_profile_threads(self.profile)  # MetaSchedule's trial workers inherit it
         return (ms.builder.LocalBuilder(max_workers=1, timeout_sec=60, initializer=initializer),
                 ms.runner.LocalRunner(evaluator, initializer=initializer))

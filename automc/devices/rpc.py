@@ -205,7 +205,7 @@ class RpcRunner(DeviceRunner):
         finally:
             session.remove(name)
 
-    def tuning_builder_and_runner(self, ms, initializer: Callable[[], None]):
+    def tuning_workers(self, ms, initializer: Callable[[], None]):
         """Libraries exported for the device here, timed on it through its tracker."""
         evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=20)
         # Fail here with the fix rather than let every trial of the session fail on its own.

@@ -13,6 +13,7 @@ Candidates whose kernels are all stored are skipped; a killed calibration resume
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from automc.deploy.build import open_database
 from automc.deploy.compile import CompiledCandidate, compile_candidate
 from automc.deploy.lower import kernel_specs
 from automc.devices import TaskCall, Timing, device_runner, median_timing
-from automc.latency.measure import task_calls, time_executable, time_tasks
+from automc.latency.measure import time_executable, time_tasks
 from automc.latency.predictors import CalibratedPredictor, LatencyPredictor, RooflinePredictor, fit_graph_pricing
 from automc.latency.store import MeasurementStore
 from automc.profiles import HardwareProfile
@@ -134,7 +135,7 @@ def measure_compiled(compiled: CompiledCandidate) -> ModelMeasurement:
     """Time a compiled model whole and each of its layer kernels' tasks where its profile measures."""
     profile, example_input, executable = compiled.profile, compiled.example_input, compiled.executable
     kernels = compiled.kernels
-    calls = task_calls(compiled.module)
+    calls = list(compiled.tasks)
     index = match_tasks(kernels, calls)
     tasks = [calls[i] for i in index if i is not None] if index is not None else []
     # every task twice and the whole model three times, before, between and after the two
@@ -220,11 +221,14 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
     start = time.perf_counter()
     calib = (example_input,)  # shapes only: activation ranges do not change a kernel's time
     database = open_database(profile)  # opened once: a JSON file that grows with every task
-    # kernel lists only (the adaptive order needs them all); a model is compressed again when
-    # measured, so memory holds one compressed model, not the whole pool (69 MobileNetV2s)
-    pool = [(c, kernel_specs(apply_candidate(model, c, example_input, calib), example_input, profile))
-            for c in list(first) + list(sampled)]
-    architecture = architecture_key(model, example_input, profile)
+    # kernel lists only (the adaptive order needs them all), the uncompressed model's first (its
+    # model key names the architecture); a model is compressed again when measured, so memory
+    # holds one compressed model, not the whole pool (69 MobileNetV2s)
+    candidates = list(first) + list(sampled)
+    models = itertools.chain([model], (apply_candidate(model, c, example_input, calib) for c in candidates))
+    uncompressed, *lists = (kernel_specs(m, example_input, profile) for m in models)
+    architecture = model_key(uncompressed, example_input)
+    pool = list(zip(candidates, lists))
     measured = reused = new_kernels = 0
     pending = list(range(len(first)))  # the baselines, in order
     left = list(range(len(first), len(pool)))

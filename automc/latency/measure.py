@@ -1,5 +1,6 @@
 """Time compiled Relax code where the profile measures (its device runner: this host, or a
-device behind a TVM RPC tracker), and find the fused tasks a compiled model calls."""
+device behind a TVM RPC tracker): a whole model, or each fused task it calls
+(``deploy.build.task_calls`` finds them)."""
 
 from __future__ import annotations
 
@@ -7,34 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from automc.deploy.build import fused_module
 from automc.devices import TaskCall, Timing, device_runner
 from automc.profiles import HardwareProfile
-
-
-def task_calls(mod) -> list[TaskCall]:
-    """The fused tasks ``main`` of a lowered Relax module calls, in order (see ``fused_module``)."""
-    import tvm
-    from tvm import relax
-
-    call_tir = tvm.ir.Op.get("relax.call_tir")
-
-    def sig(ty) -> tuple[tuple[int, ...], str]:
-        return tuple(int(d) for d in ty.shape.values), str(ty.dtype)
-
-    def outputs(ty) -> tuple[tuple[tuple[int, ...], str], ...]:
-        # a task may write several tensors (a split): each is one more buffer argument
-        return tuple(sig(t) for t in ty.fields) if isinstance(ty, relax.TupleType) else (sig(ty),)
-
-    calls = []
-    for block in fused_module(mod)["main"].body.blocks:
-        for binding in block.bindings:
-            value = binding.value
-            if isinstance(value, relax.Call) and value.op.same_as(call_tir):
-                args = tuple(sig(a.ty) for a in value.args[1].fields) + outputs(value.ty)
-                calls.append(TaskCall(value.args[0].name_hint, args,
-                                      tuple(isinstance(a, tvm.ir.expr.Constant) for a in value.args[1].fields)))
-    return calls
 
 
 def time_tasks(executable, calls: list[TaskCall], profile: HardwareProfile) -> list[Timing | None]:

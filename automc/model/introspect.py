@@ -35,16 +35,8 @@ class LayerTable:
     def names(self) -> tuple[str, ...]:
         return tuple(layer.name for layer in self.layers)
 
-    @property
-    def total_macs(self) -> int:
-        return sum(layer.macs for layer in self.layers)
 
-    @property
-    def total_params(self) -> int:
-        return sum(layer.params for layer in self.layers)
-
-
-def _is_cell(module: nn.Module) -> bool:
+def is_cell(module: nn.Module) -> bool:
     """A NAS cell is a block we know how to replace by cheaper variants (see compress.cells)."""
     return all(hasattr(module, a) for a in ("expand", "dw", "project", "use_res"))
 
@@ -64,7 +56,7 @@ def introspect(model: nn.Module, example_input: torch.Tensor) -> LayerTable:
 
     Runs one forward pass on ``example_input`` (no gradients); the model is not changed.
     """
-    cells = {name for name, m in model.named_modules() if name and _is_cell(m)}
+    cells = {name for name, m in model.named_modules() if name and is_cell(m)}
     records: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
     order: list[str] = []
     hooks = []

@@ -166,8 +166,24 @@ MODELS: dict[str, Callable[..., BuiltinModel]] = {
 }
 
 
+def register_builtin(name: str, factory: Callable[..., BuiltinModel]) -> None:
+    """Make ``factory`` the built-in model ``name`` (``--model NAME``, ``load_builtin(NAME)``).
+    ``factory(verbose=False)`` returns a ``BuiltinModel``; a name registered again is replaced.
+
+    >>> register_builtin("my-cnn", lambda verbose=False: BuiltinModel("my-cnn", net, x, calib, evaluate))  # doctest: +SKIP
+    >>> load_builtin("my-cnn").name  # doctest: +SKIP
+    'my-cnn'
+    """
+    MODELS[name] = factory
+
+
 def load_builtin(name: str, verbose: bool = False) -> BuiltinModel:
-    """Build a registered model by name."""
+    """Build the built-in model registered as ``name`` (see ``MODELS``).
+    Raises UserInputError, one line listing the choices, for an unknown name.
+
+    >>> load_builtin("demo-cnn").example_input.shape  # doctest: +SKIP
+    torch.Size([1, 1, 32, 32])
+    """
     if name not in MODELS:
         raise UserInputError(f"--model: unknown model '{name}'; choose one of {sorted(MODELS)}")
     return MODELS[name](verbose=verbose)

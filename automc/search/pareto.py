@@ -3,7 +3,7 @@
 A search lives in one Optuna study, ``"automc"``, in the run directory's journal file. The three
 objectives are accuracy (fraction, maximised), latency (ms, minimised) and size (bytes,
 minimised). Trials carry their story in user attributes: ``candidate`` (JSON), ``baseline``
-(uniform baseline name), ``seed`` (``probe:…`` or ``combination:…``, see
+(uniform baseline name), ``seed`` (``single:…`` or ``combination:…``, see
 :mod:`automc.search.seeds`), ``latency_source`` (``calibrated`` | ``uncalibrated``), ``error``
 (why a trial failed) and ``constraint`` (relative excess over each budget).
 """
@@ -171,7 +171,7 @@ def pareto_frame(study: optuna.Study) -> pd.DataFrame:
 
 
 @dataclass(frozen=True)
-class Reference:
+class ReferencePoint:
     """The worst point that still counts for hypervolume: accuracy (fraction), ms, bytes."""
 
     accuracy: float
@@ -179,25 +179,25 @@ class Reference:
     size_bytes: float
 
 
-def reference_point(trials: pd.DataFrame, margin: float = 1.1) -> Reference:
+def reference_point(trials: pd.DataFrame, margin: float = 1.1) -> ReferencePoint:
     """A reference just beyond the slowest and largest completed trial, at accuracy 0.
 
     Compare hypervolumes of two searches only against one shared reference.
     """
     done = trials.dropna(subset=list(OBJECTIVES))
     if done.empty:
-        return Reference(0.0, 1.0, 1.0)
-    return Reference(0.0, float(done["latency_ms"].max()) * margin, float(done["size_bytes"].max()) * margin)
+        return ReferencePoint(0.0, 1.0, 1.0)
+    return ReferencePoint(0.0, float(done["latency_ms"].max()) * margin, float(done["size_bytes"].max()) * margin)
 
 
-def hypervolume(frame: pd.DataFrame, ref: Reference) -> float:
+def hypervolume(frame: pd.DataFrame, ref: ReferencePoint) -> float:
     """Hypervolume of ``frame``'s (accuracy, latency_ms, size_bytes) points, normalised to [0, 1].
 
     Each objective is scaled so that the ideal (accuracy 1, 0 ms, 0 bytes) is 0 and ``ref`` is 1;
     1.0 would be a model that is perfect, instant and empty. Points beyond ``ref`` count nothing.
 
     >>> f = pd.DataFrame({"accuracy": [0.9], "latency_ms": [5.0], "size_bytes": [50]})
-    >>> round(hypervolume(f, Reference(0.0, 10.0, 100)), 3)
+    >>> round(hypervolume(f, ReferencePoint(0.0, 10.0, 100)), 3)
     0.225
     """
     if frame.empty:

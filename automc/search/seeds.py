@@ -1,12 +1,12 @@
-"""Sensitivity-guided seeds: probe every compressing choice alone, then combine the cheap ones.
+"""Sensitivity-guided seeds: try every compressing choice alone, then combine the cheap ones.
 
 Random and evolved candidates change every layer at once, and the losses compound: on the demo
 CNN almost none of them stays within a point of fp32 even though most single changes cost less
-than half a point. So the search first *probes* — scores the fp32 candidate with one choice
-changed, for every choice of the space (HAQ and AMC start from the same per-layer sensitivity) —
+than half a point. So the search first runs the *single changes* — scores the fp32 candidate with
+one choice changed, for every choice of the space (HAQ and AMC start from the same per-layer sensitivity) —
 and then enqueues greedy *combinations*: the choices that save the most latency (or size) per
 point of accuracy lost, taken while their summed single-change losses stay within a budget.
-Probes and combinations are ordinary trials, scored by the real objective and stored in the
+Single changes and combinations are ordinary trials, scored by the real objective and stored in the
 study, so they resume like any other trial and sit on the front when they earn it.
 """
 
@@ -15,16 +15,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from optuna.trial import FrozenTrial
+
 from automc.search.space import ResolvedSpace, param_options
 
 # Summed single-change accuracy losses (fractions) a combination may spend. Losses compound, so
 # the budgets are tight; NSGA-II explores around the combinations afterwards.
 LATENCY_BUDGETS = (0.0, 0.005, 0.01, 0.02)
 SIZE_BUDGETS = (0.005, 0.01)
+# The user attr of a single-change seed trial, [key, value]; journals written before it was
+# renamed call it "probe", and a resumed search must still find those.
+SINGLE_ATTRS = ("single_change", "probe")
 
 
 @dataclass(frozen=True)
-class Probe:
+class SingleChange:
     """The scored fp32 candidate with the single choice ``key = value`` changed."""
 
     key: str  # Optuna param name, e.g. "blocks.1.expand.0.prune"
@@ -35,48 +40,58 @@ class Probe:
 
 
 @dataclass(frozen=True)
-class Reference:
-    """The unchanged (fp32) candidate's scores that probes are measured against."""
+class Fp32Scores:
+    """The unchanged (fp32) candidate's scores that single changes are measured against."""
 
     accuracy: float
     latency_ms: float
     size_bytes: float
 
 
-def probe_params(space: ResolvedSpace, max_probes: int) -> dict[str, dict[str, Any]]:
-    """Probe name (``"probe:{key}={value}"``) → Optuna params, at most ``max_probes`` of them.
+def single_change_params(space: ResolvedSpace, max_changes: int) -> dict[str, dict[str, Any]]:
+    """Seed name (``"single:{key}={value}"``) → Optuna params of the fp32 candidate with that one
+    choice changed, at most ``max_changes`` of them.
 
-    Every non-default option of every param is probed; when that exceeds ``max_probes``, only the
+    Every non-default option of every param is tried; when that exceeds ``max_changes``, only the
     most aggressive option per param (fewest bits, most pruning, lowest rank, skip before half);
-    when even that exceeds it, none (an empty dict): probing a few layers only would bias the
+    when even that exceeds it, none (an empty dict): trying a few layers only would bias the
     combinations toward them.
+
+    >>> single_change_params(space, max_changes=64)  # doctest: +SKIP
+    {'single:conv1.bits=8/8': {...}, 'single:conv1.prune=0.25': {...}, ...}
     """
     base = space.uniform()
     every = [(key, value) for key, options in param_options(space).items() for value in options if value != base[key]]
-    if len(every) > max_probes:
+    if len(every) > max_changes:
         every = [(key, _most_aggressive(key, options)) for key, options in param_options(space).items()
                  if any(v != base[key] for v in options)]
-    if len(every) > max_probes:
+    if len(every) > max_changes:
         return {}
-    return {f"probe:{key}={value}": {**base, key: value} for key, value in every}
+    return {f"single:{key}={value}": {**base, key: value} for key, value in every}
 
 
-def combination_params(space: ResolvedSpace, reference: Reference, probes: Iterable[Probe]) -> dict[str, dict[str, Any]]:
-    """Seed name → Optuna params: greedy combinations of probed choices under accuracy budgets.
+def single_change_of(trial: FrozenTrial) -> list | None:
+    """[key, value] of a single-change seed trial (either attr of ``SINGLE_ATTRS``), else None."""
+    return next((trial.user_attrs[a] for a in SINGLE_ATTRS if a in trial.user_attrs), None)
+
+
+def combination_params(space: ResolvedSpace, reference: Fp32Scores,
+                       singles: Iterable[SingleChange]) -> dict[str, dict[str, Any]]:
+    """Seed name → Optuna params: greedy combinations of single changes under accuracy budgets.
 
     For latency, choices that make the candidate faster are ranked by accuracy lost per ms saved
     (free ones first) and taken while the summed losses stay within each of ``LATENCY_BUDGETS``;
     the same for size with ``SIZE_BUDGETS``. One option per param: a costlier option that saves
     more replaces the one taken when the budget allows. Duplicate combinations are dropped.
 
-    >>> combination_params(space, Reference(0.985, 0.9, 1e5), probes)  # doctest: +SKIP
+    >>> combination_params(space, Fp32Scores(0.985, 0.9, 1e5), singles)  # doctest: +SKIP
     {'latency≤0.0pt': {...}, 'latency≤0.5pt': {...}, ...}
     """
-    probes = list(probes)
+    singles = list(singles)
     base = space.uniform()
     out: dict[str, dict[str, Any]] = {}
     for objective, budgets in (("latency_ms", LATENCY_BUDGETS), ("size_bytes", SIZE_BUDGETS)):
-        gains = [(p, getattr(reference, objective) - getattr(p, objective)) for p in probes]
+        gains = [(p, getattr(reference, objective) - getattr(p, objective)) for p in singles]
         ranked = sorted(((p, g) for p, g in gains if g > 0),
                         key=lambda pg: max(reference.accuracy - pg[0].accuracy, 0.0) / pg[1])
         for budget in budgets:

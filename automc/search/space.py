@@ -9,7 +9,6 @@ from __future__ import annotations
 import fnmatch
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -19,7 +18,7 @@ from automc._yaml import load_yaml_model, resolve_named_file
 from automc.errors import UserInputError
 from automc.model.introspect import LayerTable
 from automc.profiles import HardwareProfile
-from automc.types import FP32_BITS, LayerChoice
+from automc.types import FP32_BITS, Candidate, LayerChoice
 
 CELL_CHOICES = ("keep", "skip", "half")
 LOW_RANK_KINDS = ("pwconv", "linear")  # a k×k conv is not factorized (lowrank.py)
@@ -250,7 +249,7 @@ def choice_from_params(options: LayerOptions, params: dict[str, Any]) -> LayerCh
     )
 
 
-def candidate_from_params(space: ResolvedSpace, params: dict[str, Any]) -> "Candidate":
+def candidate_from_params(space: ResolvedSpace, params: dict[str, Any]) -> Candidate:
     """The Candidate that Optuna ``params`` describe: a choice for every layer of ``space``.
 
     Cells come from ``"{block}.cell"`` params; a block without one keeps its trained cell.
@@ -259,8 +258,6 @@ def candidate_from_params(space: ResolvedSpace, params: dict[str, Any]) -> "Cand
     >>> candidate_from_params(space, {"a.bits": "8/8"}).choice("a").w_bits
     8
     """
-    from automc.types import Candidate  # local: keeps the import block above untouched
-
     layers = {o.name: choice_from_params(o, params) for o in space.layers}
     # A block offered one cell only is never suggested, so it takes that cell (as layers do).
     cells = {block: str(params.get(f"{block}.cell", "keep" if "keep" in choices or not choices else choices[0]))

@@ -36,7 +36,7 @@ def worker_identity(**extra: Any) -> dict[str, Any]:
 
 def score_safely(score: Score, candidate: Candidate, identity: dict[str, Any]) -> WorkerResult:
     """``score(candidate)`` as a :class:`WorkerResult`: an exception becomes the trial's reason,
-    formatted as the in-process runner records it."""
+    formatted as the in-process driver records it."""
     try:
         return WorkerResult(score(candidate), None, identity)
     except Exception as e:  # noqa: BLE001 — any failure of a candidate is that trial's result

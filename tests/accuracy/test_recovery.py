@@ -11,7 +11,7 @@ from torch import nn
 from automc import RecoveryBudget, UserInputError, recover
 from automc.accuracy import EvalProxy
 from automc.compress import QuantizedLayer, apply_candidate
-from automc.compress.quantize import calibrate
+from automc.compress.quantize import calibrate_ranges
 from automc.model.introspect import introspect
 from automc.types import Candidate, LayerChoice
 
@@ -47,7 +47,7 @@ def test_recovery_regains_at_least_half_of_what_pruning_lost(demo, pruned_half):
 def test_gradients_flow_through_the_fake_quantizers(demo):
     layer = QuantizedLayer(nn.Conv2d(4, 8, 3, padding=1), w_bits=4, a_bits=8)
     x = torch.randn(2, 4, 6, 6)
-    calibrate(layer, [x])
+    calibrate_ranges(layer, [x])
     layer.start_training()
     x = (x * 1.5).requires_grad_()  # some inputs beyond the calibrated range: those are clamped
     layer(x).square().sum().backward()

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from automc.compress import QuantizedLayer, apply_candidate
-from automc.compress.quantize import calibrate
+from automc.compress.quantize import calibrate_ranges
 from automc.types import Candidate, LayerChoice
 
 
@@ -68,13 +68,13 @@ def test_uncalibrated_layer_refuses_to_run():
     q = QuantizedLayer(nn.Linear(4, 2), 8, 8)
     with pytest.raises(RuntimeError, match="calibrat"):
         q(torch.randn(1, 4))
-    calibrate(q, [torch.rand(8, 4)])
+    calibrate_ranges(q, [torch.rand(8, 4)])
     assert not q.a_signed and q(torch.randn(1, 4)).shape == (1, 2)
 
 
 def test_activation_range_survives_state_dict():
     q = QuantizedLayer(nn.Linear(4, 2), 8, 8)
-    calibrate(q, [torch.randn(8, 4)])
+    calibrate_ranges(q, [torch.randn(8, 4)])
     fresh = QuantizedLayer(nn.Linear(4, 2), 8, 8)
     fresh.load_state_dict(q.state_dict())
     assert (fresh.a_scale, fresh.a_signed, fresh.calibrated) == (q.a_scale, q.a_signed, True)

@@ -9,11 +9,21 @@ import subprocess
 import sys
 import time
 
-from automc.deploy.export import export_candidate
-from automc.profiles import load_profile
+from automc.accuracy import recalibrate_bn
+from automc.compress import apply_candidate
+from automc.deploy.export import ExportReport, export_model
+from automc.profiles import HardwareProfile, load_profile
 from automc.types import Candidate, LayerChoice
 
 CAND = Candidate(layers={"blocks.1.expand.0": LayerChoice(8, 8, prune=0.25), "head_conv.0": LayerChoice(8, 8)})
+
+
+def export_candidate(model, example_input, calib_batches, candidate: Candidate, profile: HardwareProfile, out_dir,
+                     predicted_ms: float | None = None, latency_source: str = "calibrated") -> ExportReport:
+    """Compress ``model`` by ``candidate`` and export it, as ``SearchResult.export`` does without recovery."""
+    compressed = apply_candidate(model, candidate, example_input, calib_batches)
+    recalibrate_bn(compressed, calib_batches)
+    return export_model(compressed.eval(), example_input, candidate, profile, out_dir, predicted_ms, latency_source)
 
 
 def test_export_host_profile_loads_matches_and_measures(tmp_path, demo, quick_profile):

@@ -8,7 +8,7 @@ import torch
 
 from automc.accuracy import recalibrate_bn
 from automc.compress import apply_candidate
-from automc.deploy import _cpu
+from automc.deploy import x86
 from automc.devices import tvm_target
 from automc.deploy.lower import deploy_module, kernel_specs
 from automc.deploy.relax_lowering import lower_to_relax
@@ -84,7 +84,7 @@ def test_integer_lowering_runs_and_matches_torch(mixed, demo, host_profile):
     assert text.count('out_dtype="int32"') + len(packed_int32) == 4
     # post-ReLU6 inputs quantize unsigned: u8, or int16 holding u8 values where the packed
     # kernels multiply int16 (AVX2, ``lower.activation_dtype``)
-    isa = _cpu.kernel_isa(host_profile.target)
+    isa = x86.kernel_isa(host_profile.target)
     assert f'dtype="{"int16" if isa is not None and isa.int8_group == 2 else "uint8"}"' in text
     executable = tvm.compile(mod, tvm_target(host_profile))
     vm = relax.VirtualMachine(executable, tvm.cpu())

@@ -10,18 +10,17 @@ import pytest
 import tvm
 
 from automc.compress import apply_candidate
-from automc.deploy.build import open_database
+from automc.deploy.build import open_database, task_calls
 from automc.deploy.lower import kernel_specs
 from automc.deploy.relax_lowering import lower_to_relax
 from automc.latency.calibrate import (ModelMeasurement, architecture_key, calibrate_model, is_calibrated, match_tasks,
                                       measure_model, model_key, predictor_for, store_measurement)
 from kernel_modules import kernel_module
 from automc.devices import Timing, device_runner, median_timing
-from automc.latency.measure import task_calls
 from automc.latency.predictors import CalibratedPredictor, RooflinePredictor
 from automc.latency.store import MeasurementStore
 from automc.profiles import load_profile
-from automc.search.runner import calibration_candidates
+from automc.search.driver import calibration_candidates
 from automc.types import Candidate, KernelSpec, LayerChoice
 
 PW = KernelSpec(op="conv2d", batch=1, in_channels=32, out_channels=32, height=8, width=8, act="relu6")
@@ -167,9 +166,9 @@ def test_kernel_layouts_and_signedness_are_those_of_the_lowered_tasks(host_profi
     import random
 
     import automc.api as api
-    from automc.deploy import _cpu
+    from automc.deploy import x86
     from automc.model.zoo import load_builtin
-    from automc.search.runner import random_params
+    from automc.search.driver import random_params
     from automc.search.space import candidate_from_params
 
     b = load_builtin(name)
@@ -182,7 +181,7 @@ def test_kernel_layouts_and_signedness_are_those_of_the_lowered_tasks(host_profi
         kernels = kernel_specs(model, b.example_input, host_profile)
         assert match_tasks(kernels, task_calls(lower_to_relax(model, b.example_input, host_profile))) is not None
         blocked += sum(k.blocked_in and k.blocked_out for k in kernels)
-    assert (blocked > 10) == (_cpu.kernel_isa(host_profile.target) is not None)
+    assert (blocked > 10) == (x86.kernel_isa(host_profile.target) is not None)
 
 
 def test_probe_networks_calibrate_once(quick_profile, tmp_path):

@@ -70,7 +70,7 @@ def test_work_stages_input_exactly_when_the_lowered_conv_does(kernel, stride, pa
     """The work model counts a staged input (padding, NCHW4c, shifting s8) exactly when the
     conv's TIR has a pack stage: a 1×1 stride-2 conv reads every other pixel in place (counted
     as staged, the 61 stored ones were over-predicted by 58% on cross-validation)."""
-    from automc.deploy._packed import PACK_BLOCK, conv2d_func
+    from automc.deploy.x86 import PACK_BLOCK, conv2d_func
     from automc.latency.predictors import work_terms
 
     spec = KernelSpec(op="conv2d", batch=1, in_channels=24, out_channels=32, height=16, width=16,
@@ -89,8 +89,7 @@ def test_work_stages_input_exactly_when_the_lowered_conv_does(kernel, stride, pa
 def test_avx2_work_stages_input_exactly_when_the_lowered_conv_does(kernel, stride, padding, data, blocked_in, width):
     """The same on AVX2, whose int8 convs read int16 data (``lower.activation_dtype``) and pad
     only rows no tile of 2 columns or more divides."""
-    from automc.deploy.x86 import AVX2
-    from automc.deploy._packed import PACK_BLOCK, conv2d_func
+    from automc.deploy.x86 import AVX2, PACK_BLOCK, conv2d_func
     from automc.latency.predictors import work_terms
 
     spec = KernelSpec(op="conv2d", batch=1, in_channels=24, out_channels=32, height=width, width=width,

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from automc.search.backends import make_backend
-from automc.search.runner import SearchSettings, run_search
+from automc.search.driver import SearchSettings, run_search
 
 from search_toys import make_space, toy_score
 

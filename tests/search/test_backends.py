@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from automc.errors import UserInputError
 from automc.search.backends import BACKENDS, make_backend
 from automc.search.pareto import load_study
-from automc.search.runner import SearchSettings, run_search
+from automc.search.driver import SearchSettings, run_search
 
 from search_toys import toy_score
 
@@ -29,7 +29,7 @@ def test_local_jobs_2_runs_every_trial_once_in_two_processes(space, tmp_path):
     assert len({t.number for t in trials}) == 20
     pids = Counter(t.user_attrs["worker"]["pid"] for t in trials)
     assert len(pids) == 2 and os.getpid() not in pids
-    # baselines and probes ran exactly once each
+    # baselines and single changes ran exactly once each
     baselines = [t.user_attrs["baseline"] for t in trials if "baseline" in t.user_attrs]
     assert len(baselines) == len(set(baselines)) >= 3
     assert len(study.trials) == 20
@@ -112,7 +112,7 @@ def test_api_refuses_what_workers_cannot_do_before_anything_is_written(tmp_path,
 
 
 def test_a_second_search_on_a_running_run_dir_is_refused(space, tmp_path):
-    from automc.search.runner import _only_driver
+    from automc.search.driver import _only_driver
 
     with _only_driver(tmp_path):  # what a running search holds
         with pytest.raises(UserInputError, match="another automc search is running on it"):

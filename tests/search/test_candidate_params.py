@@ -1,6 +1,6 @@
 import optuna
 
-from automc.search.runner import suggest_params
+from automc.search.driver import suggest_params
 from automc.search.space import LayerOptions, ResolvedSpace, candidate_from_params
 from automc.types import LayerChoice
 

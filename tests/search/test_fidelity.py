@@ -12,7 +12,7 @@ from rich.console import Console
 from automc.report import front_table, pareto_figure
 from automc.search.fidelity import Promotion, cheap_point
 from automc.search.pareto import pareto_frame, trials_frame
-from automc.search.runner import SearchSettings, run_search
+from automc.search.driver import SearchSettings, run_search
 from automc.types import Candidate
 
 from search_toys import toy_score

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from automc.search.pareto import Reference, _hv3_fallback, hypervolume, reference_point, summarize, trials_frame
-from automc.search.runner import SearchSettings, run_search
+from automc.search.pareto import ReferencePoint, _hv3_fallback, hypervolume, reference_point, summarize, trials_frame
+from automc.search.driver import SearchSettings, run_search
 from automc.types import Candidate, LayerChoice
 
 from search_toys import toy_score
@@ -18,7 +18,7 @@ def test_summary_counts_bits_pruning_rank_and_cells():
 
 
 def test_hypervolume_is_normalised():
-    ref = Reference(0.0, 10.0, 1000)
+    ref = ReferencePoint(0.0, 10.0, 1000)
     perfect = pd.DataFrame({"accuracy": [1.0], "latency_ms": [0.0], "size_bytes": [0]})
     assert hypervolume(perfect, ref) == pytest.approx(1.0)
     outside = pd.DataFrame({"accuracy": [0.9], "latency_ms": [11.0], "size_bytes": [10]})

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from automc.search.backends import make_backend
 from automc.search.pareto import load_study
-from automc.search.runner import SearchSettings, run_search
+from automc.search.driver import SearchSettings, run_search
 
 from ray_nodes import NO_TOKEN, RayNodes, free_port
 from search_toys import deadly_scorer, flaky_scorer, toy_score, toy_scorer

@@ -1,4 +1,4 @@
-"""The in-process search runner: an Optuna multi-objective study over a resolved space.
+"""The search driver: an Optuna multi-objective study over a resolved space.
 
 Objectives are accuracy (fraction, ↑), latency (ms, ↓) and size (bytes, ↓). The study lives in
 the run directory's journal file, so a killed search resumes where it stopped; the uniform
@@ -30,14 +30,15 @@ from automc.search.backends.local import LocalBackend
 from automc.search.progress import SearchProgressBar
 from automc.search.results import write_results
 from automc.search.samplers import check_sampler_name, make_sampler
-from automc.search.seeds import Probe, Reference, combination_params, probe_params
+from automc.search.seeds import (SINGLE_ATTRS, Fp32Scores, SingleChange, combination_params, single_change_of,
+                                 single_change_params)
 from automc.search.space import ResolvedSpace, candidate_from_params, param_options
 from automc.search.worker import ScorerFactory, WorkerResult
 from automc.types import Candidate, Evaluation
 
-# User attrs the runner writes itself; score extras with these names are stored as "extras.<name>".
-RESERVED_ATTRS = frozenset({"candidate", "baseline", "seed", "probe", "latency_source", "error", "constraint",
-                            "worker", "retry_of", *FIDELITY_ATTRS})
+# User attrs the driver writes itself; score extras with these names are stored as "extras.<name>".
+RESERVED_ATTRS = frozenset({"candidate", "baseline", "seed", "single_change", "probe", "latency_source", "error",
+                            "constraint", "worker", "retry_of", *FIDELITY_ATTRS})
 
 Score = Callable[[Candidate], Evaluation]
 LOCK_FILE = ".search.lock"  # in a run directory: held by the search running on it
@@ -47,7 +48,7 @@ LOCK_FILE = ".search.lock"  # in a run directory: held by the search running on 
 class SearchSettings:
     """How to search: ``n_trials`` in total (a resumed run only adds the missing ones),
     ``sampler`` a name in ``samplers.SAMPLERS``, ``seed`` for the sampler, ``progress`` to draw a bar,
-    ``sensitivity_seeds`` to probe single choices and enqueue their combinations (see
+    ``sensitivity_seeds`` to try single choices and enqueue their combinations (see
     :mod:`automc.search.seeds`; they take at most half of ``n_trials``)."""
 
     n_trials: int
@@ -150,7 +151,7 @@ def _run_search(space: ResolvedSpace, score: Score, run_dir: Path, settings: Sea
                             if n > 0:
                                 study.optimize(objective, n_trials=n, catch=(Exception,), callbacks=[bar.update])
 
-                        # Queued first (baselines, probes), so that the combinations can read the probes.
+                        # Queued first (baselines, single changes), so that the combinations can read them.
                         run(min(_count(study, TrialState.WAITING), settings.n_trials - _finished_count(storage)))
                         if settings.sensitivity_seeds:
                             _enqueue_combinations(study, space)
@@ -164,7 +165,7 @@ def _run_search(space: ResolvedSpace, score: Score, run_dir: Path, settings: Sea
 
 def _open_study(storage: optuna.storages.BaseStorage, space: ResolvedSpace, settings: SearchSettings) -> optuna.Study:
     """Create or resume the study, close out interrupted trials, queue the missing baselines."""
-    # Probe the journal first: the sampler's seed depends on how far a previous run got.
+    # Read the journal first: the sampler's seed depends on how far a previous run got.
     previous = _finished_count(storage)
     # A resumed run reusing the first run's seed would re-propose the same random configs.
     sampler = make_sampler(settings.sampler, settings.seed + previous)
@@ -173,7 +174,7 @@ def _open_study(storage: optuna.storages.BaseStorage, space: ResolvedSpace, sett
     _fail_interrupted(study)
     _enqueue_missing_baselines(study, space)
     if settings.sensitivity_seeds and previous == 0:
-        _enqueue_probes(study, space, settings.n_trials)
+        _enqueue_single_changes(study, space, settings.n_trials)
     return study
 
 
@@ -181,30 +182,30 @@ def _count(study: optuna.Study, *states: TrialState) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
 
-def _enqueue_probes(study: optuna.Study, space: ResolvedSpace, n_trials: int) -> None:
-    # A fresh study only: on resume the probes are in the journal already (run or waiting).
-    if any("probe" in t.user_attrs for t in study.get_trials(deepcopy=False)):
+def _enqueue_single_changes(study: optuna.Study, space: ResolvedSpace, n_trials: int) -> None:
+    # A fresh study only: on resume the single changes are in the journal already (run or waiting).
+    if any(single_change_of(t) is not None for t in study.get_trials(deepcopy=False)):
         return
     queued = _count(study, TrialState.WAITING)
     base = space.uniform()
-    for name, params in probe_params(space, max_probes=n_trials // 2 - queued).items():
+    for name, params in single_change_params(space, max_changes=n_trials // 2 - queued).items():
         key, value = next((k, v) for k, v in params.items() if v != base[k])
-        study.enqueue_trial(params, user_attrs={"seed": name, "probe": [key, value]})
+        study.enqueue_trial(params, user_attrs={"seed": name, "single_change": [key, value]})
 
 
 def _enqueue_combinations(study: optuna.Study, space: ResolvedSpace) -> None:
-    """Once every probe has run (and the fp32 baseline with them), queue their combinations."""
+    """Once every single change has run (and the fp32 baseline with them), queue their combinations."""
     trials = study.get_trials(deepcopy=False)
-    probes = [t for t in trials if "probe" in t.user_attrs]
-    if not probes or any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in probes):
+    singles = [t for t in trials if single_change_of(t) is not None]
+    if not singles or any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in singles):
         return
     if any(t.user_attrs.get("seed", "").startswith("combination:") for t in trials):
         return  # queued by an earlier (resumed) run
     fp32 = next((t for t in trials if t.user_attrs.get("baseline") == "fp32" and t.state == TrialState.COMPLETE), None)
     if fp32 is None:
         return
-    reference = Reference(*fp32.values)
-    scored = [Probe(*t.user_attrs["probe"], *t.values) for t in probes if t.state == TrialState.COMPLETE]
+    reference = Fp32Scores(*fp32.values)
+    scored = [SingleChange(*single_change_of(t), *t.values) for t in singles if t.state == TrialState.COMPLETE]
     for name, params in combination_params(space, reference, scored).items():
         study.enqueue_trial(params, user_attrs={"seed": f"combination:{name}"})
 
@@ -232,7 +233,7 @@ def _fail_interrupted(study: optuna.Study) -> None:
     retried = {t.user_attrs.get("retry_of") for t in study.get_trials(deepcopy=False)}
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         if _interrupted(t) and "baseline" not in t.user_attrs and t.number not in retried and t.params:
-            attrs = {k: t.user_attrs[k] for k in ("seed", "probe") if k in t.user_attrs}
+            attrs = {k: t.user_attrs[k] for k in ("seed", *SINGLE_ATTRS) if k in t.user_attrs}
             study.enqueue_trial(t.params, user_attrs={**attrs, "retry_of": t.number})
 
 
@@ -307,7 +308,7 @@ def _run_pool(study: optuna.Study, space: ResolvedSpace, pool: TrialPool, n: int
     """Ask ``n`` trials, keeping ``pool.slots`` in flight, and tell each outcome as it arrives.
 
     The driver alone writes the journal, so the count is exact and nothing runs twice; queued
-    trials (baselines, probes) are asked first, the combinations once the probes are in.
+    trials (baselines, single changes) are asked first, the combinations once those are in.
     """
     inflight: dict[Future, optuna.Trial] = {}
     asked = 0

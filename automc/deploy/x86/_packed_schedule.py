@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from automc.deploy._cpu import AVX512_VNNI, KernelIsa, kernel_isa
-from automc.deploy._intrinsics import register_intrinsic
-from automc.deploy._packed import _DW_LANES, BLOCK, CONV_BLOCK, DENSE_BLOCK, DW_BLOCK, PACK_BLOCK
-from automc.deploy._tiling import register_tile
+from automc.deploy.x86._cpu import AVX512_VNNI, KernelIsa, kernel_isa
+from automc.deploy.x86._intrinsics import register_intrinsic
+from automc.deploy.x86._packed import _DW_LANES, BLOCK, CONV_BLOCK, DENSE_BLOCK, DW_BLOCK, PACK_BLOCK
+from automc.deploy.x86._tiling import register_tile
 
 
 def _block_names(func) -> set[str]:

@@ -12,9 +12,9 @@ import torch
 
 from automc.accuracy import recalibrate_bn
 from automc.compress import apply_candidate
-from automc.deploy import _cpu, _packed, _packed_schedule
-from automc.deploy._cpu import AVX2
-from automc.deploy._tiling import register_tile, width_tile
+from automc.deploy.x86 import _cpu, _packed, _packed_schedule
+from automc.deploy.x86._cpu import AVX2
+from automc.deploy.x86._tiling import register_tile, width_tile
 from automc.deploy.build import compile_module, fused_module
 from automc.deploy.relax_lowering import lower_to_relax
 from automc.profiles import load_profile

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from automc.deploy import _packed
+from automc.deploy.x86 import _packed
 
 # elementwise Relax ops whose blocked twin is the same op on blocked operands
 _ELEMENTWISE = frozenset(f"relax.{name}" for name in (

@@ -7,7 +7,7 @@ needs ~150 s per kernel for a good schedule, and its int8 ``conv2d``/``matmul`` 
 ``out_dtype="int32"`` is scalar; the wheel's ``dot_16x4_vnni`` intrinsic does not even pass
 LLVM 22 verification. Here each layer is one TIR function (``[M, K]`` → ``[M, N]``
 for dense; for convs NCHW or, between packed convs, the blocked ``[N, C/16, H, W, 16]`` in and
-out: see ``blocked_shape`` and ``deploy._blocked``; the same 16 channels on every x86 target,
+out: see ``blocked_shape`` and ``_blocked``; the same 16 channels on every x86 target,
 a 16-lane vector being two ymm registers on AVX2) with three stages:
 
 * ``packed_input``: zero padding as its own stage (skipped for an fp32 conv that pads nothing);
@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from automc.deploy._cpu import AVX512_VNNI, KernelIsa
-from automc.deploy._tiling import width_tile
+from automc.deploy.x86._cpu import AVX512_VNNI, KernelIsa
+from automc.deploy.x86._tiling import width_tile
 
 CONV_BLOCK = "conv2d_packed"
 DENSE_BLOCK = "matmul_packed"

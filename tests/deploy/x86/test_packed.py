@@ -12,7 +12,7 @@ import torch
 
 from automc.accuracy import recalibrate_bn
 from automc.compress import apply_candidate
-from automc.deploy import _cpu, _packed, _packed_schedule
+from automc.deploy.x86 import _cpu, _packed, _packed_schedule
 from automc.deploy.build import compile_module, fused_module
 from automc.deploy.relax_lowering import lower_to_relax, relax_from_deploy
 from automc.profiles import load_profile

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 
-from automc.deploy._cpu import AVX512_VNNI, KernelIsa
+from automc.deploy.x86._cpu import AVX512_VNNI, KernelIsa
 
 
 @functools.lru_cache(maxsize=None)  # pure; the latency predictor calls it per kernel it prices

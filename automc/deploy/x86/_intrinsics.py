@@ -4,7 +4,7 @@ instruction set (``_cpu.KernelIsa``)."""
 
 from __future__ import annotations
 
-from automc.deploy._cpu import KernelIsa
+from automc.deploy.x86._cpu import KernelIsa
 
 VNNI = "automc_dot_16x4_vnni"
 AVX2_I16 = "automc_dot_16x2_i16_avx2"
