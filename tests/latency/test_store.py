@@ -159,7 +159,7 @@ def test_shipped_records_count_only_where_this_host_runs_them_at_their_speed(tmp
     out; records three times as slow as this host are rejected at once. Real builds, timed."""
     import automc.latency.store as store_mod
     from automc.latency.calibrate import calibrate_probes
-    from automc.latency.shipped import REFERENCE_PROBES, WINDOW_S, check_shipped, describe
+    from automc.latency.shipped import REFERENCE_PROBES, TOLERANCE, WINDOW_S, check_shipped, describe
 
     profile = load_profile(str(quick_profile_path))
     monkeypatch.setattr(store_mod, "SHIPPED_MEASUREMENTS_DIR", tmp_path / "shipped")
@@ -185,7 +185,9 @@ def test_shipped_records_count_only_where_this_host_runs_them_at_their_speed(tmp
     faster = [dict(r.__dict__, min_ms=r.min_ms / 2, median_ms=r.median_ms / 2) for r in developers.records()]
     store_mod.shipped_path(profile).write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in faster).encode()))
     check = check_shipped(profile)  # another file: checked again
-    assert not check.accepted and check.ratio > 1.6
+    # rejected, and on the side of a host slower than its records; the ratio itself (2 on a
+    # steady host) moves with this host's phases: 1.48 was seen with a search running beside it
+    assert not check.accepted and check.ratio > 1 + TOLERANCE
     assert "IGNORED" in describe(check)
     store = MeasurementStore(profile)
     assert store.n_shipped == 0 and len(store) == 0 and store.shipped_check == check
@@ -197,4 +199,4 @@ def test_shipped_records_count_only_where_this_host_runs_them_at_their_speed(tmp
     store_mod.shipped_path(profile).write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in slower).encode()))
     start = time.monotonic()
     check = check_shipped(profile)
-    assert not check.accepted and check.ratio < 0.6 and time.monotonic() - start < WINDOW_S / 2
+    assert not check.accepted and check.ratio < 1 / (1 + TOLERANCE) and time.monotonic() - start < WINDOW_S / 2
