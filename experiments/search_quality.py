@@ -1,48 +1,31 @@
 """Search quality: hypervolume after equal trials for every sampler and for random search,
 over seeds and built-in models, in-process and on Ray, with wall time.
 
-Every search is ``automc.search`` (the public API) with the cheap ``eval`` accuracy proxy (no
-promotion), ``--trials`` trials, one fixed profile (default: this host's x86 profile) and the
-measurement store of ``AUTOMC_CACHE``. Before anything is timed each model gets an untimed
-0-trial search, which calibrates the profile for it if the store lacks it (within
-``--calibration-budget``) and warms imports, so every timed search prices latency alike. Seeds
-run outermost and samplers inside, so a slow phase of the host falls on every sampler alike.
+Every search is ``automc.search`` with the ``eval`` proxy (no promotion), one profile and the
+store of ``AUTOMC_CACHE``. Each model first gets an untimed 0-trial search that calibrates it if
+the store lacks it (``--calibration-budget``) and warms imports. Seeds run outermost, samplers
+inside, so a slow phase of the host falls on every sampler alike.
 
 Rows: ``local`` (in this process, one trial at a time) for each of ``--samplers`` (default: the
-whole registry, ``automc.search.samplers.SAMPLERS``); ``ray`` (``--ray-jobs`` actors of one CPU
-on one Ray instance started here on 127.0.0.1, its start-up reported apart) for each of
-``--ray-samplers`` (default: automc's default sampler and random only, to fit the budget). With
-2 or more actors the sampler is told results out of order, as in a user's Ray search, so a Ray
-row is not reproducible from its seed. "Random search" is the registry's ``random`` sampler.
-Every search, random included, first runs the same queued trials: the 5 uniform baselines (fp32,
-int8, 50% pruning, w4a8, rank ½) and, when the space is small enough for half of ``--trials``,
-the single-choice probes and their combinations (``automc.search.seeds``). NSGA-II/III's first
-generation (16) is drawn as random search draws it with the same seed, so nsga2 and random rows
-of one seed share the queued trials and the next 16, and differ in the rest (19 of 40 with the 5
-baselines alone): a paired comparison.
+whole registry); ``ray`` (``--ray-jobs`` one-CPU actors on a Ray instance started on 127.0.0.1,
+its start-up reported apart) for each of ``--ray-samplers`` (default: automc's default and
+random). With 2 or more actors results reach the sampler out of order, so a Ray row is not
+reproducible from its seed. Every search first runs the same queued trials (the 5 uniform
+baselines, and the single changes of ``automc.search.seeds`` when they fit); NSGA-II/III's first
+generation (16) is drawn as random search draws it with the same seed: a paired comparison.
 
-Hypervolume (``automc.search.hypervolume``, exact, in [0, 1]) of each search's final front of
-feasible trials (``pareto_frame``) in (accuracy ↑, latency ↓, size ↓). Normalisation, one per
-model and shared by all its rows: the reference point is accuracy 0, and latency and size
-``--margin`` (1.1) × those of the model's fp32 baseline trial (every search scores it; the
-script checks that all of a model's searches priced it alike); each objective is scaled so that
-the ideal (accuracy 1, 0 ms, 0 bytes) is 0 and the reference 1, and a point beyond the reference
-counts nothing (``beyond_ref`` counts them). The reference depends on the model and the store
-only, so figures of separate invocations on one store compare. Against accuracy 0 a fast point
-that lost most of its accuracy still adds volume, so ``hv_near`` is the same with the accuracy
-reference at the fp32 accuracy minus ``--near`` (0.05: only points within 5 points count).
-``fastest_1pt_ms``: the fastest feasible trial within 1 point of the fp32 accuracy.
+Hypervolume (``automc.search.hypervolume``, in [0, 1]) of each final front of feasible trials in
+(accuracy ↑, latency ↓, size ↓), normalised per model: ideal (1, 0 ms, 0 bytes) → 0, reference
+(accuracy 0, ``--margin`` × the fp32 baseline's latency and size) → 1; points beyond it count
+nothing (``beyond_ref``). The reference depends on the model and the store only, so runs on one
+store compare. ``hv_near`` puts the accuracy reference at fp32 − ``--near`` (0.05), so points
+that lost most of their accuracy add nothing; ``fastest_1pt_ms`` is the fastest feasible trial
+within 1 point of fp32. ``wall_s`` is the whole ``automc.search`` call, ``trials_s`` first trial
+start to last trial end (journal).
 
-Wall time: ``wall_s`` the whole ``automc.search`` call (preparation, Ray actors building their
-scorer, the run's figures); ``trials_s`` first trial start to last trial end, from the journal.
-
-The default sampler must beat random: per model and backend, its mean hypervolume over seeds
-against random's, printed as a verdict. Prints the expected time first and a table at the end;
-writes ``experiments/search_quality.json`` (rewritten after every search).
-
-    AUTOMC_CACHE=… .venv/bin/python experiments/search_quality.py [--trials 40] [--seeds 0 1 2]
-        [--models demo-cnn resnet-small] [--samplers nsga2 nsga3 tpe gp random qmc]
-        [--backends local ray] [--ray-samplers nsga2 random] [--ray-jobs 2]
+Verdict: the default sampler's mean hypervolume over seeds against random's, per model and
+backend. Writes ``experiments/search_quality.json`` after every search. Defaults (48 searches):
+    AUTOMC_CACHE=… .venv/bin/python experiments/search_quality.py
 """
 
 from __future__ import annotations
