@@ -44,10 +44,8 @@ import torch
 
 DEFAULT_OUT = Path(__file__).with_name("search_quality.json")
 
-# Seconds on a quiet 2-core host, for the estimate: a fixed cost per search (preparation, the
-# run's figures at ~3 s a PNG, on Ray the actors building their scorer) + a cost per trial (eval
-# proxy, one torch thread; gp's extra is its GP fit, mean over 40 trials), from smoke runs on a
-# loaded host scaled by their CPU share. Two Ray actors give ~1.7× (search_backends.py).
+# Seconds on a quiet 2-core host, for the estimate only: a fixed cost per search (preparation,
+# figures, Ray actors building their scorer) + a cost per trial (gp's extra: its GP fit).
 SEARCH_FIXED_S = {"local": 8.0, "ray": 25.0}
 TRIAL_S = {"demo-cnn": 1.0, "resnet-small": 0.7}
 SAMPLER_EXTRA_TRIAL_S = {"gp": 1.5}
