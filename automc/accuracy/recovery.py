@@ -110,9 +110,10 @@ def recover(model: nn.Module, teacher: nn.Module, train_batches: Sequence[torch.
     budget; parameters with ``requires_grad`` False stay frozen. ``teacher`` is only read, in
     eval mode; a ``distillation`` set made by :func:`distillation_set` from this teacher and
     these batches saves its forward passes when many candidates recover from one teacher. The
-    model is left in eval mode, weights on their quantization grid. Given an ``evaluate``, recovery never makes the model worse: when it scores below its start (a
-    candidate already at the teacher's accuracy can lose a little to a short distillation), the
-    starting weights are put back.
+    model is left in eval mode, weights on their quantization grid. Given an ``evaluate``, recovery
+    never makes the model worse: when it scores below its start (a candidate already at the
+    teacher's accuracy can lose a little to a short distillation), the starting weights are put
+    back.
 
     Example:
         >>> small = apply_candidate(builtin.model, candidate, builtin.example_input, builtin.calib_batches)

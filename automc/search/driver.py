@@ -38,7 +38,7 @@ from automc.types import Candidate, Evaluation
 
 # User attrs the driver writes itself; score extras with these names are stored as "extras.<name>".
 RESERVED_ATTRS = frozenset({"candidate", "baseline", "seed", "single_change", "probe", "latency_source", "error",
-                            "constraint", "worker", "retry_of", *FIDELITY_ATTRS})
+                            "constraint", "worker", "retry_of", "duplicate_of", *FIDELITY_ATTRS})
 
 Score = Callable[[Candidate], Evaluation]
 LOCK_FILE = ".search.lock"  # in a run directory: held by the search running on it
