@@ -39,7 +39,7 @@ from automc.search.fidelity import Promotion
 from automc.search.objective import make_promoted_scorer, make_scorer
 from automc.search.pareto import load_study, pareto_frame, trials_frame
 from automc.search.driver import SearchSettings, calibration_candidates, run_search
-from automc.search.worker import Score
+from automc.search.worker import WorkerScorers
 from automc.search.samplers import check_sampler_name
 from automc.search.space import ResolvedSpace, check_min_accuracy, load_space, resolve_space
 from automc.types import Candidate
@@ -161,7 +161,7 @@ class RunScorer:
     info: RunInfo
     run_dir: str
 
-    def __call__(self) -> Score:
+    def __call__(self) -> WorkerScorers:
         info = self.info
         built = load_model(ModelSource.from_run_info(info), run_dir=Path(self.run_dir))
         ctx = prepare(built.model, built.example_input, built.evaluate, info.profile_source, info.space_source,
@@ -176,7 +176,12 @@ class RunScorer:
                                f"'{ctx.profile.name}' measurements; copy the driver's store there (same "
                                "AUTOMC_CACHE layout) or run `automc calibrate` on the driver first")
         proxy = make_proxy(info.proxy, ctx.proxy_inputs())
-        return make_scorer(ctx.model, ctx.example_input, ctx.calib_batches, proxy, predictor, ctx.profile)
+        promoted = None
+        if info.promote is not None:
+            promoted = make_promoted_scorer(ctx.model, ctx.example_input, ctx.calib_batches,
+                                            make_proxy(info.promote, ctx.proxy_inputs()))
+        return WorkerScorers(make_scorer(ctx.model, ctx.example_input, ctx.calib_batches, proxy, predictor,
+                                         ctx.profile), promoted)
 
 
 def prepare(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn.Module], float],
@@ -242,9 +247,6 @@ def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn
     if trials_on.name != "local" and source.kind == MEMORY:
         raise UserInputError(f"--backend {trials_on.name}: the model lives in this process only; its workers "
                              "rebuild it from a built-in name, a factory file.py:function or a .pt2 program")
-    if promote is not None and (trials_on.name != "local" or trials_on.jobs != 1):
-        raise UserInputError("--promote: multi-fidelity search runs one trial at a time for now; drop --promote "
-                             "or use --backend local --jobs 1")
     trials_on.connect()  # an unreachable cluster is refused before anything is calibrated or written
     try:
         return _search(model, example_input, evaluate, profile, space, n_trials, calib_batches, run_dir, sampler,

@@ -14,16 +14,15 @@ import json
 import math
 import random
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from automc.accuracy import checked_accuracy
 from automc.errors import UserInputError
-from automc.search.fidelity import FIDELITY_ATTRS, Promotion, is_promising
+from automc.search.fidelity import FIDELITY_ATTRS, Promotion, promote, record_promoted, wants_promotion
 from automc.search.pareto import DIRECTIONS, OBJECTIVES, STUDY_NAME, journal_storage
 from automc.search.backends import SearchBackend, TrialPool
 from automc.search.backends.local import LocalBackend
@@ -33,7 +32,7 @@ from automc.search.samplers import check_sampler_name, make_sampler
 from automc.search.seeds import (SINGLE_ATTRS, Fp32Scores, SingleChange, combination_params, single_change_of,
                                  single_change_params)
 from automc.search.space import ResolvedSpace, candidate_from_params, param_options
-from automc.search.worker import ScorerFactory, WorkerResult
+from automc.search.worker import ScorerFactory, WorkerResult, WorkerScorers
 from automc.types import Candidate, Evaluation
 
 # User attrs the driver writes itself; score extras with these names are stored as "extras.<name>".
@@ -60,12 +59,7 @@ class SearchSettings:
 
 def suggest_params(space: ResolvedSpace, trial: optuna.Trial) -> dict[str, Any]:
     """Ask ``trial`` for every choice of ``space`` that has more than one option (names as in
-    :func:`~automc.search.space.param_options`).
-
-    >>> study = optuna.create_study()  # doctest: +SKIP
-    >>> suggest_params(space, study.ask())  # doctest: +SKIP
-    {'conv1.bits': '8/8', 'conv1.prune': 0.25, 'blk1.cell': 'keep'}
-    """
+    :func:`~automc.search.space.param_options`, e.g. ``{'conv1.bits': '8/8', 'blk1.cell': 'keep'}``)."""
     return {name: trial.suggest_categorical(name, options) for name, options in param_options(space).items()}
 
 
@@ -109,9 +103,6 @@ def run_search(space: ResolvedSpace, score: Score, run_dir: Path, settings: Sear
         raise ValueError(f"n_trials must be ≥ 0, got {settings.n_trials}")
     check_sampler_name(settings.sampler)  # before anything is written to run_dir
     backend = backend or LocalBackend()
-    if promotion is not None and backend.jobs != 1:
-        raise UserInputError("--promote: multi-fidelity search runs one trial at a time for now; drop --promote "
-                             "or use --backend local --jobs 1")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with _only_driver(run_dir):
@@ -143,9 +134,11 @@ def _run_search(space: ResolvedSpace, score: Score, run_dir: Path, settings: Sea
         try:
             if settings.n_trials > finished:
                 objective = _objective(space, score, promotion)
-                with SearchProgressBar(settings.n_trials, finished, settings.progress) as bar, backend.pool(score, rebuild) as pool:
+                scorers = WorkerScorers(score, promotion.score if promotion is not None else None)
+                with SearchProgressBar(settings.n_trials, finished, settings.progress) as bar, \
+                        backend.pool(scorers, rebuild) as pool:
                     if pool is not None:
-                        _run_pool(study, space, pool, settings.n_trials - finished, settings, bar)
+                        _run_pool(study, space, pool, settings.n_trials - finished, settings, bar, promotion)
                     else:
                         def run(n: int) -> None:
                             if n > 0:
@@ -265,7 +258,7 @@ def _objective(space: ResolvedSpace, score: Score,
             ev = score(candidate)
             _check_finite(ev)
             if promotion is not None:
-                ev = _promote(trial, candidate, ev, promotion)
+                ev = promote(trial, candidate, ev, promotion)
         except Exception as e:
             # Optuna records the FAIL state but not the reason in a form trials.csv can show.
             trial.set_user_attr("error", f"{type(e).__name__}: {e}")
@@ -304,59 +297,68 @@ def _record(space: ResolvedSpace, trial: optuna.Trial, ev: Evaluation) -> tuple[
 
 
 def _run_pool(study: optuna.Study, space: ResolvedSpace, pool: TrialPool, n: int, settings: SearchSettings,
-              bar: SearchProgressBar) -> None:
-    """Ask ``n`` trials, keeping ``pool.slots`` in flight, and tell each outcome as it arrives.
+              bar: SearchProgressBar, promotion: Promotion | None) -> None:
+    """Ask ``n`` trials, keeping ``pool.slots`` in flight, and tell each outcome as it arrives; a
+    trial to promote goes back to a worker for its promoted accuracy before it is told.
 
     The driver alone writes the journal, so the count is exact and nothing runs twice; queued
     trials (baselines, single changes) are asked first, the combinations once those are in.
     """
-    inflight: dict[Future, optuna.Trial] = {}
+    # each in-flight job: its trial, candidate, and cheap evaluation when it is a promotion
+    inflight: dict[Future, tuple[optuna.Trial, Candidate, Evaluation | None]] = {}
     asked = 0
     try:
         while asked < n or inflight:
             while asked < n and len(inflight) < pool.slots:
                 trial = study.ask()
-                inflight[pool.submit(_ask_candidate(space, trial))] = trial
+                candidate = _ask_candidate(space, trial)
+                inflight[pool.submit(candidate)] = (trial, candidate, None)
                 asked += 1
             done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
             for future in done:
-                trial = inflight.pop(future)
-                _tell(study, space, trial, future.result())
-                bar.update(study, None)
+                trial, candidate, cheap = inflight.pop(future)
+                result = future.result()
+                if cheap is None:
+                    trial.set_user_attr("worker", result.worker)
+                to_promote = _tell(study, space, trial, result, cheap, promotion)
+                if to_promote is not None:
+                    inflight[pool.submit(candidate, promote=True)] = (trial, candidate, to_promote)
+                else:
+                    bar.update(study, None)
             if settings.sensitivity_seeds:
                 _enqueue_combinations(study, space)
     except BaseException:
         # Ctrl-C or a driver error: what is still in flight will not be told; resume retries it.
-        for trial in inflight.values():
+        for trial, _, _ in inflight.values():
             trial.set_user_attr("error", "Interrupted: the search stopped while it was running")
             study.tell(trial, state=TrialState.FAIL)
         raise
 
 
-def _tell(study: optuna.Study, space: ResolvedSpace, trial: optuna.Trial, result: WorkerResult) -> None:
-    trial.set_user_attr("worker", result.worker)
-    if result.error is None and result.evaluation is not None:
+def _tell(study: optuna.Study, space: ResolvedSpace, trial: optuna.Trial, result: WorkerResult,
+          cheap: Evaluation | None, promotion: Promotion | None) -> Evaluation | None:
+    """Tell the study ``trial``'s outcome from a worker's ``result``: its score, or with ``cheap``
+    (the score it was promoted on) its promoted accuracy. A trial that is to be promoted is not
+    told: its cheap evaluation is returned instead."""
+    error = result.error
+    if error is None:
         try:
-            _check_finite(result.evaluation)
-            study.tell(trial, _record(space, trial, result.evaluation))
-            return
+            if cheap is None:
+                ev = result.evaluation
+                assert ev is not None
+                _check_finite(ev)
+                if promotion is not None and wants_promotion(trial, ev, promotion):
+                    return ev
+            else:
+                assert promotion is not None and result.promoted_accuracy is not None
+                ev = record_promoted(trial, cheap, result.promoted_accuracy, promotion)
+            study.tell(trial, _record(space, trial, ev))
+            return None
         except ValueError as e:
-            result = WorkerResult(None, f"{type(e).__name__}: {e}", result.worker)
-    trial.set_user_attr("error", result.error)
+            error = f"{type(e).__name__}: {e}"
+    trial.set_user_attr("error", error)
     study.tell(trial, state=TrialState.FAIL)
-
-
-def _promote(trial: optuna.Trial, candidate: Candidate, ev: Evaluation, promotion: Promotion) -> Evaluation:
-    """Score a trial at the higher fidelity when its cheap point would join the front; both
-    accuracies are kept in user attrs and the best-informed one becomes the objective."""
-    trial.set_user_attr("accuracy_proxy", ev.accuracy)
-    if not is_promising(trial.study, (ev.accuracy, ev.latency_ms, ev.size_bytes)):
-        trial.set_user_attr("fidelity", promotion.low)
-        return ev
-    accuracy = checked_accuracy(promotion.score(candidate))
-    trial.set_user_attr("accuracy_promoted", accuracy)
-    trial.set_user_attr("fidelity", promotion.high)
-    return replace(ev, accuracy=accuracy)
+    return None
 
 
 def _constraints(space: ResolvedSpace, ev: Evaluation) -> dict[str, float]:

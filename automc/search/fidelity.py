@@ -9,13 +9,14 @@ point has (user attrs ``fidelity``, ``accuracy_proxy``, ``accuracy_promoted``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import optuna
 from optuna.trial import TrialState
 
-from automc.types import Candidate
+from automc.accuracy import checked_accuracy
+from automc.types import Candidate, Evaluation
 
 # User attrs of a multi-fidelity trial.
 FIDELITY_ATTRS = ("fidelity", "accuracy_proxy", "accuracy_promoted")
@@ -45,3 +46,29 @@ def is_promising(study: optuna.Study, point: tuple[float, float, float]) -> bool
         if a >= acc and lat <= latency and sz <= size and (a, lat, sz) != (acc, latency, size):
             return False
     return True
+
+
+def wants_promotion(trial: optuna.Trial, ev: Evaluation, promotion: Promotion) -> bool:
+    """Keep ``ev``'s cheap accuracy in ``trial``; is its cheap point one to promote? (If not, the
+    trial is marked as scored at the low fidelity.)"""
+    trial.set_user_attr("accuracy_proxy", ev.accuracy)
+    if is_promising(trial.study, (ev.accuracy, ev.latency_ms, ev.size_bytes)):
+        return True
+    trial.set_user_attr("fidelity", promotion.low)
+    return False
+
+
+def record_promoted(trial: optuna.Trial, ev: Evaluation, accuracy: float, promotion: Promotion) -> Evaluation:
+    """Keep the promoted ``accuracy`` (fraction) in ``trial``; ``ev`` with it as its accuracy."""
+    trial.set_user_attr("accuracy_promoted", accuracy)
+    trial.set_user_attr("fidelity", promotion.high)
+    return replace(ev, accuracy=accuracy)
+
+
+def promote(trial: optuna.Trial, candidate: Candidate, ev: Evaluation, promotion: Promotion) -> Evaluation:
+    """In this process: score ``candidate`` at the higher fidelity when its cheap point would
+    join the front. Both accuracies are kept in user attrs and the best-informed one becomes the
+    objective."""
+    if not wants_promotion(trial, ev, promotion):
+        return ev
+    return record_promoted(trial, ev, checked_accuracy(promotion.score(candidate)), promotion)

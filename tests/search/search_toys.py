@@ -6,6 +6,7 @@ Compression lowers latency and size, and costs accuracy.
 from __future__ import annotations
 
 from automc.search.space import LayerOptions, ResolvedSpace
+from automc.search.worker import WorkerScorers
 from automc.types import Candidate, Evaluation
 
 LAYERS = ("a", "b", "c")
@@ -38,10 +39,20 @@ def toy_score(candidate: Candidate, source: str = "calibrated") -> Evaluation:
 
 
 
+def recovered(candidate: Candidate) -> float:
+    """A stand-in for a short recovery: it wins back most of what pruning and low rank cost."""
+    lost = sum(0.06 * c.prune + 0.05 * (1 - c.rank) for c in map(candidate.choice, LAYERS))
+    return toy_score(candidate).accuracy + 0.8 * lost
+
+
 # Scorer factories (picklable by reference) for workers that build their own scorer, as Ray actors do.
 
 def toy_scorer():
-    return toy_score
+    return WorkerScorers(toy_score)
+
+
+def promoting_scorer():
+    return WorkerScorers(toy_score, recovered)
 
 
 def _flaky(candidate: Candidate) -> Evaluation:
@@ -51,7 +62,7 @@ def _flaky(candidate: Candidate) -> Evaluation:
 
 
 def flaky_scorer():
-    return _flaky
+    return WorkerScorers(_flaky)
 
 
 def _deadly(candidate: Candidate) -> Evaluation:
@@ -63,4 +74,4 @@ def _deadly(candidate: Candidate) -> Evaluation:
 
 
 def deadly_scorer():
-    return _deadly
+    return WorkerScorers(_deadly)

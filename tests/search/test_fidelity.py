@@ -15,13 +15,7 @@ from automc.search.pareto import pareto_frame, trials_frame
 from automc.search.driver import SearchSettings, run_search
 from automc.types import Candidate
 
-from search_toys import toy_score
-
-
-def recovered(candidate: Candidate) -> float:
-    """A stand-in for a short recovery: it wins back most of what pruning and low rank cost."""
-    lost = sum(0.06 * c.prune + 0.05 * (1 - c.rank) for c in map(candidate.choice, "abc"))
-    return toy_score(candidate).accuracy + 0.8 * lost
+from search_toys import recovered, toy_score
 
 
 def _dominated(p, q) -> bool:

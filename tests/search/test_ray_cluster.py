@@ -15,11 +15,13 @@ import pytest
 from optuna.trial import TrialState
 
 from automc.search.backends import make_backend
+from automc.search.fidelity import Promotion
 from automc.search.pareto import load_study
 from automc.search.driver import SearchSettings, run_search
+from automc.types import Candidate
 
 from ray_nodes import NO_TOKEN, RayNodes, free_port
-from search_toys import deadly_scorer, flaky_scorer, toy_score, toy_scorer
+from search_toys import deadly_scorer, flaky_scorer, promoting_scorer, recovered, toy_score, toy_scorer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,12 +57,13 @@ def two_nodes():
         nodes.stop()
 
 
-def _on_ray(space, run_dir: Path, n: int, address: str, rebuild, score=toy_score, jobs: int = 2):
+def _on_ray(space, run_dir: Path, n: int, address: str, rebuild, score=toy_score, jobs: int = 2,
+            promotion: Promotion | None = None, sampler: str = "nsga2"):
     backend = make_backend("ray", jobs, address)
     backend.connect()
     try:
-        return run_search(space, score, run_dir, SearchSettings(n_trials=n, seed=1, progress=False), backend=backend,
-                          rebuild=rebuild)
+        return run_search(space, score, run_dir, SearchSettings(n_trials=n, sampler=sampler, seed=1, progress=False),
+                          promotion, backend=backend, rebuild=rebuild)
     finally:
         backend.close()
 
@@ -82,6 +85,20 @@ def test_address_auto_joins_the_cluster_ray_address_names(two_nodes, space, tmp_
     study = _on_ray(space, tmp_path, 6, "auto", toy_scorer)
     assert len(study.trials) == 6 and all(t.state == TrialState.COMPLETE for t in study.trials)
     assert len({t.user_attrs["worker"]["node"] for t in study.trials}) == 2  # that cluster's two nodes
+
+
+def test_promotions_run_on_the_actors(two_nodes, space, tmp_path):
+    from test_backends import check_promotions
+
+    def not_here(candidate) -> float:
+        raise AssertionError("promoted in the driver, not on an actor")
+
+    # the driver decides what to promote; the actors score it with the scorers they built
+    study = _on_ray(space, tmp_path, 16, two_nodes.address, promoting_scorer, sampler="random",
+                    promotion=Promotion(not_here, low="eval", high="finetune"))
+    check_promotions(study.trials, 16)
+    assert all(t.user_attrs["accuracy_promoted"] == recovered(Candidate.from_json(t.user_attrs["candidate"]))
+               for t in study.trials if "accuracy_promoted" in t.user_attrs)
 
 
 def test_a_failing_candidate_on_ray_is_failed_with_its_reason(two_nodes, space, tmp_path):

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from typing import Callable, Protocol
 
 from automc.errors import UserInputError
-from automc.search.worker import Score, ScorerFactory, WorkerResult
+from automc.search.worker import ScorerFactory, WorkerResult, WorkerScorers
 from automc.types import Candidate
 
 
@@ -23,8 +23,9 @@ class TrialPool(Protocol):
 
     slots: int
 
-    def submit(self, candidate: Candidate) -> Future[WorkerResult]:
-        """Score ``candidate`` on a free worker (the caller keeps at most ``slots`` in flight)."""
+    def submit(self, candidate: Candidate, promote: bool = False) -> Future[WorkerResult]:
+        """Score ``candidate`` (``promote``: its accuracy at the promoted fidelity) on a free
+        worker (the caller keeps at most ``slots`` in flight)."""
         ...
 
 
@@ -39,8 +40,9 @@ class SearchBackend(Protocol):
         """Reach and check the resources (a UserInputError, one line, when they are unusable)."""
         ...
 
-    def pool(self, score: Score, rebuild: ScorerFactory | None) -> AbstractContextManager[TrialPool | None]:
-        """Workers scoring with ``score`` (inherited) or ``rebuild()`` (built on the worker);
+    def pool(self, scorers: WorkerScorers,
+             rebuild: ScorerFactory | None) -> AbstractContextManager[TrialPool | None]:
+        """Workers scoring with ``scorers`` (inherited) or ``rebuild()`` (built on the worker);
         ``None`` means score in this process, one trial at a time."""
         ...
 

@@ -17,15 +17,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from automc.search.worker import Score, ScorerFactory, WorkerResult, score_safely, worker_identity
+from automc.search.worker import ScorerFactory, WorkerResult, WorkerScorers, score_safely, worker_identity
 from automc.types import Candidate
 
-_score: Score | None = None  # each worker process's scorer, set by _init_worker
+_scorers: WorkerScorers | None = None  # each worker process's scorers, set by _init_worker
 
 
-def _init_worker(score: Score, threads: int) -> None:
-    global _score
-    _score = score
+def _init_worker(scorers: WorkerScorers, threads: int) -> None:
+    global _scorers
+    _scorers = scorers
     # A worker must not outlive a driver killed with SIGKILL: it would block on its queue forever.
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -37,34 +37,34 @@ def _init_worker(score: Score, threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _score_in_worker(candidate: Candidate) -> WorkerResult:
-    assert _score is not None
-    return score_safely(_score, candidate, worker_identity())
+def _score_in_worker(candidate: Candidate, promote: bool) -> WorkerResult:
+    assert _scorers is not None
+    return score_safely(_scorers, candidate, worker_identity(), promote)
 
 
 class _ForkPool:
     """``slots`` forked processes; a worker that dies fails its trial and the pool is reopened."""
 
-    def __init__(self, score: Score, slots: int) -> None:
+    def __init__(self, scorers: WorkerScorers, slots: int) -> None:
         self.slots = slots
-        self._score = score
+        self._scorers = scorers
         self._lock = threading.Lock()
         self._executor = self._open()
 
     def _open(self) -> ProcessPoolExecutor:
         threads = max(1, (os.cpu_count() or 1) // self.slots)
         return ProcessPoolExecutor(self.slots, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=_init_worker, initargs=(self._score, threads))
+                                   initializer=_init_worker, initargs=(self._scorers, threads))
 
-    def submit(self, candidate: Candidate) -> Future[WorkerResult]:
+    def submit(self, candidate: Candidate, promote: bool = False) -> Future[WorkerResult]:
         out: Future[WorkerResult] = Future()
         with self._lock:
             executor = self._executor
             try:
-                inner = executor.submit(_score_in_worker, candidate)
+                inner = executor.submit(_score_in_worker, candidate, promote)
             except BrokenProcessPool:
                 executor = self._reopen(executor)
-                inner = executor.submit(_score_in_worker, candidate)
+                inner = executor.submit(_score_in_worker, candidate, promote)
 
         def done(f: Future) -> None:
             try:
@@ -100,11 +100,11 @@ class LocalBackend:
         pass  # nothing to reach; --jobs was checked by make_backend
 
     @contextmanager
-    def pool(self, score: Score, rebuild: ScorerFactory | None) -> Iterator[_ForkPool | None]:
+    def pool(self, scorers: WorkerScorers, rebuild: ScorerFactory | None) -> Iterator[_ForkPool | None]:
         if self.jobs == 1:
             yield None
             return
-        pool = _ForkPool(score, self.jobs)
+        pool = _ForkPool(scorers, self.jobs)
         try:
             yield pool
         finally:

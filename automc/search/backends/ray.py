@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from automc.errors import UserInputError
-from automc.search.worker import Score, ScorerFactory, WorkerResult, score_safely, worker_identity
+from automc.search.worker import ScorerFactory, WorkerResult, WorkerScorers, score_safely, worker_identity
 from automc.types import Candidate
 
 CPUS_PER_TRIAL = 1
@@ -25,26 +25,26 @@ START_HEAD = "start a head with `ray start --head --port 6379` (workers: `ray st
 
 
 class _ScoringActor:
-    """Builds the scorer on its first candidate (its failure then fails each trial, with the
-    reason) and reuses it for every later one."""
+    """Builds the scorers on its first candidate (their failure then fails each trial, with the
+    reason) and reuses them for every later one."""
 
     def __init__(self, rebuild: ScorerFactory) -> None:
         self._rebuild = rebuild
-        self._score: Score | None = None
+        self._scorers: WorkerScorers | None = None
         self._build_error: str | None = None
 
-    def score(self, candidate: Candidate) -> WorkerResult:
+    def score(self, candidate: Candidate, promote: bool) -> WorkerResult:
         import ray
 
         identity = worker_identity(node=ray.get_runtime_context().get_node_id())
-        if self._score is None and self._build_error is None:
+        if self._scorers is None and self._build_error is None:
             try:
-                self._score = self._rebuild()
+                self._scorers = self._rebuild()
             except Exception as e:  # noqa: BLE001 — reported with every trial this worker takes
                 self._build_error = f"WorkerSetupError: {type(e).__name__}: {e}"
-        if self._score is None:
+        if self._scorers is None:
             return WorkerResult(None, self._build_error, identity)
-        return score_safely(self._score, candidate, identity)
+        return score_safely(self._scorers, candidate, identity, promote)
 
 
 def check_reachable(address: str) -> None:
@@ -66,10 +66,10 @@ class _ActorPool:
         for actor in actors:
             self._free.put(actor)
 
-    def submit(self, candidate: Candidate) -> Future[WorkerResult]:
+    def submit(self, candidate: Candidate, promote: bool = False) -> Future[WorkerResult]:
         actor = self._free.get(timeout=5.0)  # the caller keeps at most `slots` in flight
         out: Future[WorkerResult] = Future()
-        inner = actor.score.remote(candidate).future()
+        inner = actor.score.remote(candidate, promote).future()
 
         def done(f: Future) -> None:
             self._free.put(actor)
@@ -120,7 +120,7 @@ class RayBackend:
         self.jobs = jobs
 
     @contextmanager
-    def pool(self, score: Score, rebuild: ScorerFactory | None) -> Iterator[_ActorPool]:
+    def pool(self, scorers: WorkerScorers, rebuild: ScorerFactory | None) -> Iterator[_ActorPool]:
         import ray
 
         if rebuild is None:
