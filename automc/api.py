@@ -38,7 +38,8 @@ from automc.search.backends import SearchBackend, make_backend
 from automc.search.fidelity import Promotion
 from automc.search.objective import make_promoted_scorer, make_scorer
 from automc.search.pareto import load_study, pareto_frame, trials_frame
-from automc.search.driver import SearchSettings, calibration_candidates, run_search
+from automc.search.driver import SearchSettings, run_search
+from automc.search.seeds import calibration_candidates
 from automc.search.worker import WorkerScorers
 from automc.search.samplers import check_sampler_name
 from automc.search.space import ResolvedSpace, check_min_accuracy, load_space, resolve_space

@@ -279,7 +279,7 @@ def calibrate(profile: Optional[str] = typer.Option(None, help="profile name or 
     from automc.latency.calibrate import calibrate_model, calibrate_probes
     from automc.latency.shipped import check_shipped, describe
     from automc.model.source import load_model, parse_model_option
-    from automc.search.driver import calibration_candidates
+    from automc.search.seeds import calibration_candidates
 
     budget_s = parse_duration(budget, "--budget")
     builtin = load_model(parse_model_option(model, data), verbose=True)

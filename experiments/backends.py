@@ -191,7 +191,7 @@ def bench_model(name: str, args, profile, candidate=None) -> dict:
     from automc.api import prepare
     from automc.latency.measure import time_executable
     from automc.model.zoo import load_builtin
-    from automc.search.driver import baseline_params
+    from automc.search.seeds import baseline_params
     from automc.search.space import candidate_from_params
 
     builtin = load_builtin(name, verbose=True)

@@ -32,7 +32,7 @@ from automc.latency.predictors import kernel_family, kernel_records
 from automc.latency.store import MeasurementStore
 from automc.model.zoo import load_builtin
 from automc.profiles import load_profile
-from automc.search.driver import calibration_candidates
+from automc.search.seeds import calibration_candidates
 
 OUT = Path(__file__).with_name("heldout_kernel_bias.json")
 

@@ -65,7 +65,7 @@ from automc.latency.measure import time_executable
 from automc.latency.store import MeasurementStore
 from automc.model.zoo import load_builtin
 from automc.profiles import load_profile
-from automc.search.driver import calibration_candidates
+from automc.search.seeds import calibration_candidates
 from automc.types import KernelSpec
 
 OUT = Path(__file__).with_suffix(".json")

@@ -40,7 +40,7 @@ def time_model(name: str, profile_name: str, n: int, seed: int) -> dict:
     from automc.latency.calibrate import architecture_key, predictor_for
     from automc.latency.predictors import CalibratedPredictor
     from automc.model.zoo import load_builtin
-    from automc.search.driver import random_params
+    from automc.search.seeds import random_params
     from automc.search.space import candidate_from_params
 
     builtin = load_builtin(name)

@@ -29,7 +29,7 @@ from automc.latency.calibrate import predictor_for
 from automc.latency.store import MeasurementStore
 from automc.model.zoo import load_builtin
 from automc.search.objective import make_scorer
-from automc.search.driver import calibration_candidates
+from automc.search.seeds import calibration_candidates
 from automc.types import Candidate
 
 

@@ -30,6 +30,7 @@ from automc.search.backends import make_backend
 from automc.search.pareto import load_study
 from automc.search.driver import SearchSettings, run_search
 from automc.search.space import LayerOptions, ResolvedSpace
+from automc.search.worker import WorkerScorers
 from automc.types import Candidate, Evaluation
 
 SETUPS = (("local", 1), ("local", 2), ("ray", 1), ("ray", 2))
@@ -38,16 +39,17 @@ SETUPS = (("local", 1), ("local", 2), ("ray", 1), ("ray", 2))
 def free_score(candidate: Candidate) -> Evaluation:
     """A score that costs nothing but still differs per candidate (so the front is real)."""
     bits = sum(c.w_bits for c in candidate.layers.values())
-    return Evaluation(0.9 - 0.001 * (96 - bits), bits / 32.0, bits * 100)
+    return Evaluation(0.9 - 0.001 * (32 * len(candidate.layers) - bits), bits / 32.0, bits * 100)
 
 
 def free_scorer():
-    return free_score
+    return WorkerScorers(free_score)
 
 
 def toy_space() -> ResolvedSpace:
-    return ResolvedSpace("t", tuple(LayerOptions(n, ((32, 32), (8, 8), (4, 8)), (0.0, 0.5), (1.0,)) for n in "abc"),
-                         {}, None, None)
+    # 6^8 candidates: a search proposes one again (and reuses its first scores) too rarely to count
+    return ResolvedSpace("t", tuple(LayerOptions(n, ((32, 32), (8, 8), (4, 8)), (0.0, 0.5), (1.0,))
+                                    for n in "abcdefgh"), {}, None, None)
 
 
 def phase_times(run_dir: Path, jobs: int) -> dict[str, float]:

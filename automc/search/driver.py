@@ -12,25 +12,24 @@ import contextlib
 import fcntl
 import json
 import math
-import random
+import os
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from automc.errors import UserInputError
-from automc.search.fidelity import FIDELITY_ATTRS, Promotion, promote, record_promoted, wants_promotion
+from automc.search.fidelity import FIDELITY_ATTRS, Promotion, record_promoted, wants_promotion
 from automc.search.pareto import DIRECTIONS, OBJECTIVES, STUDY_NAME, journal_storage
 from automc.search.backends import SearchBackend, TrialPool
 from automc.search.backends.local import LocalBackend
 from automc.search.progress import SearchProgressBar
 from automc.search.results import write_results
 from automc.search.samplers import check_sampler_name, make_sampler
-from automc.search.seeds import (SINGLE_ATTRS, Fp32Scores, SingleChange, combination_params, single_change_of,
-                                 single_change_params)
+from automc.search.seeds import (SINGLE_ATTRS, Fp32Scores, SingleChange, baseline_params, combination_params,
+                                 single_change_of, single_change_params)
 from automc.search.space import ResolvedSpace, candidate_from_params, param_options
 from automc.search.worker import ScorerFactory, WorkerResult, WorkerScorers
 from automc.types import Candidate, Evaluation
@@ -40,7 +39,9 @@ RESERVED_ATTRS = frozenset({"candidate", "baseline", "seed", "single_change", "p
                             "constraint", "worker", "retry_of", "duplicate_of", *FIDELITY_ATTRS})
 
 Score = Callable[[Candidate], Evaluation]
-LOCK_FILE = ".search.lock"  # in a run directory: held by the search running on it
+LOCK_FILE = ".search.lock"  # in a run directory: held shared by every search running on it
+OPEN_LOCK = ".open.lock"  # held by the one search opening the study
+ASK_LOCK = ".ask.lock"  # held by the one search counting the trials and asking for the next
 
 
 @dataclass(frozen=True)
@@ -63,22 +64,6 @@ def suggest_params(space: ResolvedSpace, trial: optuna.Trial) -> dict[str, Any]:
     return {name: trial.suggest_categorical(name, options) for name, options in param_options(space).items()}
 
 
-def baseline_params(space: ResolvedSpace) -> dict[str, dict[str, Any]]:
-    """Uniform baselines as name → Optuna params: fp32, int8, prune (50%), w4a8 (4-bit weights,
-    8-bit activations) and lowrank (rank ½), duplicates dropped.
-
-    A space without 8-bit (or without 50% pruning) makes that baseline equal to fp32; it is
-    then left out rather than run twice.
-    """
-    out: dict[str, dict[str, Any]] = {}
-    for name, params in (("fp32", space.uniform()), ("int8", space.uniform((8, 8))),
-                         ("prune", space.uniform(prune=0.5)), ("w4a8", space.uniform((4, 8))),
-                         ("lowrank", space.uniform(rank=0.5))):
-        if params not in out.values():
-            out[name] = params
-    return out
-
-
 def run_search(space: ResolvedSpace, score: Score, run_dir: Path, settings: SearchSettings,
                promotion: Promotion | None = None, backend: SearchBackend | None = None,
                rebuild: ScorerFactory | None = None) -> optuna.Study:
@@ -92,9 +77,11 @@ def run_search(space: ResolvedSpace, score: Score, run_dir: Path, settings: Sear
     The backend must be connected; this function does not close it.
 
     Creates (or resumes) the study in ``run_dir/study.journal``; afterwards — also after Ctrl-C —
-    writes ``run_dir/trials.csv`` and ``run_dir/pareto.json``. One runner per run directory: on
-    resume, trials left RUNNING by a killed process are marked FAIL ("interrupted"), do not count
-    towards ``n_trials`` and are run again.
+    writes ``run_dir/trials.csv`` and ``run_dir/pareto.json``. A search started on a run directory
+    another search is running on joins it: both ask trials of the one study until their finished
+    and running trials reach ``n_trials``. A search that opens a run directory alone marks trials
+    left RUNNING by a killed process FAIL ("interrupted"); they do not count towards ``n_trials``
+    and are run again.
 
     >>> study = run_search(space, score, Path("runs/x"), SearchSettings(n_trials=200))  # doctest: +SKIP
     >>> pareto_frame(study)[["trial", "accuracy", "latency_ms"]]  # doctest: +SKIP
@@ -105,65 +92,62 @@ def run_search(space: ResolvedSpace, score: Score, run_dir: Path, settings: Sear
     backend = backend or LocalBackend()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with _only_driver(run_dir):
-        return _run_search(space, score, run_dir, settings, promotion, backend, rebuild)
-
-
-@contextlib.contextmanager
-def _only_driver(run_dir: Path) -> Iterator[None]:
-    """Refuse a second search on a run directory while one runs: two drivers would each count
-    the other's trials as interrupted. The lock dies with its process, even under kill -9."""
-    with open(run_dir / LOCK_FILE, "a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserInputError(f"--run-dir {run_dir}: another automc search is running on it; wait for it to "
-                                 "finish, or choose another run directory") from None
-        yield
-
-
-def _run_search(space: ResolvedSpace, score: Score, run_dir: Path, settings: SearchSettings,
-                promotion: Promotion | None, backend: SearchBackend, rebuild: ScorerFactory | None) -> optuna.Study:
     storage = journal_storage(run_dir)
     verbosity = optuna.logging.get_verbosity()
     # Optuna logs a line per trial at INFO; the progress bar and trials.csv say it better.
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Every search on run_dir holds LOCK_FILE shared until it ends (the kernel drops it even under
+    # kill -9); one that gets it exclusive is alone, and may close out what a killed one left.
     try:
-        study = _open_study(storage, space, settings)
-        finished = _finished_count(storage)
-        try:
-            if settings.n_trials > finished:
-                objective = _objective(space, score, promotion)
-                scorers = WorkerScorers(score, promotion.score if promotion is not None else None)
-                with SearchProgressBar(settings.n_trials, finished, settings.progress) as bar, \
-                        backend.pool(scorers, rebuild) as pool:
-                    if pool is not None:
-                        _run_pool(study, space, pool, settings.n_trials - finished, settings, bar, promotion)
-                    else:
-                        def run(n: int) -> None:
-                            if n > 0:
-                                study.optimize(objective, n_trials=n, catch=(Exception,), callbacks=[bar.update])
-
-                        # Queued first (baselines, single changes), so that the combinations can read them.
-                        run(min(_count(study, TrialState.WAITING), settings.n_trials - _finished_count(storage)))
-                        if settings.sensitivity_seeds:
-                            _enqueue_combinations(study, space)
-                        run(settings.n_trials - _finished_count(storage))
-        finally:
-            write_results(study, run_dir)
+        with open(run_dir / LOCK_FILE, "a+") as held:
+            with _exclusive(run_dir / OPEN_LOCK):
+                study = _open_study(storage, space, settings, alone=_alone(run_dir))
+                fcntl.flock(held, fcntl.LOCK_SH)
+            try:
+                if settings.n_trials > _finished_count(storage):
+                    scorers = WorkerScorers(score, promotion.score if promotion is not None else None)
+                    with SearchProgressBar(settings.n_trials, _finished_count(storage), settings.progress) as bar, \
+                            backend.pool(scorers, rebuild) as pool:
+                        _run_trials(study, space, pool, run_dir, settings, bar, promotion)
+            finally:
+                write_results(study, run_dir)
     finally:
         optuna.logging.set_verbosity(verbosity)
     return study
 
 
-def _open_study(storage: optuna.storages.BaseStorage, space: ResolvedSpace, settings: SearchSettings) -> optuna.Study:
-    """Create or resume the study, close out interrupted trials, queue the missing baselines."""
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (waiting for it): one search at a time opens the study,
+    and asks it for a trial."""
+    with open(path, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _alone(run_dir: Path) -> bool:
+    """Does no other search hold ``run_dir``? (Asked while opening, under OPEN_LOCK.)"""
+    with open(run_dir / LOCK_FILE, "a+") as probe:
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+
+def _open_study(storage: optuna.storages.BaseStorage, space: ResolvedSpace, settings: SearchSettings,
+                alone: bool) -> optuna.Study:
+    """Create or resume the study; ``alone``, close out interrupted trials and queue the missing
+    baselines (a search joining a running one leaves both to it)."""
     # Read the journal first: the sampler's seed depends on how far a previous run got.
     previous = _finished_count(storage)
-    # A resumed run reusing the first run's seed would re-propose the same random configs.
-    sampler = make_sampler(settings.sampler, settings.seed + previous)
+    # A resumed run reusing the first run's seed would re-propose the same random configs, and
+    # so would a second search joining this one.
+    sampler = make_sampler(settings.sampler, settings.seed + previous + (0 if alone else os.getpid()))
     study = optuna.create_study(storage=storage, sampler=sampler, study_name=STUDY_NAME,
                                 directions=list(DIRECTIONS), load_if_exists=True)
+    if not alone:
+        return study
     _fail_interrupted(study)
     _enqueue_missing_baselines(study, space)
     if settings.sensitivity_seeds and previous == 0:
@@ -208,8 +192,12 @@ def _finished_count(storage: optuna.storages.BaseStorage) -> int:
         study_id = storage.get_study_id_from_name(STUDY_NAME)
     except KeyError:
         return 0
+    return _counted(storage.get_all_trials(study_id, deepcopy=False))
+
+
+def _counted(trials: list[FrozenTrial]) -> int:
     # an interrupted trial says nothing about its candidate: it is run again, not counted
-    return sum(t.state.is_finished() and not _interrupted(t) for t in storage.get_all_trials(study_id, deepcopy=False))
+    return sum(t.state.is_finished() and not _interrupted(t) for t in trials)
 
 
 def _interrupted(t: FrozenTrial) -> bool:
@@ -239,36 +227,6 @@ def _enqueue_missing_baselines(study: optuna.Study, space: ResolvedSpace) -> Non
             study.enqueue_trial(params, user_attrs={"baseline": name})
 
 
-def _objective(space: ResolvedSpace, score: Score,
-               promotion: Promotion | None) -> Callable[[optuna.Trial], tuple[float, float, float]]:
-    # Samplers propose a candidate again now and then, and its scores (seeded proxies, a fixed
-    # predictor) come out the same: the first trial's are reused, promotion included.
-    scored: dict[str, tuple[int, Evaluation, dict[str, Any]]] = {}
-
-    def objective(trial: optuna.Trial) -> tuple[float, float, float]:
-        candidate = _ask_candidate(space, trial)
-        key = candidate.to_json()
-        if key in scored:
-            number, ev, attrs = scored[key]
-            trial.set_user_attr("duplicate_of", number)
-            for name, value in attrs.items():
-                trial.set_user_attr(name, value)
-            return _record(space, trial, ev)
-        try:
-            ev = score(candidate)
-            _check_finite(ev)
-            if promotion is not None:
-                ev = promote(trial, candidate, ev, promotion)
-        except Exception as e:
-            # Optuna records the FAIL state but not the reason in a form trials.csv can show.
-            trial.set_user_attr("error", f"{type(e).__name__}: {e}")
-            raise
-        scored[key] = (trial.number, ev, {k: trial.user_attrs[k] for k in FIDELITY_ATTRS if k in trial.user_attrs})
-        return _record(space, trial, ev)
-
-    return objective
-
-
 def _ask_candidate(space: ResolvedSpace, trial: optuna.Trial) -> Candidate:
     candidate = candidate_from_params(space, suggest_params(space, trial))
     trial.set_user_attr("candidate", candidate.to_json())
@@ -296,69 +254,107 @@ def _record(space: ResolvedSpace, trial: optuna.Trial, ev: Evaluation) -> tuple[
     return float(ev.accuracy), float(ev.latency_ms), float(ev.size_bytes)
 
 
-def _run_pool(study: optuna.Study, space: ResolvedSpace, pool: TrialPool, n: int, settings: SearchSettings,
-              bar: SearchProgressBar, promotion: Promotion | None) -> None:
-    """Ask ``n`` trials, keeping ``pool.slots`` in flight, and tell each outcome as it arrives; a
-    trial to promote goes back to a worker for its promoted accuracy before it is told.
+@dataclass(frozen=True)
+class _Job:
+    """A candidate in flight on the pool; ``cheap`` is set on a promotion: the score it was promoted on."""
 
-    The driver alone writes the journal, so the count is exact and nothing runs twice; queued
-    trials (baselines, single changes) are asked first, the combinations once those are in.
+    trial: optuna.Trial
+    candidate: Candidate
+    cheap: Evaluation | None = None
+
+
+class _TrialFailed(Exception):
+    """A trial's reason to fail ("Type: message")."""
+
+
+def _run_trials(study: optuna.Study, space: ResolvedSpace, pool: TrialPool, run_dir: Path, settings: SearchSettings,
+                bar: SearchProgressBar, promotion: Promotion | None) -> None:
+    """Ask trials while the run has room, keeping ``pool.slots`` in flight, and tell each outcome
+    as it arrives; a trial to promote goes back to a worker for its promoted accuracy first.
+
+    This process alone writes its trials to the journal, so the count is exact and nothing runs
+    twice; queued trials (baselines, single changes) are asked first, the combinations once those
+    are in. A candidate proposed again reuses its first scores (seeded proxies and a fixed
+    predictor give the same), promotion included.
     """
-    # each in-flight job: its trial, candidate, and cheap evaluation when it is a promotion
-    inflight: dict[Future, tuple[optuna.Trial, Candidate, Evaluation | None]] = {}
-    asked = 0
+    inflight: dict[Future, _Job] = {}
+    scored: dict[str, tuple[int, Evaluation, dict[str, Any]]] = {}
+    submitting: optuna.Trial | None = None  # a trial scored in this process is in no future yet
     try:
-        while asked < n or inflight:
-            while asked < n and len(inflight) < pool.slots:
-                trial = study.ask()
+        while True:
+            while len(inflight) < pool.slots and (trial := _ask_within(study, run_dir, settings.n_trials)):
                 candidate = _ask_candidate(space, trial)
-                inflight[pool.submit(candidate)] = (trial, candidate, None)
-                asked += 1
+                if candidate.to_json() in scored:
+                    _tell_duplicate(study, space, trial, *scored[candidate.to_json()])
+                    bar.update(study, _counted(study.get_trials(deepcopy=False)))
+                    continue
+                submitting = trial
+                inflight[pool.submit(candidate)] = _Job(trial, candidate)
+                submitting = None
+            if not inflight:
+                return
             done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
             for future in done:
-                trial, candidate, cheap = inflight.pop(future)
-                result = future.result()
-                if cheap is None:
-                    trial.set_user_attr("worker", result.worker)
-                to_promote = _tell(study, space, trial, result, cheap, promotion)
-                if to_promote is not None:
-                    inflight[pool.submit(candidate, promote=True)] = (trial, candidate, to_promote)
-                else:
-                    bar.update(study, None)
+                job = inflight.pop(future)
+                ev = _settle(study, space, job, future.result(), promotion)
+                if ev is not None and job.cheap is None and promotion is not None \
+                        and wants_promotion(job.trial, ev, promotion):
+                    submitting = job.trial
+                    inflight[pool.submit(job.candidate, promote=True)] = replace(job, cheap=ev)
+                    submitting = None
+                    continue
+                if ev is not None:
+                    study.tell(job.trial, _record(space, job.trial, ev))
+                    fidelity = {k: job.trial.user_attrs[k] for k in FIDELITY_ATTRS if k in job.trial.user_attrs}
+                    scored[job.candidate.to_json()] = (job.trial.number, ev, fidelity)
+                bar.update(study, _counted(study.get_trials(deepcopy=False)))
             if settings.sensitivity_seeds:
                 _enqueue_combinations(study, space)
     except BaseException:
         # Ctrl-C or a driver error: what is still in flight will not be told; resume retries it.
-        for trial, _, _ in inflight.values():
+        for trial in [job.trial for job in inflight.values()] + ([submitting] if submitting else []):
             trial.set_user_attr("error", "Interrupted: the search stopped while it was running")
             study.tell(trial, state=TrialState.FAIL)
         raise
 
 
-def _tell(study: optuna.Study, space: ResolvedSpace, trial: optuna.Trial, result: WorkerResult,
-          cheap: Evaluation | None, promotion: Promotion | None) -> Evaluation | None:
-    """Tell the study ``trial``'s outcome from a worker's ``result``: its score, or with ``cheap``
-    (the score it was promoted on) its promoted accuracy. A trial that is to be promoted is not
-    told: its cheap evaluation is returned instead."""
-    error = result.error
-    if error is None:
-        try:
-            if cheap is None:
-                ev = result.evaluation
-                assert ev is not None
-                _check_finite(ev)
-                if promotion is not None and wants_promotion(trial, ev, promotion):
-                    return ev
-            else:
-                assert promotion is not None and result.promoted_accuracy is not None
-                ev = record_promoted(trial, cheap, result.promoted_accuracy, promotion)
-            study.tell(trial, _record(space, trial, ev))
-            return None
-        except ValueError as e:
-            error = f"{type(e).__name__}: {e}"
-    trial.set_user_attr("error", error)
-    study.tell(trial, state=TrialState.FAIL)
-    return None
+def _ask_within(study: optuna.Study, run_dir: Path, n_trials: int) -> optuna.Trial | None:
+    """A new trial, or ``None`` once the finished and running trials of every search on
+    ``run_dir`` reach ``n_trials`` (counted and asked under a lock, so the total is exact)."""
+    with _exclusive(run_dir / ASK_LOCK):
+        trials = study.get_trials(deepcopy=False)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        return study.ask() if _counted(trials) + running < n_trials else None
+
+
+def _settle(study: optuna.Study, space: ResolvedSpace, job: _Job, result: WorkerResult,
+            promotion: Promotion | None) -> Evaluation | None:
+    """The evaluation a worker's ``result`` gives ``job``'s trial (its score, or its promoted
+    accuracy), not yet told; ``None`` when the trial failed (told, with its reason)."""
+    if job.cheap is None and result.worker:
+        job.trial.set_user_attr("worker", result.worker)
+    try:
+        if result.error is not None:
+            raise _TrialFailed(result.error)
+        if job.cheap is not None:
+            assert promotion is not None and result.promoted_accuracy is not None
+            return record_promoted(job.trial, job.cheap, result.promoted_accuracy, promotion)
+        assert result.evaluation is not None
+        _check_finite(result.evaluation)
+        return result.evaluation
+    except (_TrialFailed, ValueError) as e:
+        reason = str(e) if isinstance(e, _TrialFailed) else f"{type(e).__name__}: {e}"
+        job.trial.set_user_attr("error", reason)
+        study.tell(job.trial, state=TrialState.FAIL)
+        return None
+
+
+def _tell_duplicate(study: optuna.Study, space: ResolvedSpace, trial: optuna.Trial, first: int, ev: Evaluation,
+                    fidelity: dict[str, Any]) -> None:
+    trial.set_user_attr("duplicate_of", first)
+    for name, value in fidelity.items():
+        trial.set_user_attr(name, value)
+    study.tell(trial, _record(space, trial, ev))
 
 
 def _constraints(space: ResolvedSpace, ev: Evaluation) -> dict[str, float]:
@@ -383,15 +379,3 @@ def _jsonable(value: Any) -> Any:
         return value
     except (TypeError, ValueError):
         return repr(value)  # the journal stores JSON; a repr beats losing the extra
-
-
-def random_params(space: ResolvedSpace, rng: random.Random) -> dict[str, Any]:
-    """Optuna params of a uniformly random candidate of ``space``."""
-    return {name: rng.choice(options) for name, options in param_options(space).items()}
-
-
-def calibration_candidates(space: ResolvedSpace, n_random: int = 64, seed: int = 0) -> tuple[list[Candidate], list[Candidate]]:
-    """(the uniform baselines, ``n_random`` random candidates): what calibration measures first."""
-    rng = random.Random(seed)
-    first = [candidate_from_params(space, p) for p in baseline_params(space).values()]
-    return first, [candidate_from_params(space, random_params(space, rng)) for _ in range(n_random)]

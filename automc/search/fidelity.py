@@ -15,7 +15,6 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
-from automc.accuracy import checked_accuracy
 from automc.types import Candidate, Evaluation
 
 # User attrs of a multi-fidelity trial.
@@ -64,11 +63,3 @@ def record_promoted(trial: optuna.Trial, ev: Evaluation, accuracy: float, promot
     trial.set_user_attr("fidelity", promotion.high)
     return replace(ev, accuracy=accuracy)
 
-
-def promote(trial: optuna.Trial, candidate: Candidate, ev: Evaluation, promotion: Promotion) -> Evaluation:
-    """In this process: score ``candidate`` at the higher fidelity when its cheap point would
-    join the front. Both accuracies are kept in user attrs and the best-informed one becomes the
-    objective."""
-    if not wants_promotion(trial, ev, promotion):
-        return ev
-    return record_promoted(trial, ev, checked_accuracy(promotion.score(candidate)), promotion)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optuna
 import pandas as pd
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from automc.search.pareto import OBJECTIVES, front_trials, hypervolume, reference_point
@@ -30,16 +30,17 @@ class SearchProgressBar:
         if self._on:
             self._progress.stop()
 
-    def update(self, study: optuna.Study, trial: FrozenTrial) -> None:
+    def update(self, study: optuna.Study, done: int) -> None:
+        """Redraw after a trial: ``done`` trials finished in the run (every search on it)."""
         if not self._on:
             return
         # Values only (no candidate parsing): this runs after every trial and must stay cheap.
         front = front_trials(study)
         hv = "–"
         if front:
-            done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             # Reference from all completed trials: the fp32 baseline runs first and is usually
             # the slowest and largest, so the reference (and the HV scale) stays put.
-            ref = reference_point(pd.DataFrame([t.values for t in done], columns=list(OBJECTIVES)))
+            ref = reference_point(pd.DataFrame([t.values for t in complete], columns=list(OBJECTIVES)))
             hv = f"{hypervolume(pd.DataFrame([t.values for t in front], columns=list(OBJECTIVES)), ref):.3f}"
-        self._progress.update(self._task, advance=1, front=len(front), hv=hv)
+        self._progress.update(self._task, completed=done, front=len(front), hv=hv)

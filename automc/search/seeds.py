@@ -8,16 +8,21 @@ and then enqueues greedy *combinations*: the choices that save the most latency 
 point of accuracy lost, taken while their summed single-change losses stay within a budget.
 Single changes and combinations are ordinary trials, scored by the real objective and stored in the
 study, so they resume like any other trial and sit on the front when they earn it.
+
+The uniform baselines, queued before all of them, and the candidates calibration measures first
+are here too.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 from optuna.trial import FrozenTrial
 
-from automc.search.space import ResolvedSpace, param_options
+from automc.search.space import ResolvedSpace, candidate_from_params, param_options
+from automc.types import Candidate
 
 # Summed single-change accuracy losses (fractions) a combination may spend. Losses compound, so
 # the budgets are tight; NSGA-II explores around the combinations afterwards.
@@ -120,3 +125,31 @@ def _most_aggressive(key: str, options: list[Any]) -> Any:
     if kind == "rank":
         return min(options)
     return "skip" if "skip" in options else next(c for c in options if c != "keep")
+
+
+def baseline_params(space: ResolvedSpace) -> dict[str, dict[str, Any]]:
+    """Uniform baselines as name → Optuna params: fp32, int8, prune (50%), w4a8 (4-bit weights,
+    8-bit activations) and lowrank (rank ½), duplicates dropped.
+
+    A space without 8-bit (or without 50% pruning) makes that baseline equal to fp32; it is
+    then left out rather than run twice.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, params in (("fp32", space.uniform()), ("int8", space.uniform((8, 8))),
+                         ("prune", space.uniform(prune=0.5)), ("w4a8", space.uniform((4, 8))),
+                         ("lowrank", space.uniform(rank=0.5))):
+        if params not in out.values():
+            out[name] = params
+    return out
+
+
+def random_params(space: ResolvedSpace, rng: random.Random) -> dict[str, Any]:
+    """Optuna params of a uniformly random candidate of ``space``."""
+    return {name: rng.choice(options) for name, options in param_options(space).items()}
+
+
+def calibration_candidates(space: ResolvedSpace, n_random: int = 64, seed: int = 0) -> tuple[list[Candidate], list[Candidate]]:
+    """(the uniform baselines, ``n_random`` random candidates): what calibration measures first."""
+    rng = random.Random(seed)
+    first = [candidate_from_params(space, p) for p in baseline_params(space).values()]
+    return first, [candidate_from_params(space, random_params(space, rng)) for _ in range(n_random)]

@@ -20,7 +20,7 @@ from automc.devices import Timing, device_runner, median_timing
 from automc.latency.predictors import CalibratedPredictor, RooflinePredictor
 from automc.latency.store import MeasurementStore
 from automc.profiles import load_profile
-from automc.search.driver import calibration_candidates
+from automc.search.seeds import calibration_candidates
 from automc.types import Candidate, KernelSpec, LayerChoice
 
 PW = KernelSpec(op="conv2d", batch=1, in_channels=32, out_channels=32, height=8, width=8, act="relu6")
@@ -168,7 +168,7 @@ def test_kernel_layouts_and_signedness_are_those_of_the_lowered_tasks(host_profi
     import automc.api as api
     from automc.deploy import x86
     from automc.model.zoo import load_builtin
-    from automc.search.driver import random_params
+    from automc.search.seeds import random_params
     from automc.search.space import candidate_from_params
 
     b = load_builtin(name)

@@ -138,7 +138,7 @@ def test_tiny_transformer_int8_lowering_matches_torch(host_profile):
     """The uniform int8 baseline of the default space: integer dense kernels in TVM, same outputs."""
     from automc.api import prepare
     from automc.compress import apply_candidate
-    from automc.search.driver import baseline_params
+    from automc.search.seeds import baseline_params
     from automc.search.space import candidate_from_params
 
     torch.manual_seed(0)

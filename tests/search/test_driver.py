@@ -7,7 +7,8 @@ from optuna.trial import TrialState
 
 from automc.errors import UserInputError
 from automc.search.pareto import STUDY_NAME, journal_storage, load_study, pareto_frame
-from automc.search.driver import SearchSettings, baseline_params, run_search
+from automc.search.driver import SearchSettings, run_search
+from automc.search.seeds import baseline_params
 from automc.search.samplers import SAMPLERS
 from automc.search.space import LayerOptions, ResolvedSpace
 

@@ -15,13 +15,15 @@ import pytest
 from optuna.trial import TrialState
 
 from automc.search.pareto import load_study, pareto_frame
+from collections import Counter
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 
 
-def _search(run_dir: Path, n: int, jobs: int, calls: Path, hang_at: int, address: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)])}
+def _search(run_dir: Path, n: int, jobs: int, calls: Path, hang_at: int, address: str,
+            score_s: float = 0.0) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)]), "TOY_SCORE_S": str(score_s)}
     return subprocess.Popen([sys.executable, str(HERE / "search_to_kill.py"), str(run_dir), str(n), str(jobs),
                              str(calls), str(hang_at), address], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
@@ -82,5 +84,32 @@ def kill_mid_trial_then_finish(tmp_path: Path, jobs: int, address: str = "") -> 
                  or ("baseline" in t.user_attrs and r.user_attrs.get("baseline") == t.user_attrs["baseline"])]
         assert len(retry) == 1 and retry[0].params.items() >= t.params.items()
     assert len({t.number for t in trials}) == len(trials)
+    front = json.loads((run / "pareto.json").read_text())
+    assert [r["trial"] for r in front] == list(pareto_frame(load_study(run))["trial"])
+
+
+def test_two_searches_on_one_run_dir_run_every_trial_once(tmp_path):
+    """Two shells on one run directory, the first with 2 workers: the second joins the first's
+    study, and together they reach the requested count with no trial run twice or lost."""
+    run, calls = tmp_path / "run", tmp_path / "calls"
+    first = _search(run, 24, 2, calls, hang_at=0, address="", score_s=0.3)
+    deadline = time.monotonic() + 120
+    while not calls.exists() or len(calls.read_text().splitlines()) < 3:  # the first is scoring
+        assert first.poll() is None, first.stdout.read().decode()
+        assert time.monotonic() < deadline, "the first search never started scoring"
+        time.sleep(0.05)
+    second = _search(run, 24, 1, calls, hang_at=0, address="", score_s=0.3)
+    assert second.wait(timeout=120) == 0, second.stdout.read().decode()
+    assert first.wait(timeout=120) == 0, first.stdout.read().decode()
+    trials = load_study(run).trials
+    assert len(trials) == 24 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({t.number for t in trials}) == 24
+    for attr in ("baseline", "seed"):  # queued once, by the first, and each run once
+        names = [t.user_attrs[attr] for t in trials if attr in t.user_attrs]
+        assert len(names) == len(set(names)) > 0
+    scored_by = Counter(calls.read_text().split())
+    repeats = sum("duplicate_of" in t.user_attrs for t in trials)  # scores reused, not recomputed
+    assert sum(scored_by.values()) == 24 - repeats
+    assert scored_by[str(second.pid)] > 0 and len(scored_by) == 3  # the first's two workers, the second
     front = json.loads((run / "pareto.json").read_text())
     assert [r["trial"] for r in front] == list(pareto_frame(load_study(run))["trial"])

@@ -40,10 +40,9 @@ class SearchBackend(Protocol):
         """Reach and check the resources (a UserInputError, one line, when they are unusable)."""
         ...
 
-    def pool(self, scorers: WorkerScorers,
-             rebuild: ScorerFactory | None) -> AbstractContextManager[TrialPool | None]:
-        """Workers scoring with ``scorers`` (inherited) or ``rebuild()`` (built on the worker);
-        ``None`` means score in this process, one trial at a time."""
+    def pool(self, scorers: WorkerScorers, rebuild: ScorerFactory | None) -> AbstractContextManager[TrialPool]:
+        """Workers scoring with ``scorers`` (inherited) or ``rebuild()`` (built on the worker),
+        or this process itself, one trial at a time."""
         ...
 
     def close(self) -> None:

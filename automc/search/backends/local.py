@@ -42,6 +42,20 @@ def _score_in_worker(candidate: Candidate, promote: bool) -> WorkerResult:
     return score_safely(_scorers, candidate, worker_identity(), promote)
 
 
+class _InProcess:
+    """One trial at a time in this process (``--jobs 1``): ``submit`` scores before it returns."""
+
+    slots = 1
+
+    def __init__(self, scorers: WorkerScorers) -> None:
+        self._scorers = scorers
+
+    def submit(self, candidate: Candidate, promote: bool = False) -> Future[WorkerResult]:
+        out: Future[WorkerResult] = Future()
+        out.set_result(score_safely(self._scorers, candidate, {}, promote))
+        return out
+
+
 class _ForkPool:
     """``slots`` forked processes; a worker that dies fails its trial and the pool is reopened."""
 
@@ -100,9 +114,9 @@ class LocalBackend:
         pass  # nothing to reach; --jobs was checked by make_backend
 
     @contextmanager
-    def pool(self, scorers: WorkerScorers, rebuild: ScorerFactory | None) -> Iterator[_ForkPool | None]:
+    def pool(self, scorers: WorkerScorers, rebuild: ScorerFactory | None) -> Iterator[_InProcess | _ForkPool]:
         if self.jobs == 1:
-            yield None
+            yield _InProcess(scorers)
             return
         pool = _ForkPool(scorers, self.jobs)
         try:
