@@ -34,7 +34,8 @@ def _json_default(v: Any) -> Any:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    # A reader (the CLI, a browser) never sees half a file, even if we are killed mid-write.
-    tmp = path.with_name(path.name + ".tmp")
+    # A reader (the CLI, a browser) never sees half a file, even if we are killed mid-write;
+    # two searches sharing a run directory each write their own temporary file.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)

@@ -154,3 +154,24 @@ def test_api_refuses_what_workers_cannot_do_before_anything_is_written(tmp_path,
     with pytest.raises(UserInputError, match=message):
         automc.search(torch.nn.Linear(2, 2), torch.zeros(1, 2), lambda m: 0.5, run_dir=tmp_path / "run", **options)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_cli_search_with_two_workers_promotes_on_them(quick_profile_path, tmp_path):
+    from test_ray_cluster import automc_search
+
+    from automc.api import RunScorer
+    from automc.run_dir import RunInfo
+
+    run = tmp_path / "run"
+    res = automc_search(run, quick_profile_path, 3, "--jobs", "2", "--promote", "finetune")
+    assert res.returncode == 0, res.stderr[-3000:]
+    trials = [t for t in load_study(run).trials if t.state != TrialState.WAITING]  # baselines left queued
+    assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
+    promoted = [t for t in trials if t.user_attrs["fidelity"] == "finetune"]
+    assert promoted and all("worker" in t.user_attrs for t in trials)  # scored on the workers, not the driver
+    # what a Ray actor builds from the run's record holds the promoted proxy too, and agrees
+    # (up to the float order of another thread count) with what the forked workers scored
+    scorers = RunScorer(RunInfo.read(run), str(run))()
+    first = promoted[0]
+    accuracy = scorers.promote(Candidate.from_json(first.user_attrs["candidate"]))
+    assert accuracy == pytest.approx(first.user_attrs["accuracy_promoted"], abs=0.03)
