@@ -41,7 +41,7 @@ from automc.search.pareto import load_study, pareto_frame, trials_frame
 from automc.search.driver import SearchSettings, run_search
 from automc.search.seeds import calibration_candidates
 from automc.search.worker import WorkerScorers
-from automc.search.samplers import check_sampler_name
+from automc.search.samplers import DEFAULT_SAMPLER, check_sampler_name
 from automc.search.space import ResolvedSpace, check_min_accuracy, load_space, resolve_space
 from automc.types import Candidate
 
@@ -206,7 +206,7 @@ def prepare(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[n
 def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn.Module], float], *,
            profile: str | HardwareProfile | None = None, space: str = "default", n_trials: int = 50,
            calib_batches: Sequence[torch.Tensor] | None = None, run_dir: Path | str | None = None,
-           sampler: str = "nsga2", seed: int = 0, calibration_budget_s: float = 600.0,
+           sampler: str = DEFAULT_SAMPLER, seed: int = 0, calibration_budget_s: float = 600.0,
            source: ModelSource | None = None, progress: bool = True,
            on_calibration: Callable[[int, int, object], None] | None = None, proxy: str = DEFAULT_PROXY,
            train_batches: Sequence[torch.Tensor] | None = None, min_accuracy: float | None = None,

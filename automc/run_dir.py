@@ -41,7 +41,7 @@ class RunInfo:
     proxy: str = "eval"  # runs written before proxies existed used eval
     promote: str | None = None
     min_accuracy: float | None = None
-    sampler: str = "nsga2"
+    sampler: str = "nsga2"  # the default of runs written before it was recorded
     seed: int = 0
     input_shape: tuple[int, ...] = ()
     host: str = ""

@@ -27,7 +27,7 @@ from automc.search.backends import SearchBackend, TrialPool
 from automc.search.backends.local import LocalBackend
 from automc.search.progress import SearchProgressBar
 from automc.search.results import write_results
-from automc.search.samplers import check_sampler_name, make_sampler
+from automc.search.samplers import DEFAULT_SAMPLER, check_sampler_name, make_sampler
 from automc.search.seeds import (SINGLE_ATTRS, Fp32Scores, SingleChange, baseline_params, combination_params,
                                  single_change_of, single_change_params)
 from automc.search.space import ResolvedSpace, candidate_from_params, param_options
@@ -52,7 +52,7 @@ class SearchSettings:
     :mod:`automc.search.seeds`; they take at most half of ``n_trials``)."""
 
     n_trials: int
-    sampler: str = "nsga2"
+    sampler: str = DEFAULT_SAMPLER
     seed: int = 0
     progress: bool = True
     sensitivity_seeds: bool = True

@@ -175,3 +175,17 @@ def test_an_evaluate_without_an_accuracy_fails_that_trial_and_the_search_goes_on
     assert failed and all("not an accuracy" in t.user_attrs["error"] for t in failed)
     assert any("nan" in t.user_attrs["error"] for t in failed)
     assert any(t.state == TrialState.COMPLETE for t in study.trials) and len(study.trials) == 16
+
+
+def test_every_entry_point_defaults_to_the_one_default_sampler():
+    import inspect
+
+    import automc.api
+    import automc.cli
+    from automc.search.samplers import DEFAULT_SAMPLER
+
+    assert DEFAULT_SAMPLER in SAMPLERS
+    assert SearchSettings(n_trials=1).sampler == DEFAULT_SAMPLER
+    assert inspect.signature(automc.api.search).parameters["sampler"].default == DEFAULT_SAMPLER
+    # the CLI names it literally (its imports are lazy, for a fast --help)
+    assert inspect.signature(automc.cli.search).parameters["sampler"].default.default == DEFAULT_SAMPLER
