@@ -17,13 +17,15 @@ def progress_bar(console: Console | None = None) -> Progress:
 
 def calibration_progress(progress: Progress, budget_s: float) -> Callable[[int, int, object], None]:
     """A calibration callback drawing candidate models done of all, and what is left of the
-    budget (s)."""
-    task = progress.add_task("calibrating: candidate models", total=None)
+    budget (s). The bar appears with the first model: a search that needs no calibration draws none."""
+    tasks = []
     start = time.perf_counter()
 
     def update(i: int, n: int, candidate: object) -> None:
+        if not tasks:
+            tasks.append(progress.add_task("calibrating: candidate models", total=n))
         left = max(0.0, budget_s - (time.perf_counter() - start))
-        progress.update(task, completed=i, total=n,
+        progress.update(tasks[0], completed=i, total=n,
                         description=f"calibrating: candidate models ({left / 60:.1f} min of budget left)")
 
     return update

@@ -22,6 +22,7 @@ from automc.accuracy import (
 )
 from automc.compress import apply_candidate, find_cells
 from automc.deploy.export import ExportReport, export_model
+from automc.deploy.lower import kernel_specs
 from automc.deploy.relax_lowering import lower_to_relax
 from automc.devices import device_runner
 from automc.errors import UserInputError
@@ -43,7 +44,7 @@ from automc.search.seeds import calibration_candidates
 from automc.search.worker import WorkerScorers
 from automc.search.samplers import DEFAULT_SAMPLER, check_sampler_name
 from automc.search.space import ResolvedSpace, check_min_accuracy, load_space, resolve_space
-from automc.types import Candidate
+from automc.types import Candidate, KernelSpec
 
 
 PROFILE_COPY = "profile.yaml"  # in a run directory: the profile an API caller passed as an object
@@ -68,6 +69,7 @@ class SearchContext:
     space: ResolvedSpace
     layers: LayerTable
     train_batches: tuple[torch.Tensor, ...] = ()
+    kernels: tuple[KernelSpec, ...] = ()  # the uncompressed model's fused tasks on ``profile``
 
     def proxy_inputs(self) -> ProxyInputs:
         return ProxyInputs(self.model, self.example_input, self.evaluate, self.calib_batches, self.train_batches)
@@ -168,7 +170,7 @@ class RunScorer:
         ctx = prepare(built.model, built.example_input, built.evaluate, info.profile_source, info.space_source,
                       built.calib_batches, built.train_batches, info.min_accuracy)
         store = MeasurementStore(ctx.profile)
-        predictor = predictor_for(ctx.model, ctx.example_input, ctx.profile, store)
+        predictor = predictor_for(ctx.kernels, ctx.example_input, ctx.profile, store)
         expected = info.latency_source
         if expected is not None and predictor.source != expected:
             # Mixing calibrated and roofline latencies in one front would be silently wrong.
@@ -200,7 +202,7 @@ def prepare(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[n
         resolved = replace(resolved, min_accuracy=float(min_accuracy))
     calib = tuple(calib_batches) if calib_batches else (example_input,)
     return SearchContext(model.eval(), example_input, calib, evaluate, prof, resolved, table,
-                         tuple(train_batches or ()))
+                         tuple(train_batches or ()), tuple(kernel_specs(model.eval(), example_input, prof)))
 
 
 def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn.Module], float], *,
@@ -288,14 +290,14 @@ def _search(model, example_input, evaluate, profile, space, n_trials, calib_batc
         warnings.warn(info.shipped_measurements, stacklevel=3)
     store = MeasurementStore(ctx.profile)
     # measurable(): this host, or an rpc profile's device when its tracker lists it
-    if not is_calibrated(ctx.model, example_input, ctx.profile, store) and device_runner(ctx.profile).measurable():
+    if not is_calibrated(ctx.kernels, example_input, store) and device_runner(ctx.profile).measurable():
         with contextlib.ExitStack() as stack:
             if on_calibration is None and progress:  # the CLI passes its own bar
                 bar = stack.enter_context(progress_bar())
                 on_calibration = calibration_progress(bar, calibration_budget_s)
             calibrate_model(ctx.model, example_input, *calibration_candidates(ctx.space), ctx.profile,
                             budget_s=calibration_budget_s, on_progress=on_calibration, store=store)
-    predictor = predictor_for(ctx.model, example_input, ctx.profile, store)
+    predictor = predictor_for(ctx.kernels, example_input, ctx.profile, store)
     import tvm
 
     run_dir.mkdir(parents=True, exist_ok=True)

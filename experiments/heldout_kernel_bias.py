@@ -27,6 +27,7 @@ import torch
 
 import automc.api as api
 from automc.compress import apply_candidate
+from automc.deploy.lower import kernel_specs
 from automc.latency.calibrate import measure_model, predictor_for
 from automc.latency.predictors import kernel_family, kernel_records
 from automc.latency.store import MeasurementStore
@@ -58,7 +59,8 @@ def main() -> None:
     stored = {r.key: r.latency_ms for r in kernel_records(store)}
     held_b, held = _fresh_models(args.held_out, profile, args.seed, args.per_model)
     cal_b, cal = _fresh_models(args.calibrated, profile, args.seed, args.per_model)
-    predictor = predictor_for(held_b.model, held_b.example_input, profile, store)
+    predictor = predictor_for(kernel_specs(held_b.model, held_b.example_input, profile), held_b.example_input, profile,
+                              store)
 
     measured = {args.held_out: [], args.calibrated: []}
     for i in range(args.per_model):  # interleaved: the host's phases hit both alike

@@ -290,7 +290,7 @@ def main() -> None:
               f"(the store before it: {kept})")
     # each architecture's own predictor, as a search builds it: a calibrated one prices its graph
     # from its own stored wholes, a held-out one (none stored) from all
-    predictors = {name: predictor_for(ctx.model, b.example_input, profile, store) for name, (b, ctx) in contexts.items()}
+    predictors = {name: predictor_for(ctx.kernels, b.example_input, profile, store) for name, (b, ctx) in contexts.items()}
     ms_per_mac = flops_coefficient(store)
     database = open_database(profile)
     recorded = pd.read_csv(args.measured) if args.measured else None

@@ -37,7 +37,7 @@ def time_model(name: str, profile_name: str, n: int, seed: int) -> dict:
     from automc.api import prepare
     from automc.compress import apply_candidate
     from automc.deploy.lower import kernel_specs
-    from automc.latency.calibrate import architecture_key, predictor_for
+    from automc.latency.calibrate import model_key, predictor_for
     from automc.latency.predictors import CalibratedPredictor
     from automc.model.zoo import load_builtin
     from automc.search.seeds import random_params
@@ -46,10 +46,10 @@ def time_model(name: str, profile_name: str, n: int, seed: int) -> dict:
     builtin = load_builtin(name)
     ctx = prepare(builtin.model, builtin.example_input, builtin.evaluate, profile_name, "default",
                   builtin.calib_batches)
-    predictor = predictor_for(ctx.model, ctx.example_input, ctx.profile)
+    predictor = predictor_for(ctx.kernels, ctx.example_input, ctx.profile)
     if not isinstance(predictor, CalibratedPredictor):
         raise SystemExit(f"profile {profile_name} is not calibrated here: run `automc calibrate --profile {profile_name}`")
-    architecture = architecture_key(ctx.model, ctx.example_input, ctx.profile)
+    architecture = model_key(ctx.kernels, ctx.example_input)
     rng = random.Random(seed)
     times: dict[str, list[float]] = {k: [] for k in STEPS}
     n_kernels, n_unstored = [], []

@@ -66,7 +66,7 @@ def main() -> None:
     builtin = load_builtin(args.model, verbose=True)
     ctx = prepare(builtin.model, builtin.example_input, builtin.evaluate, args.profile, "default",
                   builtin.calib_batches, builtin.train_batches)
-    predictor = predictor_for(ctx.model, ctx.example_input, ctx.profile, MeasurementStore(ctx.profile))
+    predictor = predictor_for(ctx.kernels, ctx.example_input, ctx.profile, MeasurementStore(ctx.profile))
     shape = make_scorer(ctx.model, ctx.example_input, ctx.calib_batches, make_proxy("eval", ctx.proxy_inputs()),
                         predictor, ctx.profile)
     proxies = {name: make_proxy(name, ctx.proxy_inputs()) for name in PROXIES}

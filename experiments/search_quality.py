@@ -84,6 +84,7 @@ def load_models(args) -> dict[str, tuple[object, object, bool]]:
 
     Checks the profile's shipped measurements first, as ``automc.search`` does (timing a few
     reference models once per cache; the verdict decides whether the shipped file counts)."""
+    from automc.deploy.lower import kernel_specs
     from automc.devices import device_runner
     from automc.latency.calibrate import is_calibrated
     from automc.latency.shipped import check_shipped
@@ -99,8 +100,8 @@ def load_models(args) -> dict[str, tuple[object, object, bool]]:
     for name in args.models:
         source = ModelSource(BUILTIN, name)
         built = load_model(source, verbose=True)
-        lacking = measurable and not is_calibrated(built.model.eval(), built.example_input, profile, store)
-        out[name] = (source, built, lacking)
+        kernels = kernel_specs(built.model.eval(), built.example_input, profile)
+        out[name] = (source, built, measurable and not is_calibrated(kernels, built.example_input, store))
     return out
 
 
@@ -160,7 +161,7 @@ def score_rows(rows: list[dict], references: dict, margin: float, near: float) -
     """Add hypervolume and fastest-within-1-point to every row not yet scored, against one
     reference per model (see the module docstring), set in ``references`` by the model's first
     row that has an fp32 baseline; a row whose fp32 baseline is priced otherwise is listed there."""
-    from automc.search import Reference, hypervolume, load_study, pareto_frame, trials_frame
+    from automc.search import ReferencePoint, hypervolume, load_study, pareto_frame, trials_frame
 
     for r in rows:
         if "hypervolume" in r or not r.get("fp32"):
@@ -175,7 +176,7 @@ def score_rows(rows: list[dict], references: dict, margin: float, near: float) -
         if any(abs(a - b) > 1e-9 * max(1.0, abs(b)) for a, b in
                zip(fp32, (known["fp32_accuracy"], known["fp32_latency_ms"], known["fp32_size_bytes"]))):
             known["runs_pricing_fp32_differently"].append(r["run_dir"])
-        ref = Reference(0.0, known["latency_ms"], known["size_bytes"])
+        ref = ReferencePoint(0.0, known["latency_ms"], known["size_bytes"])
         study = load_study(Path(r["run_dir"]))
         front = pareto_frame(study)
         trials = trials_frame(study)
@@ -183,7 +184,7 @@ def score_rows(rows: list[dict], references: dict, margin: float, near: float) -
         feasible = done[done["feasible"].astype(bool)]
         close = feasible[feasible["accuracy"] >= known["fp32_accuracy"] - 0.01]
         r.update(hypervolume=hypervolume(front, ref), front=len(front),
-                 hv_near=hypervolume(front, Reference(known["near_accuracy"], ref.latency_ms, ref.size_bytes)),
+                 hv_near=hypervolume(front, ReferencePoint(known["near_accuracy"], ref.latency_ms, ref.size_bytes)),
                  beyond_ref=int(((done["latency_ms"] >= ref.latency_ms) |
                                  (done["size_bytes"].astype(float) >= ref.size_bytes)).sum()),
                  fastest_1pt_ms=float(close["latency_ms"].min()) if len(close) else None)

@@ -63,16 +63,11 @@ class ModelMeasurement:
 
 def model_key(kernels: Sequence[KernelSpec], example_input: torch.Tensor) -> str:
     """A store key for a whole-model measurement: models running the same kernels in the same
-    order on the same input take the same time, whatever their weights."""
+    order on the same input take the same time, whatever their weights. The uncompressed
+    model's key names its architecture: every candidate compressed from it records it
+    (``Measurement.architecture``), and its predictor prices its graph from them."""
     text = "\n".join(k.key for k in kernels) + str(tuple(example_input.shape))
     return "model:" + hashlib.sha1(text.encode()).hexdigest()[:16]
-
-
-def architecture_key(model: nn.Module, example_input: torch.Tensor, profile: HardwareProfile) -> str:
-    """What names a model's architecture in the store: the model key of the uncompressed model
-    (its kernels on ``profile``), which every candidate compressed from it records
-    (``Measurement.architecture``) and its predictor prices its graph from."""
-    return model_key(kernel_specs(model, example_input, profile), example_input)
 
 
 def _task_of(spec: KernelSpec, call: TaskCall) -> bool:
@@ -159,8 +154,8 @@ def store_measurement(m: ModelMeasurement, example_input: torch.Tensor, profile:
                       store: MeasurementStore, retimed: set[str] | None = None,
                       architecture: str | None = None) -> int:
     """Store a model's new kernels (the median over their occurrences in it) and the whole
-    model, with the ``architecture`` it was compressed from (``architecture_key``; None for a
-    probe); returns how many kernels were new.
+    model, with the ``architecture`` it was compressed from (the uncompressed model's
+    ``model_key``; None for a probe); returns how many kernels were new.
 
     ``retimed`` is given on a retime pass (``calibrate --retime``): the keys it has stored
     already. A stored key not among them gets this timing as one more pass of its record
@@ -213,7 +208,7 @@ def calibrate_model(model: nn.Module, example_input: torch.Tensor, first: Sequen
     model and kernels are all stored is skipped, never re-measured; a killed calibration resumes.
     Given ``retimed`` (a retime pass, see ``store_measurement``), the stored ones are timed
     again too, in the same order, each record gaining one pass (the fastest of the passes counts).
-    Every whole measured or met here is recorded as ``model``'s (``architecture_key``): its
+    Every whole measured or met here is recorded as ``model``'s (its ``model_key``): its
     predictor prices the graph from them (``predictors.fit_graph_pricing``).
     """
     require_measurable(profile)
@@ -314,16 +309,17 @@ def _most_unknown(indices: list[int], pool: list, store: MeasurementStore, profi
     return max(indices, key=unknown_ms)
 
 
-def is_calibrated(model: nn.Module, example_input: torch.Tensor, profile: HardwareProfile,
-                  store: MeasurementStore) -> bool:
-    """Has the uncompressed model been measured whole with all its kernels?"""
-    return _is_stored(kernel_specs(model, example_input, profile), example_input, store)
+def is_calibrated(kernels: Sequence[KernelSpec], example_input: torch.Tensor, store: MeasurementStore) -> bool:
+    """Has the uncompressed model running ``kernels`` (``deploy.kernel_specs`` of it) been
+    measured whole with all its kernels?"""
+    return _is_stored(kernels, example_input, store)
 
 
-def predictor_for(model: nn.Module, example_input: torch.Tensor, profile: HardwareProfile,
+def predictor_for(kernels: Sequence[KernelSpec], example_input: torch.Tensor, profile: HardwareProfile,
                   store: MeasurementStore | None = None) -> LatencyPredictor:
     """The calibrated predictor when the profile has been measured, else the roofline (loudly);
-    it prices the graph from ``model``'s own stored wholes when calibration stored enough.
+    it prices the graph from the stored wholes of the uncompressed model running ``kernels``
+    (``deploy.kernel_specs`` of it) when calibration stored enough.
 
     A local profile counts only when this host runs it; an rpc profile's store holds its
     device's measurements, valid whether or not the device is reachable now.
@@ -332,6 +328,6 @@ def predictor_for(model: nn.Module, example_input: torch.Tensor, profile: Hardwa
         return RooflinePredictor(profile)
     store = store if store is not None else MeasurementStore(profile)
     try:
-        return CalibratedPredictor(store, architecture_key(model, example_input, profile))
+        return CalibratedPredictor(store, model_key(kernels, example_input))
     except ValueError:  # fewer than two kernels measured
         return RooflinePredictor(profile)

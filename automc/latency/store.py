@@ -44,8 +44,8 @@ class Measurement:
     lowering: int = 0  # deploy.lower.lowering_version of the code that was timed
     threads: int = 0  # CPU threads the code ran on (0: recorded before the count was set)
     passes: int = 1  # separate timings merged into this record (``MeasurementStore.add``)
-    # a whole model's architecture: the model key of the uncompressed model it was compressed
-    # from (``calibrate.architecture_key``); None for kernels, probes, and wholes stored before
+    # a whole model's architecture: the ``calibrate.model_key`` of the uncompressed model it was
+    # compressed from; None for kernels, probes, and wholes stored before
     architecture: str | None = None
 
     @property
@@ -219,9 +219,9 @@ class MeasurementStore:
         return rec
 
     def tag_architecture(self, key: str, architecture: str) -> None:
-        """Record that the stored whole model ``key`` was compressed from ``architecture``
-        (``calibrate.architecture_key``), its timing unchanged: wholes stored before records
-        named their architecture get it when a calibration meets them again."""
+        """Record that the stored whole model ``key`` was compressed from ``architecture`` (the
+        uncompressed model's ``calibrate.model_key``), its timing unchanged: wholes stored before
+        records named their architecture get it when a calibration meets them again."""
         old = self._records[key]
         if old.architecture != architecture:
             self._append(replace(old, architecture=architecture))

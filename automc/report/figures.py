@@ -6,6 +6,8 @@ model.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import optuna
 import pandas as pd
@@ -59,6 +61,8 @@ def hypervolume_figure(study: optuna.Study) -> go.Figure:
     if not done:
         return go.Figure().update_layout(title=dict(text="Hypervolume history: no completed trial yet"))
     reference = [0.0] + [_REFERENCE_MARGIN * max(t.values[i] for t in done) for i in (1, 2)]
-    fig = optuna.visualization.plot_hypervolume_history(study, reference_point=reference)
+    with warnings.catch_warnings():  # experimental in Optuna, and chosen knowingly: not the user's concern
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        fig = optuna.visualization.plot_hypervolume_history(study, reference_point=reference)
     fig.update_layout(title=dict(text="Hypervolume history (accuracy ↑, latency ↓, size ↓)"), template="plotly_white")
     return fig

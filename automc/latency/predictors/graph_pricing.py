@@ -74,7 +74,7 @@ def fit_graph_pricing(store: MeasurementStore, architecture: str | None = None) 
     their tasks timed: with the output bytes 71% of the wholes within ±5%, 64% without; 93%
     within ±10% either way.)
 
-    Given an ``architecture`` (``calibrate.architecture_key``) with at least
+    Given an ``architecture`` (the uncompressed model's ``calibrate.model_key``) with at least
     ``MIN_OWN_WHOLES`` wholes stored, only those are fitted: what a model adds beyond its
     tasks is its own. Fitted apart on the shipped x86-vnni store, MobileNetV2's 69 wholes
     want 14 µs a model, 2.6 µs a layer and 15 µs a MB read, the demo's 29 wholes 13 µs,
