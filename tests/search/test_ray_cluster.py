@@ -81,6 +81,14 @@ def test_toy_trials_run_on_both_nodes_once_each(two_nodes, space, tmp_path):
     assert len(again.trials) == 14 and "worker" not in again.trials[-1].user_attrs  # resumed in-process
 
 
+def test_a_12_trial_search_on_a_one_node_cluster(one_node, space, tmp_path):
+    study = _on_ray(space, tmp_path, 12, one_node.address, toy_scorer)
+    assert len(study.trials) == 12 and all(t.state == TrialState.COMPLETE for t in study.trials)
+    workers = _workers(tmp_path)
+    assert len(workers) + _repeats(tmp_path) == 12 and len({w["node"] for w in workers}) == 1
+    assert len({w["pid"] for w in workers}) == 2 and os.getpid() not in {w["pid"] for w in workers}  # 2 actors
+
+
 def test_address_auto_joins_the_cluster_ray_address_names(two_nodes, space, tmp_path, monkeypatch):
     # `--address auto` is Ray's own lookup: RAY_ADDRESS, else the cluster `ray start` left here
     monkeypatch.setenv("RAY_ADDRESS", two_nodes.address)
