@@ -167,15 +167,11 @@ def automc_candidate(builtin, candidate) -> nn.Module:
 def tvm_compiled(model: nn.Module, x: torch.Tensor, profile, trials: int | None, database=None):
     """Lower with automc, tune missing tasks at ``trials`` per task (None: untuned, with the
     given database), compile. Returns (executable, seconds spent tuning and compiling)."""
-    from automc.deploy.build import compile_module, open_database, tune
-    from automc.deploy.relax_lowering import lower_to_relax
+    from automc.deploy.compile import compile_candidate
 
     start = time.perf_counter()
-    mod = lower_to_relax(model, x, profile)
-    db = database if database is not None else open_database(profile)
-    if trials:
-        tune(mod, profile, trials_per_task=trials, database=db)
-    return compile_module(mod, profile, db), time.perf_counter() - start
+    compiled = compile_candidate(model, None, x, profile, database=database, trials_per_task=trials or 0)
+    return compiled.executable, time.perf_counter() - start
 
 
 def empty_database(tmp: Path):

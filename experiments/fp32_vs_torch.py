@@ -50,11 +50,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
 
-    from automc.deploy.build import import_meta_schedule
-    from automc.deploy.build import compile_module, open_database
+    from automc.deploy.build import import_meta_schedule, open_database
+    from automc.deploy.compile import compile_candidate
     from automc.latency.calibrate import measure_model, require_measurable
     from automc.latency.measure import time_executable
-    from automc.deploy.relax_lowering import lower_to_relax
     from automc.model.zoo import load_builtin
     from automc.profiles import load_profile
 
@@ -72,7 +71,7 @@ def main() -> None:
     ms = import_meta_schedule()
     with tempfile.TemporaryDirectory() as tmp:
         empty = ms.database.JSONDatabase(str(Path(tmp) / "w.json"), str(Path(tmp) / "r.json"), allow_missing=True)
-        untuned = compile_module(lower_to_relax(model, x, profile), profile, empty)
+        untuned = compile_candidate(model, None, x, profile, database=empty, trials_per_task=0).executable
         rows["TVM fp32, empty database (packed kernels where the profile has them, else default schedules)"] = time_executable(untuned, [x.numpy()], profile).median_ms
     measured = measure_model(model, x, profile, open_database(profile))
     rows[f"TVM fp32, profile database ({profile.tuning.trials_per_kernel} trials/task)"] = measured.whole.median_ms

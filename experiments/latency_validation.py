@@ -57,8 +57,8 @@ from scipy.stats import kendalltau, spearmanr
 
 import automc.api as api
 from automc.compress import apply_candidate
-from automc.deploy.build import compile_module, open_database, tune
-from automc.deploy.relax_lowering import lower_to_relax
+from automc.deploy.build import open_database
+from automc.deploy.compile import compile_candidate
 from automc.deploy.lower import kernel_specs
 from automc.latency.calibrate import calibrate_model, calibrate_probes, model_key, predictor_for
 from automc.latency.measure import time_executable
@@ -202,8 +202,8 @@ def reference_rows(calibrated: list[str], contexts: dict, profile, store: Measur
                     continue
                 row.update(measured_ms=float(hit.iloc[0].measured_ms))
             else:
-                mod = lower_to_relax(m, b.example_input, profile)
-                compiled.append((first_index + len(refs), compile_module(mod, profile, database), b.example_input.numpy()))
+                executable = compile_candidate(m, None, b.example_input, profile, database=database).executable
+                compiled.append((first_index + len(refs), executable, b.example_input.numpy()))
             refs.append(row)
     return refs
 
@@ -316,9 +316,8 @@ def main() -> None:
                 timed = ("measured_ms", "spread", "even_rounds_ms", "odd_rounds_ms", "unsettled_ms")
                 row.update({k: float(hit[k]) for k in timed if k in hit})
             else:
-                mod = lower_to_relax(m, b.example_input, profile)
-                tune(mod, profile, database=database)
-                compiled.append((len(rows), compile_module(mod, profile, database), b.example_input.numpy()))
+                executable = compile_candidate(m, None, b.example_input, profile, database=database).executable
+                compiled.append((len(rows), executable, b.example_input.numpy()))
             rows.append(row)
     refs = reference_rows(calibrated, contexts, profile, store, database, recorded, compiled, len(rows))
     window = {}

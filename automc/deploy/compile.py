@@ -45,15 +45,17 @@ class CompiledCandidate:
 
 def compile_candidate(model: nn.Module, candidate: Candidate | None, example_input: torch.Tensor,
                       profile: HardwareProfile, calib_batches: Sequence[torch.Tensor] | None = None,
-                      database=None, tuned: bool = True) -> CompiledCandidate:
+                      database=None, tuned: bool = True, trials_per_task: int | None = None) -> CompiledCandidate:
     """Compress ``model`` by ``candidate``, lower it to Relax, tune and compile it for ``profile``.
 
     ``candidate`` None compiles ``model`` as it is (already compressed, e.g. then recovered, or
     the uncompressed baseline). ``calib_batches`` calibrate activation ranges (default: the
     example input alone, enough where only shapes matter, as for timing). ``database`` is the
     profile's MetaSchedule database (opened when not given); the tasks it lacks are tuned
-    first. ``tuned`` False compiles with TVM's own default schedules, no database: for a target
-    this host cannot time, where tuning has nothing to measure on.
+    first, at ``trials_per_task`` MetaSchedule trials each (default: the profile's budget; 0
+    tunes nothing and compiles with what the database holds). ``tuned`` False compiles with TVM's
+    own default schedules, no database: for a target this host cannot time, where tuning has
+    nothing to measure on.
 
     >>> compiled = compile_candidate(demo.model, candidate, demo.example_input, load_profile("x86-avx2"))  # doctest: +SKIP
     >>> len(compiled.kernels), compiled.executable  # doctest: +SKIP
@@ -69,5 +71,5 @@ def compile_candidate(model: nn.Module, candidate: Candidate | None, example_inp
 
         return CompiledCandidate(compressed, example_input, profile, mod, tvm.compile(mod, tvm_target(profile)))
     database = database if database is not None else open_database(profile)
-    tune(mod, profile, database=database)
+    tune(mod, profile, trials_per_task=trials_per_task, database=database)
     return CompiledCandidate(compressed, example_input, profile, mod, compile_module(mod, profile, database))
