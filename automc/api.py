@@ -18,7 +18,7 @@ from torch import nn
 
 from automc._progress import calibration_progress, progress_bar
 from automc.accuracy import (
-    DEFAULT_PROXY, ProxyInputs, RecoveryBudget, check_proxy_name, make_proxy, recalibrate_bn, recover,
+    DEFAULT_PROXY, AccuracyProxy, ProxyInputs, RecoveryBudget, check_proxy_name, make_proxy, recalibrate_bn, recover,
 )
 from automc.compress import apply_candidate, find_cells
 from automc.deploy.export import ExportReport, export_model
@@ -27,6 +27,7 @@ from automc.deploy.relax_lowering import lower_to_relax
 from automc.devices import device_runner
 from automc.errors import UserInputError
 from automc.latency.calibrate import calibrate_model, is_calibrated, predictor_for
+from automc.latency.predictors import LatencyPredictor
 from automc.latency.shipped import check_shipped, describe as describe_shipped
 from automc.latency.store import MeasurementStore
 from automc._host import host_description
@@ -68,11 +69,20 @@ class SearchContext:
     profile: HardwareProfile
     space: ResolvedSpace
     layers: LayerTable
+    kernels: tuple[KernelSpec, ...]  # the uncompressed model's fused tasks on ``profile``
     train_batches: tuple[torch.Tensor, ...] = ()
-    kernels: tuple[KernelSpec, ...] = ()  # the uncompressed model's fused tasks on ``profile``
 
     def proxy_inputs(self) -> ProxyInputs:
         return ProxyInputs(self.model, self.example_input, self.evaluate, self.calib_batches, self.train_batches)
+
+    def scorers(self, proxy: AccuracyProxy, promoted: AccuracyProxy | None,
+                predictor: LatencyPredictor) -> WorkerScorers:
+        """A search's scorers for this model: every trial by ``proxy`` and ``predictor``, the
+        promoted ones (multi-fidelity) by ``promoted``."""
+        score = make_scorer(self.model, self.example_input, self.calib_batches, proxy, predictor, self.profile)
+        promote = None if promoted is None else make_promoted_scorer(self.model, self.example_input,
+                                                                     self.calib_batches, promoted)
+        return WorkerScorers(score, promote)
 
 
 @dataclass(frozen=True)
@@ -178,13 +188,8 @@ class RunScorer:
                                f"'{expected}': its measurement store {store.path} lacks the profile "
                                f"'{ctx.profile.name}' measurements; copy the driver's store there (same "
                                "AUTOMC_CACHE layout) or run `automc calibrate` on the driver first")
-        proxy = make_proxy(info.proxy, ctx.proxy_inputs())
-        promoted = None
-        if info.promote is not None:
-            promoted = make_promoted_scorer(ctx.model, ctx.example_input, ctx.calib_batches,
-                                            make_proxy(info.promote, ctx.proxy_inputs()))
-        return WorkerScorers(make_scorer(ctx.model, ctx.example_input, ctx.calib_batches, proxy, predictor,
-                                         ctx.profile), promoted)
+        promoted = make_proxy(info.promote, ctx.proxy_inputs()) if info.promote is not None else None
+        return ctx.scorers(make_proxy(info.proxy, ctx.proxy_inputs()), promoted, predictor)
 
 
 def prepare(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn.Module], float],
@@ -202,7 +207,7 @@ def prepare(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[n
         resolved = replace(resolved, min_accuracy=float(min_accuracy))
     calib = tuple(calib_batches) if calib_batches else (example_input,)
     return SearchContext(model.eval(), example_input, calib, evaluate, prof, resolved, table,
-                         tuple(train_batches or ()), tuple(kernel_specs(model.eval(), example_input, prof)))
+                         tuple(kernel_specs(model.eval(), example_input, prof)), tuple(train_batches or ()))
 
 
 def search(model: nn.Module, example_input: torch.Tensor, evaluate: Callable[[nn.Module], float], *,
@@ -306,13 +311,10 @@ def _search(model, example_input, evaluate, profile, space, n_trials, calib_batc
     if isinstance(profile, HardwareProfile):  # a profile object: its YAML kept, so the run reopens
         (run_dir / PROFILE_COPY).write_text(yaml.safe_dump(profile.model_dump(mode="json"), sort_keys=False))
     info.write(run_dir)
-    scorer = make_scorer(ctx.model, example_input, ctx.calib_batches, accuracy_proxy, predictor, ctx.profile)
-    promotion = None
-    if promoted is not None:
-        promotion = Promotion(make_promoted_scorer(ctx.model, example_input, ctx.calib_batches, promoted),
-                              low=proxy, high=str(promote))
+    scorers = ctx.scorers(accuracy_proxy, promoted, predictor)
+    promotion = None if scorers.promote is None else Promotion(scorers.promote, low=proxy, high=str(promote))
     rebuild = RunScorer(info, str(run_dir.resolve())) if source.kind != MEMORY else None
-    study = run_search(ctx.space, scorer, run_dir, SearchSettings(n_trials=n_trials, sampler=sampler, seed=seed,
+    study = run_search(ctx.space, scorers.score, run_dir, SearchSettings(n_trials=n_trials, sampler=sampler, seed=seed,
                                                                   progress=progress), promotion, backend, rebuild)
     result = SearchResult(run_dir, study, lambda: ctx)
     result.write_figures()

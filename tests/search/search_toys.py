@@ -5,6 +5,9 @@ Compression lowers latency and size, and costs accuracy.
 
 from __future__ import annotations
 
+from optuna.trial import TrialState
+
+from automc.search.fidelity import cheap_point
 from automc.search.space import LayerOptions, ResolvedSpace
 from automc.search.worker import WorkerScorers
 from automc.types import Candidate, Evaluation
@@ -43,6 +46,24 @@ def recovered(candidate: Candidate) -> float:
     """A stand-in for a short recovery: it wins back most of what pruning and low rank cost."""
     lost = sum(0.06 * c.prune + 0.05 * (1 - c.rank) for c in map(candidate.choice, LAYERS))
     return toy_score(candidate).accuracy + 0.8 * lost
+
+
+def check_promotions(trials: list, n: int) -> None:
+    """Every trial of ``n`` completed with its cheap accuracy kept; the promoted ones (some, not
+    all) score ``recovered``, and a trial left unpromoted is dominated by another's cheap point."""
+    assert len(trials) == n and all(t.state == TrialState.COMPLETE for t in trials)
+    promoted = [t for t in trials if t.user_attrs["fidelity"] == "finetune"]
+    assert promoted and len(promoted) < n
+    for t in trials:
+        cand = Candidate.from_json(t.user_attrs["candidate"])
+        assert t.user_attrs["accuracy_proxy"] == toy_score(cand).accuracy
+        if t in promoted:
+            assert t.values[0] == t.user_attrs["accuracy_promoted"] == recovered(cand)
+        else:
+            assert t.user_attrs["fidelity"] == "eval" and "accuracy_promoted" not in t.user_attrs
+            a, lat, size = cheap_point(t)
+            assert any(p[0] >= a and p[1] <= lat and p[2] <= size and p != (a, lat, size)
+                       for p in map(cheap_point, trials))
 
 
 # Scorer factories (picklable by reference) for workers that build their own scorer, as Ray actors do.

@@ -11,12 +11,12 @@ from optuna.trial import TrialState
 
 from automc.errors import UserInputError
 from automc.search.backends import BACKENDS, make_backend
-from automc.search.fidelity import Promotion, cheap_point
+from automc.search.fidelity import Promotion
 from automc.search.pareto import load_study
 from automc.search.driver import SearchSettings, run_search
 from automc.types import Candidate
 
-from search_toys import recovered, toy_score
+from search_toys import check_promotions, recovered, toy_score
 
 
 def quiet(n: int, sampler: str = "nsga2") -> SearchSettings:
@@ -45,24 +45,6 @@ def test_a_parallel_search_resumes_in_process_and_back(space, tmp_path):
     study = run_search(space, toy_score, tmp_path, quiet(16), backend=make_backend("local", jobs=2))
     assert len(study.trials) == 16 and all(t.state == TrialState.COMPLETE for t in study.trials)
     assert sum(t.user_attrs.get("baseline") == "fp32" for t in study.trials) == 1
-
-
-def check_promotions(trials: list, n: int) -> None:
-    """Every trial of ``n`` completed with its cheap accuracy kept; the promoted ones (some, not
-    all) score ``recovered``, and a trial left unpromoted is dominated by another's cheap point."""
-    assert len(trials) == n and all(t.state == TrialState.COMPLETE for t in trials)
-    promoted = [t for t in trials if t.user_attrs["fidelity"] == "finetune"]
-    assert promoted and len(promoted) < n
-    for t in trials:
-        cand = Candidate.from_json(t.user_attrs["candidate"])
-        assert t.user_attrs["accuracy_proxy"] == toy_score(cand).accuracy
-        if t in promoted:
-            assert t.values[0] == t.user_attrs["accuracy_promoted"] == recovered(cand)
-        else:
-            assert t.user_attrs["fidelity"] == "eval" and "accuracy_promoted" not in t.user_attrs
-            a, lat, size = cheap_point(t)
-            assert any(p[0] >= a and p[1] <= lat and p[2] <= size and p != (a, lat, size)
-                       for p in map(cheap_point, trials))
 
 
 def test_promotions_run_on_the_workers_and_keep_both_fidelities(space, tmp_path):

@@ -90,26 +90,27 @@ def kill_mid_trial_then_finish(tmp_path: Path, jobs: int, address: str = "") -> 
 
 def test_two_searches_on_one_run_dir_run_every_trial_once(tmp_path):
     """Two shells on one run directory, the first with 2 workers: the second joins the first's
-    study, and together they reach the requested count with no trial run twice or lost."""
+    study, and together they reach the requested count with no trial run twice or lost. (Alone,
+    the first would take ~7 s of scoring: the second, started ~2 s in, has trials left to run.)"""
     run, calls = tmp_path / "run", tmp_path / "calls"
-    first = _search(run, 24, 2, calls, hang_at=0, address="", score_s=0.3)
+    first = _search(run, 30, 2, calls, hang_at=0, address="", score_s=0.5)
     deadline = time.monotonic() + 120
     while not calls.exists() or len(calls.read_text().splitlines()) < 3:  # the first is scoring
         assert first.poll() is None, first.stdout.read().decode()
         assert time.monotonic() < deadline, "the first search never started scoring"
         time.sleep(0.05)
-    second = _search(run, 24, 1, calls, hang_at=0, address="", score_s=0.3)
+    second = _search(run, 30, 1, calls, hang_at=0, address="", score_s=0.5)
     assert second.wait(timeout=120) == 0, second.stdout.read().decode()
     assert first.wait(timeout=120) == 0, first.stdout.read().decode()
     trials = load_study(run).trials
-    assert len(trials) == 24 and all(t.state == TrialState.COMPLETE for t in trials)
-    assert len({t.number for t in trials}) == 24
+    assert len(trials) == 30 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({t.number for t in trials}) == 30
     for attr in ("baseline", "seed"):  # queued once, by the first, and each run once
         names = [t.user_attrs[attr] for t in trials if attr in t.user_attrs]
         assert len(names) == len(set(names)) > 0
     scored_by = Counter(calls.read_text().split())
     repeats = sum("duplicate_of" in t.user_attrs for t in trials)  # scores reused, not recomputed
-    assert sum(scored_by.values()) == 24 - repeats
+    assert sum(scored_by.values()) == 30 - repeats
     assert scored_by[str(second.pid)] > 0 and len(scored_by) == 3  # the first's two workers, the second
     front = json.loads((run / "pareto.json").read_text())
     assert [r["trial"] for r in front] == list(pareto_frame(load_study(run))["trial"])

@@ -21,7 +21,8 @@ from automc.search.driver import SearchSettings, run_search
 from automc.types import Candidate
 
 from ray_nodes import NO_TOKEN, RayNodes, free_port
-from search_toys import deadly_scorer, flaky_scorer, promoting_scorer, recovered, toy_score, toy_scorer
+from search_toys import (check_promotions, deadly_scorer, flaky_scorer, promoting_scorer, recovered, toy_score,
+                         toy_scorer)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -98,8 +99,6 @@ def test_address_auto_joins_the_cluster_ray_address_names(two_nodes, space, tmp_
 
 
 def test_promotions_run_on_the_actors(two_nodes, space, tmp_path):
-    from test_backends import check_promotions
-
     def not_here(candidate) -> float:
         raise AssertionError("promoted in the driver, not on an actor")
 
