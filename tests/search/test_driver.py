@@ -189,3 +189,15 @@ def test_every_entry_point_defaults_to_the_one_default_sampler():
     assert inspect.signature(automc.api.search).parameters["sampler"].default == DEFAULT_SAMPLER
     # the CLI names it literally (its imports are lazy, for a fast --help)
     assert inspect.signature(automc.cli.search).parameters["sampler"].default.default == DEFAULT_SAMPLER
+
+
+def test_the_api_and_the_cli_default_to_the_one_default_proxy():
+    import inspect
+
+    import automc.api
+    import automc.cli
+    from automc.accuracy import DEFAULT_PROXY, PROXIES
+
+    assert DEFAULT_PROXY in PROXIES
+    assert inspect.signature(automc.api.search).parameters["proxy"].default == DEFAULT_PROXY
+    assert inspect.signature(automc.cli.search).parameters["proxy"].default.default == DEFAULT_PROXY
